@@ -1,0 +1,49 @@
+// Shapes and modes of one MC mixer layer, shared by every kernel and by the
+// model config. Framework-free: plain C++ usable from host and device code.
+#ifndef MCSERVE_SERVER_KERNELS_MC_PARAMS_H_
+#define MCSERVE_SERVER_KERNELS_MC_PARAMS_H_
+
+#include <cstdint>
+
+namespace mcserve::kernels {
+
+// How the online memory S (d x d per head) absorbs a token (mc-model.md §4).
+enum class MemoryRule : int32_t { kHebbian = 0, kDelta = 1 };
+// How cached checkpoints are mixed into the read (mc-model.md §5).
+enum class Aggregation : int32_t {
+  kNone = 0,
+  kResidual = 1,
+  kMean = 2,
+  kGrm = 3,
+  kSoup = 4,
+  kSsc = 5,
+};
+// What happens to S when a segment closes.
+enum class Boundary : int32_t { kContinue = 0, kReset = 1 };
+// Storage type of checkpoint states. Online state and summaries are float32.
+enum class CkptDtype : int32_t { kFloat32 = 0, kBFloat16 = 1 };
+
+struct McLayerParams {
+  int32_t n_heads = 0;
+  int32_t head_dim = 0;
+  MemoryRule rule = MemoryRule::kHebbian;
+  bool scalar_decay = false;
+  Aggregation aggregation = Aggregation::kNone;
+  Boundary boundary = Boundary::kContinue;
+  int32_t segment_length = 1;
+  int32_t top_k = 0;  // ssc only
+  float gate_scale = 1.0f;
+  CkptDtype ckpt_dtype = CkptDtype::kFloat32;
+};
+
+// True when the aggregation keeps a cache of checkpoints at all.
+inline bool KeepsCheckpoints(Aggregation a) { return a != Aggregation::kNone; }
+
+// True when the token at 0-based `position` closes its segment.
+inline bool ClosesSegment(int64_t position, int32_t segment_length) {
+  return (position + 1) % segment_length == 0;
+}
+
+}  // namespace mcserve::kernels
+
+#endif  // MCSERVE_SERVER_KERNELS_MC_PARAMS_H_

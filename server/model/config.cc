@@ -1,0 +1,306 @@
+#include "server/model/config.h"
+
+#include <fstream>
+#include <optional>
+#include <sstream>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "server/util/status_macros.h"
+
+namespace mcserve::model {
+namespace {
+
+using Json = nlohmann::json;
+
+absl::Status FieldError(absl::string_view field, absl::string_view what) {
+  return absl::InvalidArgumentError(
+      absl::StrCat("config.json: field '", field, "' ", what));
+}
+
+// Reads fields of one JSON object and reports keys nobody asked for.
+class ObjectReader {
+ public:
+  ObjectReader(const Json& obj, std::string prefix)
+      : obj_(obj), prefix_(std::move(prefix)) {}
+
+  std::string Path(absl::string_view key) const { return absl::StrCat(prefix_, key); }
+
+  const Json* Find(absl::string_view key) {
+    seen_.emplace_back(key);
+    auto it = obj_.find(std::string(key));
+    return it == obj_.end() ? nullptr : &*it;
+  }
+
+  absl::StatusOr<int64_t> Int(absl::string_view key, std::optional<int64_t> dflt,
+                              int64_t min_value) {
+    const Json* v = Find(key);
+    if (v == nullptr) {
+      if (dflt) return *dflt;
+      return FieldError(Path(key), "is required");
+    }
+    if (!v->is_number_integer()) return FieldError(Path(key), "must be an integer");
+    const int64_t x = v->get<int64_t>();
+    if (x < min_value || x > (int64_t{1} << 30)) {
+      return FieldError(Path(key), absl::StrCat("must be in [", min_value,
+                                                ", 2^30], got ", x));
+    }
+    return x;
+  }
+
+  absl::StatusOr<double> Number(absl::string_view key, std::optional<double> dflt) {
+    const Json* v = Find(key);
+    if (v == nullptr) {
+      if (dflt) return *dflt;
+      return FieldError(Path(key), "is required");
+    }
+    if (!v->is_number()) return FieldError(Path(key), "must be a number");
+    return v->get<double>();
+  }
+
+  absl::StatusOr<bool> Bool(absl::string_view key) {
+    const Json* v = Find(key);
+    if (v == nullptr) return FieldError(Path(key), "is required");
+    if (!v->is_boolean()) return FieldError(Path(key), "must be true or false");
+    return v->get<bool>();
+  }
+
+  absl::StatusOr<std::string> Enum(absl::string_view key,
+                                   const std::vector<std::string>& allowed,
+                                   std::optional<std::string> dflt = std::nullopt) {
+    const Json* v = Find(key);
+    if (v == nullptr) {
+      if (dflt) return *dflt;
+      return FieldError(Path(key), "is required");
+    }
+    if (!v->is_string()) return FieldError(Path(key), "must be a string");
+    std::string s = v->get<std::string>();
+    for (const auto& a : allowed) {
+      if (s == a) return s;
+    }
+    return FieldError(Path(key), absl::StrCat("has unknown value '", s, "' (expected one of: ",
+                                              absl::StrJoin(allowed, ", "), ")"));
+  }
+
+  absl::StatusOr<const Json*> Object(absl::string_view key) {
+    const Json* v = Find(key);
+    if (v == nullptr) return FieldError(Path(key), "is required");
+    if (!v->is_object()) return FieldError(Path(key), "must be an object");
+    return v;
+  }
+
+  absl::Status NoUnknownKeys() const {
+    for (const auto& [key, value] : obj_.items()) {
+      bool known = false;
+      for (const auto& s : seen_) known = known || s == key;
+      if (!known) return FieldError(Path(key), "is not a known config field");
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  const Json& obj_;
+  std::string prefix_;
+  std::vector<std::string> seen_;
+};
+
+template <typename E>
+E FromName(absl::string_view name, std::initializer_list<E> all,
+           absl::string_view (*to_name)(E)) {
+  for (E e : all) {
+    if (to_name(e) == name) return e;
+  }
+  return *all.begin();
+}
+
+absl::Status ParseMemory(const Json& obj, ModelConfig& c) {
+  ObjectReader r(obj, "memory.");
+  if (const Json* kind = r.Find("kind"); kind != nullptr) {
+    if (!kind->is_string()) return FieldError("memory.kind", "must be a string");
+    const std::string k = kind->get<std::string>();
+    if (k == "mlp") {
+      return FieldError("memory.kind", "'mlp' (deep memory) is reserved and not supported yet");
+    }
+    if (k != "matrix") {
+      return FieldError("memory.kind", absl::StrCat("has unknown value '", k,
+                                                    "' (expected: matrix)"));
+    }
+  }
+  ASSIGN_OR_RETURN(std::string rule, r.Enum("rule", {"hebbian", "delta"}));
+  ASSIGN_OR_RETURN(std::string decay, r.Enum("decay", {"none", "scalar"}));
+  c.rule = rule == "delta" ? MemoryRule::kDelta : MemoryRule::kHebbian;
+  c.scalar_decay = decay == "scalar";
+  return r.NoUnknownKeys();
+}
+
+absl::Status ParseMc(const Json& obj, ModelConfig& c) {
+  ObjectReader r(obj, "mc.");
+  ASSIGN_OR_RETURN(std::string agg,
+                   r.Enum("aggregation", {"none", "residual", "mean", "grm", "soup", "ssc"}));
+  c.aggregation = FromName(agg,
+                           {Aggregation::kNone, Aggregation::kResidual, Aggregation::kMean,
+                            Aggregation::kGrm, Aggregation::kSoup, Aggregation::kSsc},
+                           &AggregationName);
+  ASSIGN_OR_RETURN(c.segment_length, r.Int("segment_length", std::nullopt, 1));
+  if (c.aggregation == Aggregation::kSsc) {
+    ASSIGN_OR_RETURN(c.top_k, r.Int("top_k", std::nullopt, 1));
+  } else {
+    ASSIGN_OR_RETURN(int64_t k, r.Int("top_k", int64_t{0}, 0));
+    (void)k;  // meaningful for ssc only
+    c.top_k = 0;
+  }
+  ASSIGN_OR_RETURN(std::string boundary, r.Enum("boundary", {"continue", "reset"}));
+  c.boundary = boundary == "reset" ? Boundary::kReset : Boundary::kContinue;
+  ASSIGN_OR_RETURN(double gs, r.Number("gate_scale", 1.0));
+  c.gate_scale = static_cast<float>(gs);
+  return r.NoUnknownKeys();
+}
+
+absl::Status ParseTokenizer(const Json& obj, ModelConfig& c) {
+  ObjectReader r(obj, "tokenizer.");
+  ASSIGN_OR_RETURN(std::string type, r.Enum("type", {"byte"}));
+  (void)type;
+  ASSIGN_OR_RETURN(c.bos_id, r.Int("bos_id", std::nullopt, 0));
+  ASSIGN_OR_RETURN(c.eos_id, r.Int("eos_id", std::nullopt, 0));
+  return r.NoUnknownKeys();
+}
+
+absl::Status ParseTop(const Json& j, ModelConfig& c) {
+  ObjectReader r(j, "");
+  ASSIGN_OR_RETURN(c.model_type, r.Enum("model_type", {"mc-lm"}));
+  ASSIGN_OR_RETURN(c.vocab_size, r.Int("vocab_size", std::nullopt, 258));
+  ASSIGN_OR_RETURN(c.d_model, r.Int("d_model", std::nullopt, 1));
+  ASSIGN_OR_RETURN(c.n_layers, r.Int("n_layers", std::nullopt, 1));
+  ASSIGN_OR_RETURN(c.n_heads, r.Int("n_heads", std::nullopt, 1));
+  ASSIGN_OR_RETURN(c.head_dim, r.Int("head_dim", std::nullopt, 1));
+  ASSIGN_OR_RETURN(c.d_ff, r.Int("d_ff", std::nullopt, 1));
+  ASSIGN_OR_RETURN(double eps, r.Number("rms_eps", 1e-6));
+  if (!(eps > 0.0)) return FieldError("rms_eps", "must be > 0");
+  c.rms_eps = static_cast<float>(eps);
+  ASSIGN_OR_RETURN(c.tie_embeddings, r.Bool("tie_embeddings"));
+  ASSIGN_OR_RETURN(const Json* memory, r.Object("memory"));
+  RETURN_IF_ERROR(ParseMemory(*memory, c));
+  ASSIGN_OR_RETURN(const Json* mc, r.Object("mc"));
+  RETURN_IF_ERROR(ParseMc(*mc, c));
+  ASSIGN_OR_RETURN(const Json* tok, r.Object("tokenizer"));
+  RETURN_IF_ERROR(ParseTokenizer(*tok, c));
+  return r.NoUnknownKeys();
+}
+
+}  // namespace
+
+absl::StatusOr<ModelConfig> ModelConfig::FromJson(absl::string_view text) {
+  Json j = Json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) {
+    return absl::InvalidArgumentError("config.json: not valid JSON");
+  }
+  if (!j.is_object()) return absl::InvalidArgumentError("config.json: must be a JSON object");
+  ModelConfig c;
+  RETURN_IF_ERROR(ParseTop(j, c));
+  RETURN_IF_ERROR(c.Validate());
+  return c;
+}
+
+absl::StatusOr<ModelConfig> ModelConfig::Load(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  absl::StatusOr<ModelConfig> c = FromJson(ss.str());
+  if (!c.ok()) {
+    return absl::Status(c.status().code(), absl::StrCat(path, ": ", c.status().message()));
+  }
+  return c;
+}
+
+absl::Status ModelConfig::Validate() const {
+  if (vocab_size < 258) return FieldError("vocab_size", "must be >= 258 for the byte tokenizer");
+  if (segment_length < 1) return FieldError("mc.segment_length", "must be >= 1");
+  if (aggregation == Aggregation::kSsc && top_k < 1) return FieldError("mc.top_k", "must be >= 1");
+  if (bos_id < 256 || bos_id >= vocab_size) {
+    return FieldError("tokenizer.bos_id", "must be in [256, vocab_size)");
+  }
+  if (eos_id < 256 || eos_id >= vocab_size) {
+    return FieldError("tokenizer.eos_id", "must be in [256, vocab_size)");
+  }
+  if (bos_id == eos_id) return FieldError("tokenizer.eos_id", "must differ from bos_id");
+  return absl::OkStatus();
+}
+
+std::string ModelConfig::ToJson() const {
+  Json j;
+  j["model_type"] = model_type;
+  j["vocab_size"] = vocab_size;
+  j["d_model"] = d_model;
+  j["n_layers"] = n_layers;
+  j["n_heads"] = n_heads;
+  j["head_dim"] = head_dim;
+  j["d_ff"] = d_ff;
+  j["rms_eps"] = rms_eps;
+  j["tie_embeddings"] = tie_embeddings;
+  j["memory"] = {{"rule", RuleName(rule)}, {"decay", scalar_decay ? "scalar" : "none"}};
+  j["mc"] = {{"aggregation", AggregationName(aggregation)},
+             {"segment_length", segment_length},
+             {"boundary", BoundaryName(boundary)},
+             {"gate_scale", gate_scale}};
+  if (aggregation == Aggregation::kSsc) j["mc"]["top_k"] = top_k;
+  j["tokenizer"] = {{"type", "byte"}, {"bos_id", bos_id}, {"eos_id", eos_id}};
+  return j.dump(2);
+}
+
+bool ModelConfig::HasGate() const {
+  return aggregation == Aggregation::kGrm || aggregation == Aggregation::kSoup ||
+         aggregation == Aggregation::kSsc;
+}
+
+kernels::McLayerParams ModelConfig::LayerParams(CkptDtype ckpt_dtype) const {
+  kernels::McLayerParams p;
+  p.n_heads = n_heads;
+  p.head_dim = head_dim;
+  p.rule = rule;
+  p.scalar_decay = scalar_decay;
+  p.aggregation = aggregation;
+  p.boundary = boundary;
+  p.segment_length = segment_length;
+  p.top_k = top_k;
+  p.gate_scale = gate_scale;
+  p.ckpt_dtype = ckpt_dtype;
+  return p;
+}
+
+absl::string_view RuleName(MemoryRule r) {
+  return r == MemoryRule::kDelta ? "delta" : "hebbian";
+}
+
+absl::string_view AggregationName(Aggregation a) {
+  switch (a) {
+    case Aggregation::kNone: return "none";
+    case Aggregation::kResidual: return "residual";
+    case Aggregation::kMean: return "mean";
+    case Aggregation::kGrm: return "grm";
+    case Aggregation::kSoup: return "soup";
+    case Aggregation::kSsc: return "ssc";
+  }
+  return "?";
+}
+
+absl::string_view BoundaryName(Boundary b) {
+  return b == Boundary::kReset ? "reset" : "continue";
+}
+
+absl::string_view CkptDtypeName(CkptDtype d) {
+  return d == CkptDtype::kBFloat16 ? "bfloat16" : "float32";
+}
+
+absl::StatusOr<CkptDtype> ParseCkptDtype(absl::string_view name) {
+  if (name == "float32") return CkptDtype::kFloat32;
+  if (name == "bfloat16") return CkptDtype::kBFloat16;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown checkpoint dtype '", name, "' (want float32 or bfloat16)"));
+}
+
+}  // namespace mcserve::model

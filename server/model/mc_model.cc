@@ -1,0 +1,147 @@
+#include "server/model/mc_model.h"
+
+#include <set>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "server/model/ops.h"
+#include "server/model/safetensors.h"
+#include "server/util/status_macros.h"
+
+namespace mcserve::model {
+
+absl::StatusOr<std::unique_ptr<McModel>> McModel::Load(const std::string& dir,
+                                                       const ModelOptions& options) {
+  ASSIGN_OR_RETURN(ModelConfig config, ModelConfig::Load(dir + "/config.json"));
+  const std::string weights_path = dir + "/model.safetensors";
+  ASSIGN_OR_RETURN(std::unique_ptr<SafetensorsFile> file, SafetensorsFile::Open(weights_path));
+  absl::StatusOr<Weights> weights = LoadWeights(config, *file, options.device);
+  if (!weights.ok()) {
+    return absl::Status(weights.status().code(),
+                        absl::StrCat(weights_path, ": ", weights.status().message()));
+  }
+  if (options.prefill_piece < 1) return absl::InvalidArgumentError("prefill_piece must be >= 1");
+  return std::unique_ptr<McModel>(new McModel(std::move(config), *std::move(weights), options));
+}
+
+McModel::McModel(ModelConfig config, Weights weights, ModelOptions options)
+    : config_(std::move(config)),
+      weights_(std::move(weights)),
+      options_(options),
+      params_(config_.LayerParams(options.ckpt_dtype)) {}
+
+int64_t McModel::CheckpointsClosed(int64_t position, int64_t count) const {
+  if (!kernels::KeepsCheckpoints(config_.aggregation)) return 0;
+  const int64_t c = config_.segment_length;
+  return (position + count) / c - position / c;
+}
+
+CacheTensors McModel::AllocateCache(int64_t state_slots, int64_t ckpt_slots) const {
+  return model::AllocateCache(config_, state_slots, ckpt_slots, options_.ckpt_dtype,
+                              options_.device);
+}
+
+at::Tensor McModel::Logits(const at::Tensor& x) const {
+  return at::linear(RmsNorm(x, weights_.norm, config_.rms_eps), weights_.lm_head)
+      .to(at::kCPU, at::kFloat)
+      .contiguous();
+}
+
+// o: [N, H, d] aggregated reads; g: [N, H*d] gate pre-activations.
+at::Tensor McModel::MixerOut(const LayerWeights& lw, const at::Tensor& o,
+                             const at::Tensor& g) const {
+  const at::Tensor normed = RmsNorm(o, lw.o_norm, config_.rms_eps).reshape({o.size(0), -1});
+  return at::linear(normed * at::silu(g), lw.o_proj);
+}
+
+absl::Status McModel::CheckDecode(const CacheTensors& cache,
+                                  absl::Span<const DecodeSeq> batch) const {
+  const int64_t n_state = cache.state.size(0), n_ckpt = cache.ckpt.size(0);
+  std::set<int32_t> seen;
+  for (const DecodeSeq& s : batch) {
+    if (s.token < 0 || s.token >= config_.vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat("token ", s.token, " out of vocabulary"));
+    }
+    if (s.state_slot < 0 || s.state_slot >= n_state || !seen.insert(s.state_slot).second) {
+      return absl::InternalError(absl::StrCat("bad or repeated state slot ", s.state_slot));
+    }
+    for (int32_t c : s.ckpt_slots) {
+      if (c < 0 || c >= n_ckpt) return absl::InternalError(absl::StrCat("bad checkpoint slot ", c));
+    }
+    const bool needs = CheckpointsClosed(s.position, 1) == 1;
+    if (needs != (s.new_ckpt_slot >= 0) || s.new_ckpt_slot >= n_ckpt) {
+      return absl::InternalError(absl::StrCat("checkpoint slot ", s.new_ckpt_slot,
+                                              " does not match position ", s.position));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status McModel::CheckPrefill(const CacheTensors& cache, const PrefillSeq& seq) const {
+  const int64_t n_ckpt = cache.ckpt.size(0);
+  if (seq.state_slot < 0 || seq.state_slot >= cache.state.size(0)) {
+    return absl::InternalError(absl::StrCat("bad state slot ", seq.state_slot));
+  }
+  for (int32_t t : seq.tokens) {
+    if (t < 0 || t >= config_.vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat("token ", t, " out of vocabulary"));
+    }
+  }
+  const int64_t closes = CheckpointsClosed(seq.position, static_cast<int64_t>(seq.tokens.size()));
+  if (static_cast<int64_t>(seq.new_ckpt_slots.size()) != closes) {
+    return absl::InternalError(absl::StrCat("prefill closes ", closes, " segments but got ",
+                                            seq.new_ckpt_slots.size(), " checkpoint slots"));
+  }
+  for (absl::Span<const int32_t> list : {seq.ckpt_slots, seq.new_ckpt_slots}) {
+    for (int32_t c : list) {
+      if (c < 0 || c >= n_ckpt) return absl::InternalError(absl::StrCat("bad checkpoint slot ", c));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<DecodeResult> McModel::Decode(const CacheTensors& cache,
+                                             absl::Span<const DecodeSeq> batch) {
+  RETURN_IF_ERROR(CheckDecode(cache, batch));
+  DecodeResult r;
+  if (batch.empty()) return r;
+  try {
+    r.logits = DecodeImpl(cache, batch, &r.ckpt_weights);
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("decode step failed: ", e.what()));
+  }
+  return r;
+}
+
+absl::StatusOr<at::Tensor> McModel::Prefill(const CacheTensors& cache, const PrefillSeq& seq) {
+  RETURN_IF_ERROR(CheckPrefill(cache, seq));
+  const int64_t total = static_cast<int64_t>(seq.tokens.size());
+  const int64_t c = config_.segment_length;
+  std::vector<at::Tensor> logits;
+  int64_t n_ckpt = static_cast<int64_t>(seq.ckpt_slots.size());
+  size_t next_new = 0;
+  try {
+    for (int64_t begin = 0; begin < total;) {
+      const int64_t pos = seq.position + begin;
+      const int64_t to_boundary = (pos / c + 1) * c - pos;
+      const int64_t end = std::min({total, begin + options_.prefill_piece, begin + to_boundary});
+      const bool closes = (seq.position + end) % c == 0;
+      const bool stores = closes && kernels::KeepsCheckpoints(config_.aggregation);
+      const int32_t new_slot = stores ? seq.new_ckpt_slots[next_new] : -1;
+      at::Tensor l = PrefillPiece(cache, seq, begin, end, n_ckpt, new_slot);
+      if (seq.want_logits) logits.push_back(l);
+      if (stores) {
+        ++n_ckpt;
+        ++next_new;
+      }
+      begin = end;
+    }
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("prefill failed: ", e.what()));
+  }
+  if (!seq.want_logits) return at::Tensor();
+  if (logits.empty()) return at::empty({0, config_.vocab_size});
+  return at::cat(logits, 0);
+}
+
+}  // namespace mcserve::model

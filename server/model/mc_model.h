@@ -1,0 +1,104 @@
+// The MC language model (mc-model.md): a batched decode step over many
+// sessions and a chunked-parallel prefill of one session, both reading and
+// writing MC state in engine-owned pools (CacheTensors) by slot index.
+//
+// Thread-compatibility: a McModel is used by one thread at a time (the
+// engine thread). Const accessors are thread-safe.
+#ifndef MCSERVE_SERVER_MODEL_MC_MODEL_H_
+#define MCSERVE_SERVER_MODEL_MC_MODEL_H_
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "server/model/cache_tensors.h"
+#include "server/model/config.h"
+#include "server/model/weights.h"
+
+namespace mcserve::model {
+
+struct ModelOptions {
+  at::Device device = at::kCPU;
+  CkptDtype ckpt_dtype = CkptDtype::kFloat32;
+  // Longest piece the parallel prefill processes at once (pieces also stop
+  // at segment boundaries).
+  int32_t prefill_piece = 64;
+};
+
+// One session's token in a decode step.
+struct DecodeSeq {
+  int32_t token = 0;
+  int64_t position = 0;  // tokens the session fed before this one
+  int32_t state_slot = 0;
+  absl::Span<const int32_t> ckpt_slots;  // checkpoints this token reads, oldest first
+  // Slot for the checkpoint this token closes; required (>= 0) exactly when
+  // the token closes a segment and the aggregation keeps checkpoints.
+  int32_t new_ckpt_slot = -1;
+};
+
+struct DecodeResult {
+  at::Tensor logits;        // [B, V] float32 on CPU
+  at::Tensor ckpt_weights;  // [B, max_n] float32 on CPU: mean gate weight per checkpoint
+};
+
+// A run of tokens of one session for prefill.
+struct PrefillSeq {
+  absl::Span<const int32_t> tokens;
+  int64_t position = 0;  // tokens the session fed before these
+  int32_t state_slot = 0;
+  absl::Span<const int32_t> ckpt_slots;      // checkpoints held before these tokens
+  absl::Span<const int32_t> new_ckpt_slots;  // one per segment these tokens close
+  bool want_logits = false;
+};
+
+class McModel {
+ public:
+  // Loads `dir`/config.json and `dir`/model.safetensors. Errors name the file
+  // and the field or tensor at fault.
+  static absl::StatusOr<std::unique_ptr<McModel>> Load(const std::string& dir,
+                                                       const ModelOptions& options);
+
+  const ModelConfig& config() const { return config_; }
+  const ModelOptions& options() const { return options_; }
+  const Weights& weights() const { return weights_; }
+  const kernels::McLayerParams& layer_params() const { return params_; }
+
+  // Number of checkpoints written by feeding `count` tokens from `position`.
+  int64_t CheckpointsClosed(int64_t position, int64_t count) const;
+
+  CacheTensors AllocateCache(int64_t state_slots, int64_t ckpt_slots) const;
+
+  // Feeds one token per session and returns next-token logits. Sessions must
+  // have distinct state slots.
+  absl::StatusOr<DecodeResult> Decode(const CacheTensors& cache,
+                                      absl::Span<const DecodeSeq> batch);
+
+  // Feeds seq.tokens in parallel pieces; returns [T, V] logits if asked,
+  // else an undefined tensor.
+  absl::StatusOr<at::Tensor> Prefill(const CacheTensors& cache, const PrefillSeq& seq);
+
+ private:
+  McModel(ModelConfig config, Weights weights, ModelOptions options);
+
+  at::Tensor Logits(const at::Tensor& x) const;
+  at::Tensor MixerOut(const LayerWeights& lw, const at::Tensor& o, const at::Tensor& g) const;
+  absl::Status CheckDecode(const CacheTensors& cache, absl::Span<const DecodeSeq> batch) const;
+  absl::Status CheckPrefill(const CacheTensors& cache, const PrefillSeq& seq) const;
+  at::Tensor DecodeImpl(const CacheTensors& cache, absl::Span<const DecodeSeq> batch,
+                        at::Tensor* ckpt_weights);
+  at::Tensor PrefillPiece(const CacheTensors& cache, const PrefillSeq& seq, int64_t begin,
+                          int64_t end, int64_t n_ckpt, int32_t new_slot);
+
+  ModelConfig config_;
+  Weights weights_;
+  ModelOptions options_;
+  kernels::McLayerParams params_;
+};
+
+}  // namespace mcserve::model
+
+#endif  // MCSERVE_SERVER_MODEL_MC_MODEL_H_

@@ -1,0 +1,75 @@
+// McModel::PrefillPiece: a run of tokens of one session, inside one segment,
+// through every layer in parallel form (chunk_mixer.h).
+#include <vector>
+
+#include "server/model/chunk_mixer.h"
+#include "server/model/mc_model.h"
+#include "server/model/mixer_inputs.h"
+#include "server/model/ops.h"
+
+namespace mcserve::model {
+namespace {
+
+// [N, H, ...] -> [H, N, ...]
+at::Tensor HeadsFirst(const at::Tensor& t) { return t.transpose(0, 1); }
+
+}  // namespace
+
+at::Tensor McModel::PrefillPiece(const CacheTensors& cache, const PrefillSeq& seq,
+                                 int64_t begin, int64_t end, int64_t n_ckpt, int32_t new_slot) {
+  const int64_t c = config_.segment_length;
+  const int64_t pos0 = seq.position + begin;
+  const bool closes = (seq.position + end) % c == 0;
+  std::vector<int64_t> tokens(seq.tokens.begin() + begin, seq.tokens.begin() + end);
+  const at::Device dev = options_.device;
+  at::Tensor x = weights_.embed.index_select(0, at::tensor(tokens, at::kLong).to(dev));
+
+  // Checkpoints readable in this piece: the session's, then those closed by
+  // earlier pieces of this prefill.
+  std::vector<int64_t> slots(seq.ckpt_slots.begin(), seq.ckpt_slots.end());
+  slots.insert(slots.end(), seq.new_ckpt_slots.begin(), seq.new_ckpt_slots.end());
+  slots.resize(n_ckpt);
+  at::Tensor all_ckpt, all_summary;
+  if (n_ckpt > 0 && kernels::KeepsCheckpoints(config_.aggregation)) {
+    const at::Tensor idx = at::tensor(slots, at::kLong).to(dev);
+    all_ckpt = cache.ckpt.index_select(0, idx);             // [n, L, H, d, d]
+    all_summary = cache.ckpt_summary.index_select(0, idx);  // [n, L, H, d]
+  }
+
+  for (int64_t l = 0; l < config_.n_layers; ++l) {
+    const LayerWeights& lw = weights_.layers[l];
+    const MixerInputs m = ProjectMixer(config_, lw, RmsNorm(x, lw.mixer_norm, config_.rms_eps));
+    at::Tensor s = cache.state[seq.state_slot][l];   // [H, d, d] view
+    at::Tensor ks = cache.key_sum[seq.state_slot][l];  // [H, d] view
+    ChunkMixerInputs in;
+    in.q = HeadsFirst(m.q);
+    in.k = HeadsFirst(m.k);
+    in.v = HeadsFirst(m.v);
+    if (m.u.defined()) in.u = HeadsFirst(m.u);
+    if (m.a_logit.defined()) in.log_alpha = at::log_sigmoid(m.a_logit).t();
+    if (m.beta.defined()) in.beta = m.beta.t();
+    in.s0 = s;
+    in.ks0 = ks;
+    in.count0 = pos0 % c;
+    if (all_ckpt.defined()) {
+      in.ckpt = all_ckpt.select(1, l).to(at::kFloat).transpose(0, 1);  // [H, n, d, d]
+      in.ckpt_summary = all_summary.select(1, l).transpose(0, 1);       // [H, n, d]
+    }
+    const ChunkMixerOutputs out = ChunkMixer(params_, in);
+    s.copy_(out.s_end);
+    ks.copy_(out.ks_end);
+    if (closes) {
+      if (new_slot >= 0) {
+        cache.ckpt[new_slot][l].copy_(out.s_end.to(cache.ckpt.scalar_type()));
+        cache.ckpt_summary[new_slot][l].copy_(out.ks_end / static_cast<double>(c));
+      }
+      ks.zero_();
+      if (config_.boundary == Boundary::kReset) s.zero_();
+    }
+    x = x + MixerOut(lw, HeadsFirst(out.o), m.g);
+    x = x + SwiGlu(RmsNorm(x, lw.mlp_norm, config_.rms_eps), lw.gate_up, lw.down);
+  }
+  return seq.want_logits ? Logits(x) : at::Tensor();
+}
+
+}  // namespace mcserve::model

@@ -1,0 +1,65 @@
+// The tensors of an MC model (mc-model.md §3): the exact set a config needs,
+// loading them from safetensors with errors that name the tensor, and
+// seeded random weights for tests and benchmarks.
+#ifndef MCSERVE_SERVER_MODEL_WEIGHTS_H_
+#define MCSERVE_SERVER_MODEL_WEIGHTS_H_
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "server/model/config.h"
+#include "server/model/safetensors.h"
+
+namespace mcserve::model {
+
+struct TensorSpec {
+  std::string name;
+  std::vector<int64_t> shape;
+};
+
+// Every tensor the config requires, in file order.
+std::vector<TensorSpec> ExpectedTensors(const ModelConfig& c);
+
+struct LayerWeights {
+  at::Tensor mixer_norm;     // [D]
+  at::Tensor in_proj;        // [P*H*d, D]: q, k, v, g and (with a gate) u, fused
+  at::Tensor a_w, a_b;       // [H, D], [H] (scalar decay only)
+  at::Tensor b_w, b_b;       // [H, D], [H] (delta rule only)
+  at::Tensor o_norm;         // [d]
+  at::Tensor o_proj;         // [D, H*d]
+  at::Tensor mlp_norm;       // [D]
+  at::Tensor gate_up;        // [2*d_ff, D]: gate then up, fused
+  at::Tensor down;           // [D, d_ff]
+};
+
+struct Weights {
+  at::Tensor embed;    // [V, D]
+  std::vector<LayerWeights> layers;
+  at::Tensor norm;     // [D]
+  at::Tensor lm_head;  // [V, D] (the embedding when tied)
+  StDtype file_dtype = StDtype::kF32;
+  int64_t num_parameters = 0;
+};
+
+// Checks `file` against the config (missing, extra, wrong shape: named) and
+// loads float32 copies onto `device`.
+absl::StatusOr<Weights> LoadWeights(const ModelConfig& c, const SafetensorsFile& file,
+                                    const at::Device& device);
+
+// Seeded random weights that give a well-conditioned model: projections
+// ~ N(0, 1/fan_in), norms 1, decay bias so alpha starts near 0.9.
+std::vector<StWriteTensor> RandomWeights(const ModelConfig& c, uint64_t seed,
+                                         StDtype dtype = StDtype::kF32);
+
+// Writes config.json and model.safetensors of a random model into `dir`
+// (created if missing).
+absl::Status WriteRandomModel(const ModelConfig& c, const std::string& dir, uint64_t seed,
+                              StDtype dtype = StDtype::kF32);
+
+}  // namespace mcserve::model
+
+#endif  // MCSERVE_SERVER_MODEL_WEIGHTS_H_
