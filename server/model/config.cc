@@ -156,7 +156,7 @@ absl::Status ParseMc(const Json& obj, ModelConfig& c) {
   ASSIGN_OR_RETURN(std::string boundary, r.Enum("boundary", {"continue", "reset"}));
   c.boundary = boundary == "reset" ? Boundary::kReset : Boundary::kContinue;
   ASSIGN_OR_RETURN(double gs, r.Number("gate_scale", 1.0));
-  c.gate_scale = static_cast<float>(gs);
+  c.gate_scale = gs;
   return r.NoUnknownKeys();
 }
 
@@ -180,7 +180,7 @@ absl::Status ParseTop(const Json& j, ModelConfig& c) {
   ASSIGN_OR_RETURN(c.d_ff, r.Int("d_ff", std::nullopt, 1));
   ASSIGN_OR_RETURN(double eps, r.Number("rms_eps", 1e-6));
   if (!(eps > 0.0)) return FieldError("rms_eps", "must be > 0");
-  c.rms_eps = static_cast<float>(eps);
+  c.rms_eps = eps;
   ASSIGN_OR_RETURN(c.tie_embeddings, r.Bool("tie_embeddings"));
   ASSIGN_OR_RETURN(const Json* memory, r.Object("memory"));
   RETURN_IF_ERROR(ParseMemory(*memory, c));
@@ -267,7 +267,7 @@ kernels::McLayerParams ModelConfig::LayerParams(CkptDtype ckpt_dtype) const {
   p.boundary = boundary;
   p.segment_length = segment_length;
   p.top_k = top_k;
-  p.gate_scale = gate_scale;
+  p.gate_scale = static_cast<float>(gate_scale);
   p.ckpt_dtype = ckpt_dtype;
   return p;
 }

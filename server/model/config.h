@@ -26,7 +26,7 @@ struct ModelConfig {
   int32_t n_heads = 0;
   int32_t head_dim = 0;
   int32_t d_ff = 0;
-  float rms_eps = 1e-6f;
+  double rms_eps = 1e-6;
   bool tie_embeddings = false;
   MemoryRule rule = MemoryRule::kHebbian;
   bool scalar_decay = false;
@@ -34,7 +34,7 @@ struct ModelConfig {
   int32_t segment_length = 1;
   int32_t top_k = 0;  // 0 unless ssc
   Boundary boundary = Boundary::kContinue;
-  float gate_scale = 1.0f;
+  double gate_scale = 1.0;
   int32_t bos_id = 256;
   int32_t eos_id = 257;
 

@@ -1,0 +1,29 @@
+// Engine-internal state of one request in flight (engine thread only).
+#ifndef MCSERVE_SERVER_ENGINE_ACTIVE_REQUEST_H_
+#define MCSERVE_SERVER_ENGINE_ACTIVE_REQUEST_H_
+
+#include <memory>
+#include <vector>
+
+#include "server/engine/engine.h"
+
+namespace mcserve::engine {
+
+struct Engine::Active {
+  Active(RequestId id_in, NewRequest req_in, const model::ByteTokenizer& tok)
+      : id(id_in), req(std::move(req_in)), out(req.params, tok), rng(req.params.seed) {}
+
+  RequestId id;
+  NewRequest req;
+  Session* session = nullptr;    // a table entry, or `own`
+  std::unique_ptr<Session> own;  // one-shot requests own their session
+  std::vector<int32_t> feed;     // the session's pending token, then the prompt
+  int64_t fed = 0;               // feed tokens already prefilled
+  int32_t prompt_tokens = 0;
+  OutputProcessor out;
+  model::SamplerRng rng;
+};
+
+}  // namespace mcserve::engine
+
+#endif  // MCSERVE_SERVER_ENGINE_ACTIVE_REQUEST_H_

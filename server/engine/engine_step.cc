@@ -1,0 +1,252 @@
+// The engine thread's request path: admission, one step of prefill chunks
+// and a batched decode, sampling and streaming, finishing.
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "server/engine/active_request.h"
+#include "server/engine/engine.h"
+#include "server/util/log.h"
+
+namespace mcserve::engine {
+namespace {
+
+void SendError(StreamChannel& channel, absl::Status status) {
+  GenerateUpdate u;
+  u.status = std::move(status);
+  channel.Send(std::move(u));
+}
+
+}  // namespace
+
+void Engine::DoSubmit(uint64_t handle, NewRequest request) {
+  StreamChannel& channel = *request.channel;
+  if (draining_) {
+    SendError(channel, absl::UnavailableError("server is draining for shutdown; retry elsewhere"));
+    return;
+  }
+  if (by_request_id_.count(request.request_id) != 0) {
+    SendError(channel, absl::AlreadyExistsError(absl::StrCat(
+                           "request_id '", request.request_id, "' is already in flight")));
+    return;
+  }
+  if (scheduler_.num_waiting() >= options_.max_waiting) {
+    SendError(channel, absl::ResourceExhaustedError(absl::StrCat(
+                           "waiting queue is full (", options_.max_waiting,
+                           " requests, --max_waiting); retry later")));
+    return;
+  }
+  auto a = std::make_unique<Active>(handle, std::move(request), tokenizer_);
+  if (a->req.session_id.empty()) {
+    a->own = std::make_unique<Session>();
+    a->own->ephemeral = true;
+    a->own->pending_token = tokenizer_.bos_id();
+    a->session = a->own.get();
+  } else {
+    auto it = sessions_.find(a->req.session_id);
+    if (it == sessions_.end()) {
+      SendError(channel, absl::NotFoundError(absl::StrCat("session '", a->req.session_id,
+                                                          "' not found (CreateSession first)")));
+      return;
+    }
+    Session& s = *it->second;
+    if (s.broken) {
+      SendError(channel, absl::DataLossError(absl::StrCat(
+                             "session '", s.id, "' was damaged by an internal error (see the ",
+                             "server log); delete it")));
+      return;
+    }
+    if (s.busy_with != 0) {
+      SendError(channel, absl::FailedPreconditionError(absl::StrCat(
+                             "session '", s.id, "' already has a request in flight (",
+                             active_.at(s.busy_with)->req.request_id, ")")));
+      return;
+    }
+    a->session = &s;
+  }
+  Session& s = *a->session;
+  a->feed.push_back(s.pending_token);
+  a->feed.insert(a->feed.end(), a->req.prompt.begin(), a->req.prompt.end());
+  a->prompt_tokens = static_cast<int32_t>(a->req.prompt.size()) + (s.position == 0 ? 1 : 0);
+  s.busy_with = handle;
+  scheduler_.Enqueue(handle, static_cast<int64_t>(a->feed.size()) - 1);
+  by_request_id_[a->req.request_id] = handle;
+  active_[handle] = std::move(a);
+}
+
+void Engine::Step() {
+  const StepPlan plan = scheduler_.Schedule();
+  auto find = [this](RequestId id) -> Active* {
+    auto it = active_.find(id);
+    return it == active_.end() ? nullptr : it->second.get();
+  };
+  for (RequestId id : plan.admitted) {
+    if (Active* a = find(id)) Admit(*a);
+  }
+  for (const PrefillWork& w : plan.prefills) {
+    Active* a = find(w.id);
+    if (a == nullptr) continue;
+    absl::Status s = RunPrefill(*a, w.tokens);
+    if (!s.ok()) Fail(*a, s);
+  }
+  scheduler_.Update(plan);
+  std::vector<Active*> batch;
+  for (RequestId id : plan.decodes) {
+    Active* a = find(id);
+    if (a == nullptr) continue;
+    if (a->req.params.max_tokens == 0) {
+      Finish(*a, FinishReason::kLength);
+      continue;
+    }
+    batch.push_back(a);
+  }
+  if (!batch.empty()) RunDecode(batch);
+}
+
+void Engine::Admit(Active& a) {
+  if (a.session->state_slot >= 0) return;
+  absl::Status s = NewSessionState(*a.session);
+  if (!s.ok()) Fail(a, s);
+}
+
+absl::Status Engine::RunPrefill(Active& a, int64_t tokens) {
+  Session& s = *a.session;
+  auto fresh = AllocateCheckpoints(model_->CheckpointsClosed(s.position, tokens));
+  if (!fresh.ok()) return fresh.status();
+  model::PrefillSeq seq;
+  seq.tokens = absl::MakeConstSpan(a.feed).subspan(a.fed, tokens);
+  seq.position = s.position;
+  seq.state_slot = s.state_slot;
+  seq.ckpt_slots = s.ckpts;
+  seq.new_ckpt_slots = *fresh;
+  absl::StatusOr<at::Tensor> r = model_->Prefill(cache_, seq);
+  if (!r.ok()) {
+    for (int32_t slot : *fresh) ckpt_slots_.Unref(slot);
+    s.broken = true;  // some layers may have absorbed the tokens
+    MCSERVE_LOG(kError, "prefill failed").Kv("id", a.req.request_id).Kv("error", r.status().ToString());
+    return r.status();
+  }
+  s.position += tokens;
+  s.ckpts.insert(s.ckpts.end(), fresh->begin(), fresh->end());
+  a.fed += tokens;
+  s.pending_token = a.feed[a.fed];
+  return absl::OkStatus();
+}
+
+void Engine::RunDecode(const std::vector<Active*>& batch) {
+  std::vector<Active*> live;
+  std::vector<model::DecodeSeq> seqs;
+  for (Active* a : batch) {
+    Session& s = *a->session;
+    model::DecodeSeq seq;
+    if (model_->CheckpointsClosed(s.position, 1) == 1) {
+      auto slot = AllocateCheckpoints(1);
+      if (!slot.ok()) {
+        Fail(*a, slot.status());
+        continue;
+      }
+      seq.new_ckpt_slot = slot->front();
+    }
+    seq.token = s.pending_token;
+    seq.position = s.position;
+    seq.state_slot = s.state_slot;
+    seq.ckpt_slots = s.ckpts;
+    seqs.push_back(seq);
+    live.push_back(a);
+  }
+  if (live.empty()) return;
+  absl::StatusOr<model::DecodeResult> r = model_->Decode(cache_, seqs);
+  if (!r.ok()) {
+    MCSERVE_LOG(kError, "decode step failed").Kv("batch", live.size()).Kv("error", r.status().ToString());
+    for (size_t i = 0; i < live.size(); ++i) {
+      if (seqs[i].new_ckpt_slot >= 0) ckpt_slots_.Unref(seqs[i].new_ckpt_slot);
+      live[i]->session->broken = true;
+      Fail(*live[i], r.status());
+    }
+    return;
+  }
+  const int64_t vocab = r->logits.size(1);
+  const float* logits = r->logits.data_ptr<float>();
+  for (size_t i = 0; i < live.size(); ++i) {
+    Session& s = *live[i]->session;
+    ++s.position;
+    if (seqs[i].new_ckpt_slot >= 0) s.ckpts.push_back(seqs[i].new_ckpt_slot);
+    Emit(*live[i], logits + i * vocab);
+  }
+}
+
+void Engine::Emit(Active& a, const float* logits) {
+  const int32_t vocab = model_->config().vocab_size;
+  const RequestParams& p = a.req.params;
+  const model::SamplingConfig cfg{p.temperature, p.top_p, p.top_k};
+  const int32_t token = model::SampleToken(logits, vocab, tokenizer_, cfg, a.rng);
+  a.session->pending_token = token;
+  GenerateUpdate u;
+  TokenOut t;
+  t.id = token;
+  if (p.return_logprobs) {
+    model::TokenLogprobs lp = model::ComputeLogprobs(logits, vocab, token, p.top_logprobs);
+    t.has_logprob = true;
+    t.logprob = lp.logprob;
+    t.top = std::move(lp.top);
+  }
+  u.tokens.push_back(std::move(t));
+  u.text = a.out.Add(token);
+  if (a.out.finished()) {
+    Finish(a, a.out.finish_reason(), std::move(u));
+    return;
+  }
+  a.req.channel->Send(std::move(u));
+}
+
+void Engine::Finish(Active& a, FinishReason reason, GenerateUpdate u) {
+  if (!a.out.finished()) u.text += a.out.Close();
+  u.finished = true;
+  u.reason = reason;
+  u.matched_stop_str = a.out.matched_stop_str();
+  u.matched_token_id = a.out.matched_token_id();
+  u.usage.prompt_tokens = a.prompt_tokens;
+  u.usage.completion_tokens = a.out.generated();
+  u.usage.session_tokens = a.session->num_tokens();
+  u.usage.checkpoints = static_cast<int32_t>(a.session->ckpts.size());
+  MCSERVE_LOG(kInfo, "request done")
+      .Kv("id", a.req.request_id)
+      .Kv("session", a.req.session_id)
+      .Kv("prompt_tokens", u.usage.prompt_tokens)
+      .Kv("completion_tokens", u.usage.completion_tokens)
+      .Kv("reason", static_cast<int>(reason));
+  a.req.channel->Send(std::move(u));
+  Release(a);
+}
+
+void Engine::Fail(Active& a, absl::Status status) {
+  MCSERVE_LOG(kWarning, "request failed").Kv("id", a.req.request_id).Kv("error", status.ToString());
+  SendError(*a.req.channel, std::move(status));
+  Release(a);
+}
+
+void Engine::Release(Active& a) {
+  const RequestId id = a.id;
+  scheduler_.Remove(id);
+  a.session->busy_with = 0;
+  a.session->last_used = clock_->Now();
+  if (a.session->ephemeral) FreeSessionState(*a.session);
+  by_request_id_.erase(a.req.request_id);
+  active_.erase(id);  // destroys `a`
+}
+
+absl::StatusOr<std::vector<int32_t>> Engine::AllocateCheckpoints(int64_t n) {
+  std::vector<int32_t> slots;
+  for (int64_t i = 0; i < n; ++i) {
+    std::optional<int32_t> s = ckpt_slots_.Allocate();
+    if (!s) {
+      for (int32_t got : slots) ckpt_slots_.Unref(got);
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "checkpoint pool is full: all ", ckpt_slots_.capacity(), " slots of ", checkpoint_bytes(),
+          " bytes are in use (raise --checkpoint_pool_mb or delete sessions)"));
+    }
+    slots.push_back(*s);
+  }
+  return slots;
+}
+
+}  // namespace mcserve::engine

@@ -1,0 +1,92 @@
+#include "server/model/sampler.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <map>
+
+namespace mcserve::model {
+namespace {
+
+std::vector<float> Logits(int vocab, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> n(0.0f, 2.0f);
+  std::vector<float> l(vocab);
+  for (float& x : l) x = n(rng);
+  return l;
+}
+
+const ByteTokenizer kTok(256, 257);
+
+TEST(SamplerTest, GreedyPicksBestSampleableToken) {
+  std::vector<float> l(300, 0.0f);
+  l[256] = 10.0f;  // bos: never sampled
+  l[299] = 9.0f;   // padding: never sampled
+  l[65] = 5.0f;
+  SamplerRng rng(1);
+  EXPECT_EQ(SampleToken(l.data(), 300, kTok, {0.0f, 1.0f, 0}, rng), 65);
+  l[257] = 6.0f;  // eos is sampleable
+  EXPECT_EQ(SampleToken(l.data(), 300, kTok, {0.0f, 1.0f, 0}, rng), 257);
+}
+
+TEST(SamplerTest, SameSeedSameTokensDifferentSeedDiffers) {
+  const std::vector<float> l = Logits(258, 3);
+  const SamplingConfig cfg{1.0f, 1.0f, 0};
+  auto draw = [&](uint64_t seed) {
+    SamplerRng rng(seed);
+    std::vector<int32_t> out;
+    for (int i = 0; i < 50; ++i) out.push_back(SampleToken(l.data(), 258, kTok, cfg, rng));
+    return out;
+  };
+  EXPECT_EQ(draw(7), draw(7));
+  EXPECT_NE(draw(7), draw(8));
+}
+
+TEST(SamplerTest, TopKOneAndTinyTopPAreGreedy) {
+  const std::vector<float> l = Logits(258, 4);
+  SamplerRng greedy_rng(0), rng(9);
+  const int32_t best = SampleToken(l.data(), 258, kTok, {0.0f, 1.0f, 0}, greedy_rng);
+  for (int i = 0; i < 20; ++i) {
+    EXPECT_EQ(SampleToken(l.data(), 258, kTok, {1.0f, 1.0f, 1}, rng), best);
+    EXPECT_EQ(SampleToken(l.data(), 258, kTok, {1.0f, 1e-6f, 0}, rng), best);
+  }
+}
+
+TEST(SamplerTest, TopKRestrictsToKBest) {
+  const std::vector<float> l = Logits(258, 5);
+  std::vector<int32_t> order(258);
+  std::iota(order.begin(), order.end(), 0);
+  order.erase(order.begin() + 256);  // bos
+  std::sort(order.begin(), order.end(), [&](int a, int b) { return l[a] > l[b]; });
+  SamplerRng rng(2);
+  std::map<int32_t, int> seen;
+  for (int i = 0; i < 2000; ++i) ++seen[SampleToken(l.data(), 258, kTok, {5.0f, 1.0f, 3}, rng)];
+  EXPECT_EQ(seen.size(), 3u);
+  for (const auto& [tok, n] : seen) {
+    EXPECT_TRUE(tok == order[0] || tok == order[1] || tok == order[2]) << tok;
+  }
+}
+
+TEST(SamplerTest, FrequenciesFollowTemperatureSoftmax) {
+  std::vector<float> l(258, -1e9f);
+  l[10] = std::log(0.7f);
+  l[20] = std::log(0.3f);
+  SamplerRng rng(3);
+  int tens = 0;
+  const int n = 20000;
+  for (int i = 0; i < n; ++i) tens += SampleToken(l.data(), 258, kTok, {1.0f, 1.0f, 0}, rng) == 10;
+  EXPECT_NEAR(static_cast<double>(tens) / n, 0.7, 0.02);
+}
+
+TEST(SamplerTest, LogprobsAreLogSoftmaxOverWholeVocab) {
+  const std::vector<float> l = Logits(300, 6);
+  TokenLogprobs lp = ComputeLogprobs(l.data(), 300, 42, 5);
+  double total = 0.0;
+  for (float x : l) total += std::exp(x);
+  EXPECT_NEAR(lp.logprob, l[42] - std::log(total), 1e-4);
+  ASSERT_EQ(lp.top.size(), 5u);
+  for (size_t i = 1; i < 5; ++i) EXPECT_GE(lp.top[i - 1].second, lp.top[i].second);
+}
+
+}  // namespace
+}  // namespace mcserve::model
