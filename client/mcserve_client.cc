@@ -1,0 +1,108 @@
+#include "client/mcserve_client.h"
+
+#include "absl/time/clock.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+
+namespace mcserve::client {
+namespace {
+
+void Prepare(grpc::ClientContext& ctx, const CallOptions& o) {
+  if (o.timeout != absl::InfiniteDuration()) {
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + o.timeout));
+  }
+  if (!o.session_metadata.empty()) ctx.AddMetadata("x-session-id", o.session_metadata);
+}
+
+}  // namespace
+
+absl::Status FromGrpc(const grpc::Status& s) {
+  if (s.ok()) return absl::OkStatus();
+  return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
+}
+
+Client::Client(const std::string& target)
+    : Client(grpc::CreateChannel(target, grpc::InsecureChannelCredentials())) {}
+
+Client::Client(std::shared_ptr<grpc::Channel> channel)
+    : channel_(std::move(channel)), stub_(v1::Generation::NewStub(channel_)) {}
+
+absl::Status Client::Generate(const v1::GenerateRequest& request,
+                              const std::function<void(const v1::GenerateResponse&)>& on_response,
+                              const CallOptions& options,
+                              const std::function<void(grpc::ClientContext*)>& context_hook) {
+  grpc::ClientContext ctx;
+  CallOptions o = options;
+  if (o.session_metadata.empty()) o.session_metadata = request.session_id();
+  Prepare(ctx, o);
+  if (context_hook) context_hook(&ctx);
+  std::unique_ptr<grpc::ClientReader<v1::GenerateResponse>> reader = stub_->Generate(&ctx, request);
+  v1::GenerateResponse response;
+  while (reader->Read(&response)) on_response(response);
+  return FromGrpc(reader->Finish());
+}
+
+absl::Status Client::Abort(const std::string& request_id) {
+  grpc::ClientContext ctx;
+  v1::AbortRequest req;
+  req.set_request_id(request_id);
+  v1::AbortResponse resp;
+  return FromGrpc(stub_->Abort(&ctx, req, &resp));
+}
+
+absl::StatusOr<v1::Session> Client::CreateSession(const std::string& session_id) {
+  grpc::ClientContext ctx;
+  v1::CreateSessionRequest req;
+  req.set_session_id(session_id);
+  v1::Session resp;
+  absl::Status s = FromGrpc(stub_->CreateSession(&ctx, req, &resp));
+  if (!s.ok()) return s;
+  return resp;
+}
+
+absl::StatusOr<v1::Session> Client::GetSession(const std::string& session_id) {
+  grpc::ClientContext ctx;
+  v1::GetSessionRequest req;
+  req.set_session_id(session_id);
+  v1::Session resp;
+  absl::Status s = FromGrpc(stub_->GetSession(&ctx, req, &resp));
+  if (!s.ok()) return s;
+  return resp;
+}
+
+absl::Status Client::DeleteSession(const std::string& session_id) {
+  grpc::ClientContext ctx;
+  v1::DeleteSessionRequest req;
+  req.set_session_id(session_id);
+  v1::DeleteSessionResponse resp;
+  return FromGrpc(stub_->DeleteSession(&ctx, req, &resp));
+}
+
+absl::StatusOr<v1::ModelInfo> Client::GetModelInfo() {
+  grpc::ClientContext ctx;
+  v1::ModelInfo resp;
+  absl::Status s = FromGrpc(stub_->GetModelInfo(&ctx, v1::GetModelInfoRequest(), &resp));
+  if (!s.ok()) return s;
+  return resp;
+}
+
+absl::StatusOr<v1::ServerStatus> Client::GetServerStatus() {
+  grpc::ClientContext ctx;
+  v1::ServerStatus resp;
+  absl::Status s = FromGrpc(stub_->GetServerStatus(&ctx, v1::GetServerStatusRequest(), &resp));
+  if (!s.ok()) return s;
+  return resp;
+}
+
+absl::StatusOr<bool> Client::Health(const std::string& service) {
+  auto stub = grpc::health::v1::Health::NewStub(channel_);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
+  grpc::health::v1::HealthCheckRequest req;
+  req.set_service(service);
+  grpc::health::v1::HealthCheckResponse resp;
+  absl::Status s = FromGrpc(stub->Check(&ctx, req, &resp));
+  if (!s.ok()) return s;
+  return resp.status() == grpc::health::v1::HealthCheckResponse::SERVING;
+}
+
+}  // namespace mcserve::client

@@ -1,0 +1,111 @@
+// mcserve: the gRPC server. Loads the model, starts the engine thread and
+// the gRPC server, and on SIGTERM/SIGINT drains: health NOT_SERVING, new
+// work refused, in-flight requests finish (or are aborted at the grace
+// deadline), then exit 0.
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <signal.h>
+
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <thread>
+
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "server/engine/engine.h"
+#include "server/model/mc_model.h"
+#include "server/rpc/generation_service.h"
+#include "server/server_options.h"
+#include "server/util/clock.h"
+#include "server/util/log.h"
+
+namespace mcserve {
+namespace {
+
+int Fatal(absl::string_view what, const absl::Status& s) {
+  MCSERVE_LOG(kError, what).Kv("error", s.ToString());
+  std::fprintf(stderr, "mcserve: %s: %s\n", std::string(what).c_str(), s.ToString().c_str());
+  return 1;
+}
+
+// Blocks until SIGTERM or SIGINT. Both are blocked in every thread (the mask
+// is set before any thread starts), so only this sigwait sees them.
+int WaitForSignal(const sigset_t& set) {
+  int sig = 0;
+  sigwait(&set, &sig);
+  return sig;
+}
+
+void Drain(engine::Engine& engine, grpc::Server& server, absl::Duration grace) {
+  server.GetHealthCheckService()->SetServingStatus(false);
+  engine.StartDrain();
+  const absl::Time deadline = absl::Now() + grace;
+  auto busy = [&engine] {
+    const engine::EngineStatus s = engine.Status();
+    return s.running + s.waiting > 0;
+  };
+  while (busy() && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(20));
+  if (busy()) {
+    MCSERVE_LOG(kWarning, "grace period over; aborting requests in flight");
+    engine.AbortAll();
+    const absl::Time hard = absl::Now() + absl::Seconds(2);
+    while (busy() && absl::Now() < hard) absl::SleepFor(absl::Milliseconds(20));
+  }
+  // Streams have their final messages; give writes a moment, then close.
+  server.Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+}
+
+int Run(int argc, char** argv) {
+  absl::SetProgramUsageMessage("mcserve --model=DIR [--listen=HOST:PORT] [flags]");
+  absl::ParseCommandLine(argc, argv);
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  absl::StatusOr<ServerOptions> opts = ServerOptionsFromFlags();
+  if (!opts.ok()) return Fatal("bad flags", opts.status());
+  MCSERVE_LOG(kInfo, "loading model").Kv("dir", opts->model_dir).Kv("device", opts->model.device.str());
+  auto model = model::McModel::Load(opts->model_dir, opts->model);
+  if (!model.ok()) return Fatal("cannot load model", model.status());
+  auto engine = engine::Engine::Create(*std::move(model), opts->engine, Clock::Real());
+  if (!engine.ok()) return Fatal("cannot start engine", engine.status());
+
+  rpc::GenerationService service(engine->get(), opts->service);
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(opts->listen, grpc::InsecureServerCredentials(), &port);
+  builder.SetMaxReceiveMessageSize(opts->max_message_bytes);
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || port == 0) {
+    return Fatal("cannot listen", absl::UnavailableError(absl::StrCat("on ", opts->listen)));
+  }
+  server->GetHealthCheckService()->SetServingStatus(true);
+  if (!opts->port_file.empty()) {
+    const std::string tmp = opts->port_file + ".tmp";
+    std::ofstream(tmp) << port << "\n";
+    std::rename(tmp.c_str(), opts->port_file.c_str());
+  }
+  MCSERVE_LOG(kInfo, "serving").Kv("listen", opts->listen).Kv("port", port);
+
+  const int sig = WaitForSignal(signals);
+  MCSERVE_LOG(kInfo, "shutting down").Kv("signal", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+  Drain(**engine, *server, opts->shutdown_grace);
+  server->Wait();
+  engine->reset();
+  MCSERVE_LOG(kInfo, "stopped");
+  return 0;
+}
+
+}  // namespace
+}  // namespace mcserve
+
+int main(int argc, char** argv) { return mcserve::Run(argc, argv); }

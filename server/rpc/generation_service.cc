@@ -1,0 +1,137 @@
+#include "server/rpc/generation_service.h"
+
+#include "absl/random/random.h"
+#include "absl/strings/str_cat.h"
+#include "server/model/cache_tensors.h"
+#include "server/rpc/generate_reactor.h"
+#include "server/rpc/proto_convert.h"
+#include "server/rpc/status.h"
+
+namespace mcserve::rpc {
+namespace {
+
+uint64_t RandomSeed() {
+  thread_local absl::BitGen gen;
+  return absl::Uniform<uint64_t>(gen);
+}
+
+v1::ModelInfo DescribeModel(const engine::Engine& e, const ServiceOptions& o) {
+  const model::ModelConfig& c = e.model().config();
+  v1::ModelInfo m;
+  m.set_model_type(c.model_type);
+  m.set_model_path(o.model_path);
+  m.set_vocab_size(c.vocab_size);
+  m.set_d_model(c.d_model);
+  m.set_n_layers(c.n_layers);
+  m.set_n_heads(c.n_heads);
+  m.set_head_dim(c.head_dim);
+  m.set_d_ff(c.d_ff);
+  m.set_memory_rule(std::string(model::RuleName(c.rule)));
+  m.set_memory_decay(c.scalar_decay ? "scalar" : "none");
+  m.set_aggregation(std::string(model::AggregationName(c.aggregation)));
+  m.set_segment_length(c.segment_length);
+  m.set_top_k(c.top_k);
+  m.set_boundary(std::string(model::BoundaryName(c.boundary)));
+  m.set_bos_id(c.bos_id);
+  m.set_eos_id(c.eos_id);
+  m.set_num_parameters(e.model().weights().num_parameters);
+  m.set_weights_dtype(std::string(model::StDtypeName(e.model().weights().file_dtype)));
+  m.set_checkpoint_dtype(std::string(model::CkptDtypeName(e.model().options().ckpt_dtype)));
+  m.set_device(e.model().options().device.str());
+  m.set_max_prompt_tokens(o.limits.max_prompt_tokens);
+  m.set_max_tokens_limit(o.limits.max_tokens_limit);
+  m.set_default_max_tokens(o.limits.default_max_tokens);
+  m.set_checkpoint_bytes(e.checkpoint_bytes());
+  m.set_state_bytes(e.state_bytes());
+  return m;
+}
+
+grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* ctx, const absl::Status& s) {
+  grpc::ServerUnaryReactor* r = ctx->DefaultReactor();
+  r->Finish(ToGrpc(s));
+  return r;
+}
+
+}  // namespace
+
+GenerationService::GenerationService(engine::Engine* engine, ServiceOptions options)
+    : engine_(engine), options_(std::move(options)), model_info_(DescribeModel(*engine, options_)) {}
+
+grpc::ServerWriteReactor<v1::GenerateResponse>* GenerationService::Generate(
+    grpc::CallbackServerContext* /*ctx*/, const v1::GenerateRequest* request) {
+  return new GenerateReactor(engine_, options_.limits, *request, RandomSeed(), RandomSeed());
+}
+
+grpc::ServerUnaryReactor* GenerationService::Abort(grpc::CallbackServerContext* ctx,
+                                                   const v1::AbortRequest* request,
+                                                   v1::AbortResponse* /*response*/) {
+  if (request->request_id().empty()) {
+    return FinishNow(ctx, absl::InvalidArgumentError("request_id is required"));
+  }
+  grpc::ServerUnaryReactor* r = ctx->DefaultReactor();
+  engine_->Abort(request->request_id(), [r](absl::Status s) { r->Finish(ToGrpc(s)); });
+  return r;
+}
+
+grpc::ServerUnaryReactor* GenerationService::CreateSession(grpc::CallbackServerContext* ctx,
+                                                           const v1::CreateSessionRequest* request,
+                                                           v1::Session* response) {
+  if (!request->session_id().empty()) {
+    absl::Status s = ValidateSessionId(request->session_id(), options_.limits, "session_id");
+    if (!s.ok()) return FinishNow(ctx, s);
+  }
+  grpc::ServerUnaryReactor* r = ctx->DefaultReactor();
+  engine_->CreateSession(request->session_id(),
+                         [r, response](absl::StatusOr<engine::SessionInfo> info) {
+                           if (info.ok()) ToProto(*info, *response);
+                           r->Finish(ToGrpc(info.status()));
+                         });
+  return r;
+}
+
+grpc::ServerUnaryReactor* GenerationService::GetSession(grpc::CallbackServerContext* ctx,
+                                                        const v1::GetSessionRequest* request,
+                                                        v1::Session* response) {
+  absl::Status s = ValidateSessionId(request->session_id(), options_.limits, "session_id");
+  if (!s.ok()) return FinishNow(ctx, s);
+  grpc::ServerUnaryReactor* r = ctx->DefaultReactor();
+  engine_->GetSession(request->session_id(),
+                      [r, response](absl::StatusOr<engine::SessionInfo> info) {
+                        if (info.ok()) ToProto(*info, *response);
+                        r->Finish(ToGrpc(info.status()));
+                      });
+  return r;
+}
+
+grpc::ServerUnaryReactor* GenerationService::DeleteSession(grpc::CallbackServerContext* ctx,
+                                                           const v1::DeleteSessionRequest* request,
+                                                           v1::DeleteSessionResponse* /*response*/) {
+  absl::Status s = ValidateSessionId(request->session_id(), options_.limits, "session_id");
+  if (!s.ok()) return FinishNow(ctx, s);
+  grpc::ServerUnaryReactor* r = ctx->DefaultReactor();
+  engine_->DeleteSession(request->session_id(), [r](absl::Status st) { r->Finish(ToGrpc(st)); });
+  return r;
+}
+
+grpc::ServerUnaryReactor* GenerationService::GetModelInfo(grpc::CallbackServerContext* ctx,
+                                                          const v1::GetModelInfoRequest* /*request*/,
+                                                          v1::ModelInfo* response) {
+  *response = model_info_;
+  return FinishNow(ctx, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* GenerationService::GetServerStatus(
+    grpc::CallbackServerContext* ctx, const v1::GetServerStatusRequest* /*request*/,
+    v1::ServerStatus* response) {
+  const engine::EngineStatus s = engine_->Status();
+  response->set_running_requests(s.running);
+  response->set_waiting_requests(s.waiting);
+  response->set_sessions(s.sessions);
+  response->set_max_sessions(s.max_sessions);
+  response->set_checkpoint_slots_used(s.ckpt_slots_used);
+  response->set_checkpoint_slots_total(s.ckpt_slots_total);
+  response->set_draining(s.draining);
+  return FinishNow(ctx, absl::OkStatus());
+}
+
+}  // namespace mcserve::rpc

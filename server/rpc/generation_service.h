@@ -1,0 +1,54 @@
+// mcserve.v1.Generation over the gRPC callback API. Handlers validate,
+// post to the engine and return; answers come back on the engine thread.
+#ifndef MCSERVE_SERVER_RPC_GENERATION_SERVICE_H_
+#define MCSERVE_SERVER_RPC_GENERATION_SERVICE_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <string>
+
+#include "mcserve/v1/generation.grpc.pb.h"
+#include "server/engine/engine.h"
+#include "server/rpc/validation.h"
+
+namespace mcserve::rpc {
+
+struct ServiceOptions {
+  RequestLimits limits;
+  std::string model_path;
+};
+
+class GenerationService final : public v1::Generation::CallbackService {
+ public:
+  // `engine` must outlive the gRPC server this service is registered with.
+  GenerationService(engine::Engine* engine, ServiceOptions options);
+
+  grpc::ServerWriteReactor<v1::GenerateResponse>* Generate(
+      grpc::CallbackServerContext* ctx, const v1::GenerateRequest* request) override;
+  grpc::ServerUnaryReactor* Abort(grpc::CallbackServerContext* ctx, const v1::AbortRequest* request,
+                                  v1::AbortResponse* response) override;
+  grpc::ServerUnaryReactor* CreateSession(grpc::CallbackServerContext* ctx,
+                                          const v1::CreateSessionRequest* request,
+                                          v1::Session* response) override;
+  grpc::ServerUnaryReactor* GetSession(grpc::CallbackServerContext* ctx,
+                                       const v1::GetSessionRequest* request,
+                                       v1::Session* response) override;
+  grpc::ServerUnaryReactor* DeleteSession(grpc::CallbackServerContext* ctx,
+                                          const v1::DeleteSessionRequest* request,
+                                          v1::DeleteSessionResponse* response) override;
+  grpc::ServerUnaryReactor* GetModelInfo(grpc::CallbackServerContext* ctx,
+                                         const v1::GetModelInfoRequest* request,
+                                         v1::ModelInfo* response) override;
+  grpc::ServerUnaryReactor* GetServerStatus(grpc::CallbackServerContext* ctx,
+                                            const v1::GetServerStatusRequest* request,
+                                            v1::ServerStatus* response) override;
+
+ private:
+  engine::Engine* const engine_;
+  const ServiceOptions options_;
+  v1::ModelInfo model_info_;  // immutable after construction
+};
+
+}  // namespace mcserve::rpc
+
+#endif  // MCSERVE_SERVER_RPC_GENERATION_SERVICE_H_

@@ -1,0 +1,51 @@
+#include "server/rpc/proto_convert.h"
+
+namespace mcserve::rpc {
+
+v1::FinishReason ToProto(engine::FinishReason r) {
+  switch (r) {
+    case engine::FinishReason::kNone: return v1::FINISH_REASON_UNSPECIFIED;
+    case engine::FinishReason::kLength: return v1::FINISH_REASON_LENGTH;
+    case engine::FinishReason::kStop: return v1::FINISH_REASON_STOP;
+    case engine::FinishReason::kEos: return v1::FINISH_REASON_EOS;
+    case engine::FinishReason::kCancelled: return v1::FINISH_REASON_CANCELLED;
+    case engine::FinishReason::kAborted: return v1::FINISH_REASON_ABORTED;
+  }
+  return v1::FINISH_REASON_UNSPECIFIED;
+}
+
+void AppendUpdate(const engine::GenerateUpdate& u, v1::GenerateResponse& out) {
+  for (const engine::TokenOut& t : u.tokens) {
+    out.add_token_ids(static_cast<uint32_t>(t.id));
+    if (!t.has_logprob) continue;
+    v1::TokenLogprob* lp = out.add_logprobs();
+    lp->set_token_id(static_cast<uint32_t>(t.id));
+    lp->set_logprob(t.logprob);
+    for (const auto& [id, value] : t.top) {
+      v1::TopLogprob* top = lp->add_top();
+      top->set_token_id(static_cast<uint32_t>(id));
+      top->set_logprob(value);
+    }
+  }
+  out.mutable_text()->append(u.text);
+  if (!u.finished) return;
+  out.set_finish_reason(ToProto(u.reason));
+  if (u.matched_stop_str) out.set_matched_stop_str(*u.matched_stop_str);
+  if (u.matched_token_id) out.set_matched_token_id(static_cast<uint32_t>(*u.matched_token_id));
+  v1::Usage* usage = out.mutable_usage();
+  usage->set_prompt_tokens(static_cast<uint32_t>(u.usage.prompt_tokens));
+  usage->set_completion_tokens(static_cast<uint32_t>(u.usage.completion_tokens));
+  usage->set_session_tokens(static_cast<uint64_t>(u.usage.session_tokens));
+  usage->set_checkpoints(static_cast<uint32_t>(u.usage.checkpoints));
+}
+
+void ToProto(const engine::SessionInfo& info, v1::Session& out) {
+  out.set_session_id(info.id);
+  out.set_num_tokens(static_cast<uint64_t>(info.num_tokens));
+  out.set_num_checkpoints(static_cast<uint32_t>(info.num_checkpoints));
+  out.set_checkpoint_bytes(static_cast<uint64_t>(info.checkpoint_bytes));
+  out.set_state_bytes(static_cast<uint64_t>(info.state_bytes));
+  out.set_busy(info.busy);
+}
+
+}  // namespace mcserve::rpc

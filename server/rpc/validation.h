@@ -1,0 +1,37 @@
+// Checks a GenerateRequest against the model and the server's limits and
+// turns it into an engine request with every default applied. Errors are
+// INVALID_ARGUMENT with a message that names the field.
+#ifndef MCSERVE_SERVER_RPC_VALIDATION_H_
+#define MCSERVE_SERVER_RPC_VALIDATION_H_
+
+#include <cstdint>
+
+#include "absl/status/statusor.h"
+#include "mcserve/v1/generation.pb.h"
+#include "server/engine/request.h"
+
+namespace mcserve::rpc {
+
+struct RequestLimits {
+  int32_t vocab_size = 258;
+  int32_t max_prompt_tokens = 8192;
+  int32_t max_tokens_limit = 4096;
+  int32_t default_max_tokens = 256;
+  int32_t max_stop_strings = 16;
+  int32_t max_stop_bytes = 256;
+  int32_t max_top_logprobs = 20;
+  int32_t max_id_length = 128;
+};
+
+// `random_seed` is used when the request sets no seed.
+absl::StatusOr<engine::NewRequest> ValidateGenerate(const v1::GenerateRequest& req,
+                                                    const RequestLimits& limits,
+                                                    uint64_t random_seed);
+
+// Session ids: 1..max_length characters from [A-Za-z0-9._:-].
+absl::Status ValidateSessionId(const std::string& id, const RequestLimits& limits,
+                               absl::string_view field);
+
+}  // namespace mcserve::rpc
+
+#endif  // MCSERVE_SERVER_RPC_VALIDATION_H_

@@ -1,0 +1,92 @@
+#include "server/server_options.h"
+
+#include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
+#include "server/util/log.h"
+#include "server/util/status_macros.h"
+
+#ifndef MCSERVE_DEFAULT_MODEL_DIR
+#define MCSERVE_DEFAULT_MODEL_DIR "models/default"
+#endif
+
+ABSL_FLAG(std::string, model, MCSERVE_DEFAULT_MODEL_DIR,
+          "Model directory holding config.json and model.safetensors");
+ABSL_FLAG(std::string, listen, "127.0.0.1:50051", "gRPC listen address (port 0: pick one)");
+ABSL_FLAG(std::string, port_file, "", "If set, write the bound gRPC port here once serving");
+ABSL_FLAG(std::string, device, "cpu", "Device for the model and MC state: cpu or cuda[:N]");
+ABSL_FLAG(std::string, checkpoint_dtype, "float32", "Checkpoint storage: float32 or bfloat16");
+ABSL_FLAG(int32_t, max_running, 64, "Most requests decoding together (batch size)");
+ABSL_FLAG(int32_t, max_waiting, 1024, "Most queued requests; beyond: RESOURCE_EXHAUSTED");
+ABSL_FLAG(int32_t, prefill_tokens_per_step, 512, "Prompt tokens prefilled per engine step");
+ABSL_FLAG(int32_t, prefill_piece, 64, "Tokens per parallel prefill piece");
+ABSL_FLAG(int32_t, max_sessions, 256, "Most live sessions");
+ABSL_FLAG(int64_t, checkpoint_pool_mb, 256, "Memory for MC checkpoints, MiB");
+ABSL_FLAG(int32_t, threads, 0, "Intra-op CPU threads for the model (0: LibTorch default)");
+ABSL_FLAG(int32_t, max_prompt_tokens, 8192, "Longest prompt accepted, in tokens");
+ABSL_FLAG(int32_t, max_tokens_limit, 4096, "Largest max_tokens a request may ask for");
+ABSL_FLAG(int32_t, default_max_tokens, 256, "max_tokens when a request sets none");
+ABSL_FLAG(int32_t, max_message_bytes, 4 << 20, "Largest gRPC message accepted, bytes");
+ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(10),
+          "On SIGTERM/SIGINT: time for in-flight requests to finish before they are aborted");
+ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error");
+
+namespace mcserve {
+namespace {
+
+absl::Status Positive(absl::string_view flag, int64_t v, int64_t min = 1) {
+  if (v < min) {
+    return absl::InvalidArgumentError(absl::StrCat("--", flag, " must be >= ", min, ", got ", v));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<ServerOptions> ServerOptionsFromFlags() {
+  ASSIGN_OR_RETURN(LogLevel level, ParseLogLevel(absl::GetFlag(FLAGS_log_level)));
+  SetLogLevel(level);
+  ServerOptions o;
+  o.model_dir = absl::GetFlag(FLAGS_model);
+  o.listen = absl::GetFlag(FLAGS_listen);
+  o.port_file = absl::GetFlag(FLAGS_port_file);
+  o.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  o.shutdown_grace = absl::GetFlag(FLAGS_shutdown_grace);
+  try {
+    o.model.device = at::Device(absl::GetFlag(FLAGS_device));
+  } catch (const std::exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("--device: ", e.what()));
+  }
+  ASSIGN_OR_RETURN(o.model.ckpt_dtype, model::ParseCkptDtype(absl::GetFlag(FLAGS_checkpoint_dtype)));
+  o.model.prefill_piece = absl::GetFlag(FLAGS_prefill_piece);
+  RETURN_IF_ERROR(Positive("prefill_piece", o.model.prefill_piece));
+
+  engine::EngineOptions& e = o.engine;
+  e.max_running = absl::GetFlag(FLAGS_max_running);
+  e.max_waiting = absl::GetFlag(FLAGS_max_waiting);
+  e.prefill_tokens_per_step = absl::GetFlag(FLAGS_prefill_tokens_per_step);
+  e.max_sessions = absl::GetFlag(FLAGS_max_sessions);
+  e.checkpoint_pool_bytes = absl::GetFlag(FLAGS_checkpoint_pool_mb) << 20;
+  e.intra_op_threads = absl::GetFlag(FLAGS_threads);
+  RETURN_IF_ERROR(Positive("max_running", e.max_running));
+  RETURN_IF_ERROR(Positive("max_waiting", e.max_waiting, 0));
+  RETURN_IF_ERROR(Positive("prefill_tokens_per_step", e.prefill_tokens_per_step));
+  RETURN_IF_ERROR(Positive("max_sessions", e.max_sessions, 0));
+  RETURN_IF_ERROR(Positive("checkpoint_pool_mb", absl::GetFlag(FLAGS_checkpoint_pool_mb)));
+  RETURN_IF_ERROR(Positive("threads", e.intra_op_threads, 0));
+
+  rpc::RequestLimits& l = o.service.limits;
+  l.max_prompt_tokens = absl::GetFlag(FLAGS_max_prompt_tokens);
+  l.max_tokens_limit = absl::GetFlag(FLAGS_max_tokens_limit);
+  l.default_max_tokens = absl::GetFlag(FLAGS_default_max_tokens);
+  RETURN_IF_ERROR(Positive("max_prompt_tokens", l.max_prompt_tokens));
+  RETURN_IF_ERROR(Positive("max_tokens_limit", l.max_tokens_limit, 0));
+  RETURN_IF_ERROR(Positive("default_max_tokens", l.default_max_tokens, 0));
+  if (l.default_max_tokens > l.max_tokens_limit) {
+    return absl::InvalidArgumentError("--default_max_tokens must not exceed --max_tokens_limit");
+  }
+  RETURN_IF_ERROR(Positive("max_message_bytes", o.max_message_bytes, 1024));
+  o.service.model_path = o.model_dir;
+  return o;
+}
+
+}  // namespace mcserve

@@ -1,0 +1,31 @@
+// Command-line flags of the mcserve binary, gathered into plain options.
+#ifndef MCSERVE_SERVER_SERVER_OPTIONS_H_
+#define MCSERVE_SERVER_SERVER_OPTIONS_H_
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "server/engine/engine.h"
+#include "server/model/mc_model.h"
+#include "server/rpc/generation_service.h"
+
+namespace mcserve {
+
+struct ServerOptions {
+  std::string model_dir;
+  std::string listen;
+  std::string port_file;
+  int max_message_bytes = 4 << 20;
+  absl::Duration shutdown_grace;
+  model::ModelOptions model;
+  engine::EngineOptions engine;
+  rpc::ServiceOptions service;
+};
+
+// Reads the parsed flags; errors name the flag.
+absl::StatusOr<ServerOptions> ServerOptionsFromFlags();
+
+}  // namespace mcserve
+
+#endif  // MCSERVE_SERVER_SERVER_OPTIONS_H_
