@@ -1,0 +1,61 @@
+#include "tests/support/generate_helpers.h"
+
+namespace mcserve::testing {
+namespace {
+
+void Sampling(v1::GenerateRequest& r, uint32_t max_tokens, int64_t seed) {
+  v1::SamplingParams* sp = r.mutable_sampling_params();
+  sp->set_max_tokens(max_tokens);
+  if (seed >= 0) {
+    sp->set_seed(static_cast<uint64_t>(seed));
+    sp->set_temperature(1.0f);
+  } else {
+    sp->set_temperature(0.0f);
+  }
+}
+
+}  // namespace
+
+Completion Collect(client::Client& c, const v1::GenerateRequest& req,
+                   const client::CallOptions& opts) {
+  Completion out;
+  out.status = c.Generate(
+      req,
+      [&out](const v1::GenerateResponse& r) {
+        ++out.responses;
+        out.tokens.insert(out.tokens.end(), r.token_ids().begin(), r.token_ids().end());
+        out.text += r.text();
+        out.logprobs.insert(out.logprobs.end(), r.logprobs().begin(), r.logprobs().end());
+        out.request_id = r.request_id();
+        out.last = r;
+      },
+      opts);
+  return out;
+}
+
+v1::GenerateRequest TextRequest(const std::string& prompt, uint32_t max_tokens,
+                                const std::string& session_id, int64_t seed) {
+  v1::GenerateRequest r;
+  r.set_text(prompt);
+  r.set_session_id(session_id);
+  Sampling(r, max_tokens, seed);
+  return r;
+}
+
+v1::GenerateRequest LongRequest(const std::string& prompt, uint32_t max_tokens,
+                                const std::string& session_id) {
+  v1::GenerateRequest r = TextRequest(prompt, max_tokens, session_id);
+  r.mutable_sampling_params()->set_ignore_eos(true);
+  return r;
+}
+
+v1::GenerateRequest TokenRequest(const std::vector<uint32_t>& ids, uint32_t max_tokens,
+                                 const std::string& session_id, int64_t seed) {
+  v1::GenerateRequest r;
+  for (uint32_t id : ids) r.mutable_token_ids()->add_ids(id);
+  r.set_session_id(session_id);
+  Sampling(r, max_tokens, seed);
+  return r;
+}
+
+}  // namespace mcserve::testing

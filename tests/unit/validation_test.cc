@@ -1,0 +1,47 @@
+#include "server/rpc/validation.h"
+
+#include <gtest/gtest.h>
+
+namespace mcserve::rpc {
+namespace {
+
+TEST(ValidationTest, AppliesDocumentedDefaults) {
+  RequestLimits limits;
+  limits.default_max_tokens = 77;
+  v1::GenerateRequest req;
+  req.set_text("hi");
+  auto r = ValidateGenerate(req, limits, /*random_seed=*/1234);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->prompt, (std::vector<int32_t>{'h', 'i'}));
+  EXPECT_FLOAT_EQ(r->params.temperature, 1.0f);
+  EXPECT_FLOAT_EQ(r->params.top_p, 1.0f);
+  EXPECT_EQ(r->params.top_k, 0);
+  EXPECT_EQ(r->params.max_tokens, 77);
+  EXPECT_EQ(r->params.seed, 1234u);
+  EXPECT_FALSE(r->params.ignore_eos);
+  EXPECT_FALSE(r->params.return_logprobs);
+}
+
+TEST(ValidationTest, ExplicitZeroesAreKept) {
+  v1::GenerateRequest req;
+  req.mutable_sampling_params()->set_temperature(0.0f);
+  req.mutable_sampling_params()->set_max_tokens(0);
+  req.mutable_sampling_params()->set_seed(0);
+  auto r = ValidateGenerate(req, RequestLimits{}, 99);
+  ASSERT_TRUE(r.ok());
+  EXPECT_FLOAT_EQ(r->params.temperature, 0.0f);
+  EXPECT_EQ(r->params.max_tokens, 0);
+  EXPECT_EQ(r->params.seed, 0u);
+  EXPECT_TRUE(r->prompt.empty());
+}
+
+TEST(ValidationTest, SessionIdCharset) {
+  RequestLimits limits;
+  EXPECT_TRUE(ValidateSessionId("user-1:chat.v2_x", limits, "session_id").ok());
+  EXPECT_FALSE(ValidateSessionId("", limits, "session_id").ok());
+  EXPECT_FALSE(ValidateSessionId("a/b", limits, "session_id").ok());
+  EXPECT_FALSE(ValidateSessionId(std::string(129, 'a'), limits, "session_id").ok());
+}
+
+}  // namespace
+}  // namespace mcserve::rpc
