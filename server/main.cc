@@ -40,7 +40,8 @@ int WaitForSignal(const sigset_t& set) {
   return sig;
 }
 
-void Drain(engine::Engine& engine, grpc::Server& server, absl::Duration grace) {
+void Drain(engine::Engine& engine, const rpc::GenerationService& service, grpc::Server& server,
+           absl::Duration grace) {
   server.GetHealthCheckService()->SetServingStatus(false);
   engine.StartDrain();
   const absl::Time deadline = absl::Now() + grace;
@@ -55,8 +56,11 @@ void Drain(engine::Engine& engine, grpc::Server& server, absl::Duration grace) {
     const absl::Time hard = absl::Now() + absl::Seconds(2);
     while (busy() && absl::Now() < hard) absl::SleepFor(absl::Milliseconds(20));
   }
-  // Streams have their final messages; give writes a moment, then close.
-  server.Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  // Every request has ended; wait (briefly) for the final messages to be
+  // written, then close at once: nothing worth waiting for is left.
+  const absl::Time flushed = absl::Now() + absl::Seconds(2);
+  while (service.open_streams() > 0 && absl::Now() < flushed) absl::SleepFor(absl::Milliseconds(5));
+  server.Shutdown(std::chrono::system_clock::now());
 }
 
 int Run(int argc, char** argv) {
@@ -98,7 +102,7 @@ int Run(int argc, char** argv) {
 
   const int sig = WaitForSignal(signals);
   MCSERVE_LOG(kInfo, "shutting down").Kv("signal", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-  Drain(**engine, *server, opts->shutdown_grace);
+  Drain(**engine, service, *server, opts->shutdown_grace);
   server->Wait();
   engine->reset();
   MCSERVE_LOG(kInfo, "stopped");

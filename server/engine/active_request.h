@@ -5,6 +5,7 @@
 #include <memory>
 #include <vector>
 
+#include "absl/time/time.h"
 #include "server/engine/engine.h"
 
 namespace mcserve::engine {
@@ -22,6 +23,8 @@ struct Engine::Active {
   int32_t prompt_tokens = 0;
   OutputProcessor out;
   model::SamplerRng rng;
+  absl::Time arrival;                           // when the engine received it
+  absl::Time first_token = absl::InfiniteFuture();
 };
 
 }  // namespace mcserve::engine

@@ -36,6 +36,7 @@ void Engine::DoSubmit(uint64_t handle, NewRequest request) {
     return;
   }
   auto a = std::make_unique<Active>(handle, std::move(request), tokenizer_);
+  a->arrival = clock_->Now();
   if (a->req.session_id.empty()) {
     a->own = std::make_unique<Session>();
     a->own->ephemeral = true;
@@ -180,6 +181,7 @@ void Engine::Emit(Active& a, const float* logits) {
   const model::SamplingConfig cfg{p.temperature, p.top_p, p.top_k};
   const int32_t token = model::SampleToken(logits, vocab, tokenizer_, cfg, a.rng);
   a.session->pending_token = token;
+  if (a.first_token == absl::InfiniteFuture()) a.first_token = clock_->Now();
   GenerateUpdate u;
   TokenOut t;
   t.id = token;
@@ -213,7 +215,12 @@ void Engine::Finish(Active& a, FinishReason reason, GenerateUpdate u) {
       .Kv("session", a.req.session_id)
       .Kv("prompt_tokens", u.usage.prompt_tokens)
       .Kv("completion_tokens", u.usage.completion_tokens)
-      .Kv("reason", static_cast<int>(reason));
+      .Kv("checkpoints", u.usage.checkpoints)
+      .Kv("ttft_ms", a.first_token == absl::InfiniteFuture()
+                         ? -1.0
+                         : absl::ToDoubleMilliseconds(a.first_token - a.arrival))
+      .Kv("e2e_ms", absl::ToDoubleMilliseconds(clock_->Now() - a.arrival))
+      .Kv("reason", FinishReasonName(reason));
   a.req.channel->Send(std::move(u));
   Release(a);
 }

@@ -25,8 +25,9 @@ class ReactorChannel : public engine::StreamChannel {
 
 GenerateReactor::GenerateReactor(engine::Engine* engine, const RequestLimits& limits,
                                  const v1::GenerateRequest& request, uint64_t random_seed,
-                                 uint64_t random_id)
-    : engine_(engine) {
+                                 uint64_t random_id, std::atomic<int>* open_streams)
+    : engine_(engine), open_streams_(open_streams) {
+  open_streams_->fetch_add(1, std::memory_order_acq_rel);
   absl::StatusOr<engine::NewRequest> req = ValidateGenerate(request, limits, random_seed);
   if (!req.ok()) {
     {

@@ -29,9 +29,11 @@ class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
  public:
   // Validates and submits the request; on bad input finishes at once.
   // `random_seed` seeds sampling when the request sets no seed; `random_id`
-  // names the request when it has no request_id.
+  // names the request when it has no request_id. `open_streams` counts live
+  // reactors (incremented here, decremented when the last reference goes).
   GenerateReactor(engine::Engine* engine, const RequestLimits& limits,
-                  const v1::GenerateRequest& request, uint64_t random_seed, uint64_t random_id);
+                  const v1::GenerateRequest& request, uint64_t random_seed, uint64_t random_id,
+                  std::atomic<int>* open_streams);
 
   void OnWriteDone(bool ok) override;
   void OnCancel() override;
@@ -44,11 +46,12 @@ class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
   void Unref();
 
  private:
-  ~GenerateReactor() override = default;
+  ~GenerateReactor() override { open_streams_->fetch_sub(1, std::memory_order_acq_rel); }
   // Starts the next write or the Finish, if one is due and none is running.
   void Pump();
 
   engine::Engine* const engine_;
+  std::atomic<int>* const open_streams_;
   uint64_t handle_ = 0;
   std::string request_id_;
   std::atomic<int> refs_{1};

@@ -59,7 +59,8 @@ GenerationService::GenerationService(engine::Engine* engine, ServiceOptions opti
 
 grpc::ServerWriteReactor<v1::GenerateResponse>* GenerationService::Generate(
     grpc::CallbackServerContext* /*ctx*/, const v1::GenerateRequest* request) {
-  return new GenerateReactor(engine_, options_.limits, *request, RandomSeed(), RandomSeed());
+  return new GenerateReactor(engine_, options_.limits, *request, RandomSeed(), RandomSeed(),
+                             &open_streams_);
 }
 
 grpc::ServerUnaryReactor* GenerationService::Abort(grpc::CallbackServerContext* ctx,

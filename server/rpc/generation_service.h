@@ -5,6 +5,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <atomic>
 #include <string>
 
 #include "mcserve/v1/generation.grpc.pb.h"
@@ -43,7 +44,12 @@ class GenerationService final : public v1::Generation::CallbackService {
                                             const v1::GetServerStatusRequest* request,
                                             v1::ServerStatus* response) override;
 
+  // Generate streams not yet fully done (final message written, reactor
+  // released). Shutdown waits for zero so no stream is cut short.
+  int open_streams() const { return open_streams_.load(std::memory_order_acquire); }
+
  private:
+  std::atomic<int> open_streams_{0};
   engine::Engine* const engine_;
   const ServiceOptions options_;
   v1::ModelInfo model_info_;  // immutable after construction
