@@ -7,6 +7,7 @@
 // Exit codes: 0 ok; 1 other error; 2 usage; 3 server unreachable or timed
 // out; 4 request rejected (bad argument, unknown or busy session);
 // 5 server full (retry later); 130 interrupted.
+#include <google/protobuf/text_format.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -15,8 +16,6 @@
 #include <iterator>
 #include <mutex>
 #include <thread>
-
-#include <google/protobuf/text_format.h>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -45,17 +44,23 @@ constexpr int kUsage = 2;
 
 int ExitCode(const absl::Status& s) {
   switch (s.code()) {
-    case absl::StatusCode::kOk: return 0;
+    case absl::StatusCode::kOk:
+      return 0;
     case absl::StatusCode::kUnavailable:
-    case absl::StatusCode::kDeadlineExceeded: return 3;
+    case absl::StatusCode::kDeadlineExceeded:
+      return 3;
     case absl::StatusCode::kInvalidArgument:
     case absl::StatusCode::kNotFound:
     case absl::StatusCode::kAlreadyExists:
     case absl::StatusCode::kFailedPrecondition:
-    case absl::StatusCode::kOutOfRange: return 4;
-    case absl::StatusCode::kResourceExhausted: return 5;
-    case absl::StatusCode::kCancelled: return 130;
-    default: return 1;
+    case absl::StatusCode::kOutOfRange:
+      return 4;
+    case absl::StatusCode::kResourceExhausted:
+      return 5;
+    case absl::StatusCode::kCancelled:
+      return 130;
+    default:
+      return 1;
   }
 }
 
@@ -76,12 +81,18 @@ void Print(const google::protobuf::Message& m) {
 
 const char* ReasonName(v1::FinishReason r) {
   switch (r) {
-    case v1::FINISH_REASON_LENGTH: return "length";
-    case v1::FINISH_REASON_STOP: return "stop";
-    case v1::FINISH_REASON_EOS: return "eos";
-    case v1::FINISH_REASON_CANCELLED: return "cancelled";
-    case v1::FINISH_REASON_ABORTED: return "aborted";
-    default: return "unspecified";
+    case v1::FINISH_REASON_LENGTH:
+      return "length";
+    case v1::FINISH_REASON_STOP:
+      return "stop";
+    case v1::FINISH_REASON_EOS:
+      return "eos";
+    case v1::FINISH_REASON_CANCELLED:
+      return "cancelled";
+    case v1::FINISH_REASON_ABORTED:
+      return "aborted";
+    default:
+      return "unspecified";
   }
 }
 

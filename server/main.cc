@@ -74,7 +74,9 @@ int Run(int argc, char** argv) {
 
   absl::StatusOr<ServerOptions> opts = ServerOptionsFromFlags();
   if (!opts.ok()) return Fatal("bad flags", opts.status());
-  MCSERVE_LOG(kInfo, "loading model").Kv("dir", opts->model_dir).Kv("device", opts->model.device.str());
+  MCSERVE_LOG(kInfo, "loading model")
+      .Kv("dir", opts->model_dir)
+      .Kv("device", opts->model.device.str());
   auto model = model::McModel::Load(opts->model_dir, opts->model);
   if (!model.ok()) return Fatal("cannot load model", model.status());
   auto engine = engine::Engine::Create(*std::move(model), opts->engine, Clock::Real());

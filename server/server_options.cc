@@ -56,7 +56,8 @@ absl::StatusOr<ServerOptions> ServerOptionsFromFlags() {
   } catch (const std::exception& e) {
     return absl::InvalidArgumentError(absl::StrCat("--device: ", e.what()));
   }
-  ASSIGN_OR_RETURN(o.model.ckpt_dtype, model::ParseCkptDtype(absl::GetFlag(FLAGS_checkpoint_dtype)));
+  ASSIGN_OR_RETURN(o.model.ckpt_dtype,
+                   model::ParseCkptDtype(absl::GetFlag(FLAGS_checkpoint_dtype)));
   o.model.prefill_piece = absl::GetFlag(FLAGS_prefill_piece);
   RETURN_IF_ERROR(Positive("prefill_piece", o.model.prefill_piece));
 

@@ -36,15 +36,15 @@ int main(int argc, char** argv) {
   }
   // Build the config through the strict parser so bad flag values are named.
   const std::string json = absl::StrCat(
-      R"({"model_type":"mc-lm","vocab_size":)", absl::GetFlag(FLAGS_vocab_size),
-      R"(,"d_model":)", absl::GetFlag(FLAGS_d_model), R"(,"n_layers":)", absl::GetFlag(FLAGS_n_layers),
-      R"(,"n_heads":)", absl::GetFlag(FLAGS_n_heads), R"(,"head_dim":)", absl::GetFlag(FLAGS_head_dim),
-      R"(,"d_ff":)", absl::GetFlag(FLAGS_d_ff), R"(,"tie_embeddings":)",
-      absl::GetFlag(FLAGS_tie_embeddings) ? "true" : "false", R"(,"memory":{"rule":")",
-      absl::GetFlag(FLAGS_rule), R"(","decay":")", absl::GetFlag(FLAGS_decay),
-      R"("},"mc":{"aggregation":")", absl::GetFlag(FLAGS_aggregation), R"(","segment_length":)",
-      absl::GetFlag(FLAGS_segment_length), R"(,"top_k":)", absl::GetFlag(FLAGS_top_k),
-      R"(,"boundary":")", absl::GetFlag(FLAGS_boundary),
+      R"({"model_type":"mc-lm","vocab_size":)", absl::GetFlag(FLAGS_vocab_size), R"(,"d_model":)",
+      absl::GetFlag(FLAGS_d_model), R"(,"n_layers":)", absl::GetFlag(FLAGS_n_layers),
+      R"(,"n_heads":)", absl::GetFlag(FLAGS_n_heads), R"(,"head_dim":)",
+      absl::GetFlag(FLAGS_head_dim), R"(,"d_ff":)", absl::GetFlag(FLAGS_d_ff),
+      R"(,"tie_embeddings":)", absl::GetFlag(FLAGS_tie_embeddings) ? "true" : "false",
+      R"(,"memory":{"rule":")", absl::GetFlag(FLAGS_rule), R"(","decay":")",
+      absl::GetFlag(FLAGS_decay), R"("},"mc":{"aggregation":")", absl::GetFlag(FLAGS_aggregation),
+      R"(","segment_length":)", absl::GetFlag(FLAGS_segment_length), R"(,"top_k":)",
+      absl::GetFlag(FLAGS_top_k), R"(,"boundary":")", absl::GetFlag(FLAGS_boundary),
       R"("},"tokenizer":{"type":"byte","bos_id":256,"eos_id":257}})");
   auto config = mcserve::model::ModelConfig::FromJson(json);
   if (!config.ok()) {
@@ -53,8 +53,10 @@ int main(int argc, char** argv) {
   }
   const std::string dtype = absl::GetFlag(FLAGS_dtype);
   mcserve::model::StDtype st = mcserve::model::StDtype::kF32;
-  if (dtype == "BF16") st = mcserve::model::StDtype::kBF16;
-  else if (dtype == "F16") st = mcserve::model::StDtype::kF16;
+  if (dtype == "BF16")
+    st = mcserve::model::StDtype::kBF16;
+  else if (dtype == "F16")
+    st = mcserve::model::StDtype::kF16;
   else if (dtype != "F32") {
     std::cerr << "mcserve-randmodel: --dtype must be F32, BF16 or F16\n";
     return 2;

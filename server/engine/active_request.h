@@ -23,7 +23,7 @@ struct Engine::Active {
   int32_t prompt_tokens = 0;
   OutputProcessor out;
   model::SamplerRng rng;
-  absl::Time arrival;                           // when the engine received it
+  absl::Time arrival;  // when the engine received it
   absl::Time first_token = absl::InfiniteFuture();
 };
 

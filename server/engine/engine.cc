@@ -11,8 +11,7 @@
 namespace mcserve::engine {
 
 absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(std::unique_ptr<model::McModel> model,
-                                                       const EngineOptions& options,
-                                                       Clock* clock) {
+                                                       const EngineOptions& options, Clock* clock) {
   if (options.max_running < 1 || options.max_sessions < 0 || options.max_waiting < 0 ||
       options.prefill_tokens_per_step < 1) {
     return absl::InvalidArgumentError(
@@ -21,9 +20,9 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(std::unique_ptr<model::Mc
   const model::ModelConfig& c = model->config();
   const int64_t per_ckpt = model::CheckpointBytes(c, model->options().ckpt_dtype);
   if (kernels::KeepsCheckpoints(c.aggregation) && options.checkpoint_pool_bytes < per_ckpt) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "checkpoint pool of ", options.checkpoint_pool_bytes, " bytes cannot hold one checkpoint (",
-        per_ckpt, " bytes)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("checkpoint pool of ", options.checkpoint_pool_bytes,
+                     " bytes cannot hold one checkpoint (", per_ckpt, " bytes)"));
   }
   return std::unique_ptr<Engine>(new Engine(std::move(model), options, clock));
 }
@@ -94,9 +93,8 @@ void Engine::Loop() {
       absl::MutexLock l(&mu_);
       if (!busy) {
         mu_.Await(absl::Condition(
-            +[](Engine* e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(e->mu_) {
-              return e->stop_ || !e->inbox_.empty();
-            },
+            +[](Engine* e)
+                 ABSL_EXCLUSIVE_LOCKS_REQUIRED(e->mu_) { return e->stop_ || !e->inbox_.empty(); },
             this));
       }
       commands.swap(inbox_);
@@ -116,8 +114,10 @@ void Engine::PublishStatus() {
   s.waiting = scheduler_.num_waiting();
   s.sessions = static_cast<int32_t>(sessions_.size());
   s.max_sessions = options_.max_sessions;
-  s.ckpt_slots_used = kernels::KeepsCheckpoints(model_->config().aggregation) ? ckpt_slots_.used() : 0;
-  s.ckpt_slots_total = kernels::KeepsCheckpoints(model_->config().aggregation) ? ckpt_slots_.capacity() : 0;
+  s.ckpt_slots_used =
+      kernels::KeepsCheckpoints(model_->config().aggregation) ? ckpt_slots_.used() : 0;
+  s.ckpt_slots_total =
+      kernels::KeepsCheckpoints(model_->config().aggregation) ? ckpt_slots_.capacity() : 0;
   s.draining = draining_;
   absl::MutexLock l(&mu_);
   status_ = s;

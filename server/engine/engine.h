@@ -32,12 +32,12 @@
 namespace mcserve::engine {
 
 struct EngineOptions {
-  int32_t max_running = 64;               // requests decoding together
-  int32_t max_waiting = 1024;             // queued beyond that: RESOURCE_EXHAUSTED
+  int32_t max_running = 64;    // requests decoding together
+  int32_t max_waiting = 1024;  // queued beyond that: RESOURCE_EXHAUSTED
   int64_t prefill_tokens_per_step = 512;
-  int32_t max_sessions = 256;             // persistent sessions
+  int32_t max_sessions = 256;  // persistent sessions
   int64_t checkpoint_pool_bytes = 256ll << 20;
-  int32_t intra_op_threads = 0;           // 0: LibTorch's default
+  int32_t intra_op_threads = 0;  // 0: LibTorch's default
 };
 
 struct SessionInfo {
@@ -66,8 +66,7 @@ class Engine {
 
   // Takes the model, allocates the pools and starts the engine thread.
   static absl::StatusOr<std::unique_ptr<Engine>> Create(std::unique_ptr<model::McModel> model,
-                                                        const EngineOptions& options,
-                                                        Clock* clock);
+                                                        const EngineOptions& options, Clock* clock);
   // Stops the thread; requests still in flight end with kAborted.
   ~Engine();
   Engine(const Engine&) = delete;

@@ -80,8 +80,8 @@ void Engine::DeleteSession(std::string session_id, DoneCallback done) {
 absl::Status Engine::NewSessionState(Session& s) {
   std::optional<int32_t> slot = state_slots_.Allocate();
   if (!slot) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "no free state slot (", state_slots_.capacity(), " in all)"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("no free state slot (", state_slots_.capacity(), " in all)"));
   }
   s.state_slot = *slot;
   cache_.state[*slot].zero_();

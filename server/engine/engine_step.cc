@@ -25,14 +25,14 @@ void Engine::DoSubmit(uint64_t handle, NewRequest request) {
     return;
   }
   if (by_request_id_.count(request.request_id) != 0) {
-    SendError(channel, absl::AlreadyExistsError(absl::StrCat(
-                           "request_id '", request.request_id, "' is already in flight")));
+    SendError(channel, absl::AlreadyExistsError(absl::StrCat("request_id '", request.request_id,
+                                                             "' is already in flight")));
     return;
   }
   if (scheduler_.num_waiting() >= options_.max_waiting) {
-    SendError(channel, absl::ResourceExhaustedError(absl::StrCat(
-                           "waiting queue is full (", options_.max_waiting,
-                           " requests, --max_waiting); retry later")));
+    SendError(channel, absl::ResourceExhaustedError(
+                           absl::StrCat("waiting queue is full (", options_.max_waiting,
+                                        " requests, --max_waiting); retry later")));
     return;
   }
   auto a = std::make_unique<Active>(handle, std::move(request), tokenizer_);
@@ -57,9 +57,9 @@ void Engine::DoSubmit(uint64_t handle, NewRequest request) {
       return;
     }
     if (s.busy_with != 0) {
-      SendError(channel, absl::FailedPreconditionError(absl::StrCat(
-                             "session '", s.id, "' already has a request in flight (",
-                             active_.at(s.busy_with)->req.request_id, ")")));
+      SendError(channel, absl::FailedPreconditionError(
+                             absl::StrCat("session '", s.id, "' already has a request in flight (",
+                                          active_.at(s.busy_with)->req.request_id, ")")));
       return;
     }
     a->session = &s;
@@ -123,7 +123,9 @@ absl::Status Engine::RunPrefill(Active& a, int64_t tokens) {
   if (!r.ok()) {
     for (int32_t slot : *fresh) ckpt_slots_.Unref(slot);
     s.broken = true;  // some layers may have absorbed the tokens
-    MCSERVE_LOG(kError, "prefill failed").Kv("id", a.req.request_id).Kv("error", r.status().ToString());
+    MCSERVE_LOG(kError, "prefill failed")
+        .Kv("id", a.req.request_id)
+        .Kv("error", r.status().ToString());
     return r.status();
   }
   s.position += tokens;
@@ -157,7 +159,9 @@ void Engine::RunDecode(const std::vector<Active*>& batch) {
   if (live.empty()) return;
   absl::StatusOr<model::DecodeResult> r = model_->Decode(cache_, seqs);
   if (!r.ok()) {
-    MCSERVE_LOG(kError, "decode step failed").Kv("batch", live.size()).Kv("error", r.status().ToString());
+    MCSERVE_LOG(kError, "decode step failed")
+        .Kv("batch", live.size())
+        .Kv("error", r.status().ToString());
     for (size_t i = 0; i < live.size(); ++i) {
       if (seqs[i].new_ckpt_slot >= 0) ckpt_slots_.Unref(seqs[i].new_ckpt_slot);
       live[i]->session->broken = true;

@@ -33,21 +33,27 @@ enum class FinishReason { kNone, kLength, kStop, kEos, kCancelled, kAborted };
 // Lower-case name for logs and metric labels ("length", "stop", ...).
 constexpr const char* FinishReasonName(FinishReason r) {
   switch (r) {
-    case FinishReason::kLength: return "length";
-    case FinishReason::kStop: return "stop";
-    case FinishReason::kEos: return "eos";
-    case FinishReason::kCancelled: return "cancelled";
-    case FinishReason::kAborted: return "aborted";
-    case FinishReason::kNone: break;
+    case FinishReason::kLength:
+      return "length";
+    case FinishReason::kStop:
+      return "stop";
+    case FinishReason::kEos:
+      return "eos";
+    case FinishReason::kCancelled:
+      return "cancelled";
+    case FinishReason::kAborted:
+      return "aborted";
+    case FinishReason::kNone:
+      break;
   }
   return "none";
 }
 
 struct TokenOut {
   int32_t id = 0;
-  bool has_logprob = false;                      // return_logprobs was set
+  bool has_logprob = false;  // return_logprobs was set
   float logprob = 0.0f;
-  std::vector<std::pair<int32_t, float>> top;    // with top_logprobs
+  std::vector<std::pair<int32_t, float>> top;  // with top_logprobs
 };
 
 struct Usage {

@@ -63,8 +63,8 @@ struct McDecodeArgs {
 // Updates each session's online state and key sum in place with its token,
 // then writes the aggregated read to `out`. Processes rows [b_begin, b_end),
 // so callers can split the batch across threads.
-void McDecodeCpu(const McLayerParams& params, const McDecodeArgs& args,
-                 int32_t b_begin, int32_t b_end);
+void McDecodeCpu(const McLayerParams& params, const McDecodeArgs& args, int32_t b_begin,
+                 int32_t b_end);
 
 struct McCheckpointArgs {
   int32_t batch = 0;

@@ -11,8 +11,8 @@ namespace mcserve::kernels {
 namespace {
 
 // Applies one token to S (d x d) in place (mc-model.md §4).
-void UpdateState(const McLayerParams& p, float* s, const float* k, const float* v,
-                 float alpha, float beta, float* scratch) {
+void UpdateState(const McLayerParams& p, float* s, const float* k, const float* v, float alpha,
+                 float beta, float* scratch) {
   const int32_t d = p.head_dim;
   if (p.rule == MemoryRule::kDelta) {
     // kts[j] = (k^T S)[j]; S <- alpha * (S - beta k kts^T) + beta k v^T
@@ -55,8 +55,8 @@ void AddRead(const T* m, const float* q, float w, int32_t d, float* out) {
   }
 }
 
-void AddCheckpointRead(const McLayerParams& p, const McDecodeArgs& a, int32_t slot,
-                       int32_t h, const float* q, float w, float* out) {
+void AddCheckpointRead(const McLayerParams& p, const McDecodeArgs& a, int32_t slot, int32_t h,
+                       const float* q, float w, float* out) {
   const int64_t off = slot * a.ckpt_slot_stride + int64_t{h} * p.head_dim * p.head_dim;
   if (p.ckpt_dtype == CkptDtype::kBFloat16) {
     AddRead(static_cast<const uint16_t*>(a.ckpt) + off, q, w, p.head_dim, out);
@@ -73,10 +73,10 @@ float Dot(const float* x, const float* y, int32_t d) {
 
 // Per-thread scratch sized for one row.
 struct Scratch {
-  std::vector<float> vec;     // d
-  std::vector<float> z;       // n
-  std::vector<int32_t> order; // n
-  std::vector<char> selected; // n (bool storage)
+  std::vector<float> vec;      // d
+  std::vector<float> z;        // n
+  std::vector<int32_t> order;  // n
+  std::vector<char> selected;  // n (bool storage)
 };
 
 void SelectTopK(const McLayerParams& p, int32_t n, Scratch& sc) {
@@ -94,8 +94,7 @@ void SelectTopK(const McLayerParams& p, int32_t n, Scratch& sc) {
   for (int32_t r = 0; r < p.top_k; ++r) sel[sc.order[r]] = true;
 }
 
-void DecodeHead(const McLayerParams& p, const McDecodeArgs& a, int32_t b, int32_t h,
-                Scratch& sc) {
+void DecodeHead(const McLayerParams& p, const McDecodeArgs& a, int32_t b, int32_t h, Scratch& sc) {
   const int32_t H = p.n_heads, d = p.head_dim;
   const int64_t row = (int64_t{b} * H + h) * d;
   const int32_t slot = a.state_slots[b];
@@ -138,8 +137,7 @@ void DecodeHead(const McLayerParams& p, const McDecodeArgs& a, int32_t b, int32_
 
 }  // namespace
 
-void McDecodeCpu(const McLayerParams& p, const McDecodeArgs& a, int32_t b_begin,
-                 int32_t b_end) {
+void McDecodeCpu(const McLayerParams& p, const McDecodeArgs& a, int32_t b_begin, int32_t b_end) {
   Scratch sc;
   sc.vec.resize(p.head_dim);
   for (int32_t b = b_begin; b < b_end; ++b) {

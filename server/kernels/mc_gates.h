@@ -32,8 +32,8 @@ MCSERVE_HD bool SscSelected(const float* z, int32_t n, int32_t i, int32_t top_k)
 // the weights (0 for checkpoints ssc did not select). For ssc, selected[i]
 // must say on entry whether checkpoint i is in the top_k (see SscSelected);
 // it is ignored for the other aggregations.
-MCSERVE_HD void AggregationWeights(const McLayerParams& p, int32_t n, float z_on,
-                                   float* z, float* w_on, const bool* selected) {
+MCSERVE_HD void AggregationWeights(const McLayerParams& p, int32_t n, float z_on, float* z,
+                                   float* w_on, const bool* selected) {
   switch (p.aggregation) {
     case Aggregation::kNone:
       *w_on = 1.0f;

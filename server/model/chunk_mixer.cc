@@ -14,10 +14,10 @@ ChunkMixerOutputs OnlinePart(const McLayerParams& p, const ChunkMixerInputs& in)
   const int64_t T = in.q.size(1);
   const auto opts = in.q.options();
   const at::Tensor incl = at::ones({T, T}, opts.dtype(at::kBool)).tril();
-  at::Tensor decay;     // D [H, T, T], zero above the diagonal
-  at::Tensor a;         // A [H, T, 1]
-  at::Tensor tail;      // A_T / A_j [H, T, 1]
-  at::Tensor a_end;     // A_T [H, 1, 1]
+  at::Tensor decay;  // D [H, T, T], zero above the diagonal
+  at::Tensor a;      // A [H, T, 1]
+  at::Tensor tail;   // A_T / A_j [H, T, 1]
+  at::Tensor a_end;  // A_T [H, 1, 1]
   if (p.scalar_decay) {
     const at::Tensor cum = in.log_alpha.cumsum(-1);  // [H, T]
     const at::Tensor diff = cum.unsqueeze(-1) - cum.unsqueeze(-2);
@@ -84,12 +84,12 @@ at::Tensor Aggregate(const McLayerParams& p, const ChunkMixerInputs& in, const a
       at::arange(1, T + 1, in.q.options()).add(static_cast<double>(in.count0));  // [T]
   const at::Tensor s_on = ks_run / counts.view({1, T, 1});
   const at::Tensor z_on = (in.u * s_on).sum(-1, true) * p.gate_scale;  // [H, T, 1]
-  if (n == 0) return o_on;  // softmax over one logit
+  if (n == 0) return o_on;                                             // softmax over one logit
   at::Tensor z = at::matmul(in.u, in.ckpt_summary.transpose(-1, -2)) * p.gate_scale;  // [H, T, n]
   if (p.aggregation == Aggregation::kSsc) {
     z = z.masked_fill(TopKMask(z, p.top_k).logical_not(), -std::numeric_limits<float>::infinity());
   }
-  const at::Tensor g = at::cat({z_on, z}, -1).softmax(-1);  // [H, T, 1 + n]
+  const at::Tensor g = at::cat({z_on, z}, -1).softmax(-1);                     // [H, T, 1 + n]
   const at::Tensor g_ckpt = g.narrow(-1, 1, n).transpose(1, 2).unsqueeze(-1);  // [H, n, T, 1]
   return g.narrow(-1, 0, 1) * o_on + (g_ckpt * reads).sum(1);
 }

@@ -26,15 +26,15 @@
 namespace mcserve::model {
 
 struct ChunkMixerInputs {
-  at::Tensor q, k, v;      // [H, T, d]; q and k l2-normalised
-  at::Tensor u;            // [H, T, d]; undefined unless the aggregation gates
-  at::Tensor log_alpha;    // [H, T]; undefined unless scalar decay
-  at::Tensor beta;         // [H, T]; undefined unless delta rule
-  at::Tensor s0;           // [H, d, d] state before the chunk
-  at::Tensor ks0;          // [H, d]    key sum of the open segment before the chunk
-  int64_t count0 = 0;      // tokens of the open segment before the chunk
-  at::Tensor ckpt;         // [H, n, d, d] float32 checkpoints readable (n >= 0)
-  at::Tensor ckpt_summary; // [H, n, d]
+  at::Tensor q, k, v;       // [H, T, d]; q and k l2-normalised
+  at::Tensor u;             // [H, T, d]; undefined unless the aggregation gates
+  at::Tensor log_alpha;     // [H, T]; undefined unless scalar decay
+  at::Tensor beta;          // [H, T]; undefined unless delta rule
+  at::Tensor s0;            // [H, d, d] state before the chunk
+  at::Tensor ks0;           // [H, d]    key sum of the open segment before the chunk
+  int64_t count0 = 0;       // tokens of the open segment before the chunk
+  at::Tensor ckpt;          // [H, n, d, d] float32 checkpoints readable (n >= 0)
+  at::Tensor ckpt_summary;  // [H, n, d]
 };
 
 struct ChunkMixerOutputs {

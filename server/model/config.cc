@@ -1,12 +1,11 @@
 #include "server/model/config.h"
 
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <sstream>
 #include <utility>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -18,15 +17,13 @@ namespace {
 using Json = nlohmann::json;
 
 absl::Status FieldError(absl::string_view field, absl::string_view what) {
-  return absl::InvalidArgumentError(
-      absl::StrCat("config.json: field '", field, "' ", what));
+  return absl::InvalidArgumentError(absl::StrCat("config.json: field '", field, "' ", what));
 }
 
 // Reads fields of one JSON object and reports keys nobody asked for.
 class ObjectReader {
  public:
-  ObjectReader(const Json& obj, std::string prefix)
-      : obj_(obj), prefix_(std::move(prefix)) {}
+  ObjectReader(const Json& obj, std::string prefix) : obj_(obj), prefix_(std::move(prefix)) {}
 
   std::string Path(absl::string_view key) const { return absl::StrCat(prefix_, key); }
 
@@ -46,8 +43,7 @@ class ObjectReader {
     if (!v->is_number_integer()) return FieldError(Path(key), "must be an integer");
     const int64_t x = v->get<int64_t>();
     if (x < min_value || x > (int64_t{1} << 30)) {
-      return FieldError(Path(key), absl::StrCat("must be in [", min_value,
-                                                ", 2^30], got ", x));
+      return FieldError(Path(key), absl::StrCat("must be in [", min_value, ", 2^30], got ", x));
     }
     return x;
   }
@@ -69,8 +65,7 @@ class ObjectReader {
     return v->get<bool>();
   }
 
-  absl::StatusOr<std::string> Enum(absl::string_view key,
-                                   const std::vector<std::string>& allowed,
+  absl::StatusOr<std::string> Enum(absl::string_view key, const std::vector<std::string>& allowed,
                                    std::optional<std::string> dflt = std::nullopt) {
     const Json* v = Find(key);
     if (v == nullptr) {
@@ -109,8 +104,7 @@ class ObjectReader {
 };
 
 template <typename E>
-E FromName(absl::string_view name, std::initializer_list<E> all,
-           absl::string_view (*to_name)(E)) {
+E FromName(absl::string_view name, std::initializer_list<E> all, absl::string_view (*to_name)(E)) {
   for (E e : all) {
     if (to_name(e) == name) return e;
   }
@@ -126,8 +120,8 @@ absl::Status ParseMemory(const Json& obj, ModelConfig& c) {
       return FieldError("memory.kind", "'mlp' (deep memory) is reserved and not supported yet");
     }
     if (k != "matrix") {
-      return FieldError("memory.kind", absl::StrCat("has unknown value '", k,
-                                                    "' (expected: matrix)"));
+      return FieldError("memory.kind",
+                        absl::StrCat("has unknown value '", k, "' (expected: matrix)"));
     }
   }
   ASSIGN_OR_RETURN(std::string rule, r.Enum("rule", {"hebbian", "delta"}));
@@ -272,25 +266,27 @@ kernels::McLayerParams ModelConfig::LayerParams(CkptDtype ckpt_dtype) const {
   return p;
 }
 
-absl::string_view RuleName(MemoryRule r) {
-  return r == MemoryRule::kDelta ? "delta" : "hebbian";
-}
+absl::string_view RuleName(MemoryRule r) { return r == MemoryRule::kDelta ? "delta" : "hebbian"; }
 
 absl::string_view AggregationName(Aggregation a) {
   switch (a) {
-    case Aggregation::kNone: return "none";
-    case Aggregation::kResidual: return "residual";
-    case Aggregation::kMean: return "mean";
-    case Aggregation::kGrm: return "grm";
-    case Aggregation::kSoup: return "soup";
-    case Aggregation::kSsc: return "ssc";
+    case Aggregation::kNone:
+      return "none";
+    case Aggregation::kResidual:
+      return "residual";
+    case Aggregation::kMean:
+      return "mean";
+    case Aggregation::kGrm:
+      return "grm";
+    case Aggregation::kSoup:
+      return "soup";
+    case Aggregation::kSsc:
+      return "ssc";
   }
   return "?";
 }
 
-absl::string_view BoundaryName(Boundary b) {
-  return b == Boundary::kReset ? "reset" : "continue";
-}
+absl::string_view BoundaryName(Boundary b) { return b == Boundary::kReset ? "reset" : "continue"; }
 
 absl::string_view CkptDtypeName(CkptDtype d) {
   return d == CkptDtype::kBFloat16 ? "bfloat16" : "float32";

@@ -65,7 +65,8 @@ at::Tensor McModel::DecodeImpl(const CacheTensors& cache, absl::Span<const Decod
     const MixerInputs m = ProjectMixer(config_, lw, RmsNorm(x, lw.mixer_norm, config_.rms_eps));
     const at::Tensor q = m.q.contiguous(), k = m.k.contiguous(), v = m.v.contiguous();
     const at::Tensor u = m.u.defined() ? m.u.contiguous() : at::Tensor();
-    const at::Tensor alpha = m.a_logit.defined() ? at::sigmoid(m.a_logit).contiguous() : at::Tensor();
+    const at::Tensor alpha =
+        m.a_logit.defined() ? at::sigmoid(m.a_logit).contiguous() : at::Tensor();
     const at::Tensor beta = m.beta.defined() ? m.beta.contiguous() : at::Tensor();
     at::Tensor out = at::empty({B, H, d}, q.options());
 

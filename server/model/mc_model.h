@@ -74,8 +74,7 @@ class McModel {
 
   // Feeds one token per session and returns next-token logits. Sessions must
   // have distinct state slots.
-  absl::StatusOr<DecodeResult> Decode(const CacheTensors& cache,
-                                      absl::Span<const DecodeSeq> batch);
+  absl::StatusOr<DecodeResult> Decode(const CacheTensors& cache, absl::Span<const DecodeSeq> batch);
 
   // Feeds seq.tokens in parallel pieces; returns [T, V] logits if asked,
   // else an undefined tensor.

@@ -15,8 +15,8 @@ at::Tensor HeadsFirst(const at::Tensor& t) { return t.transpose(0, 1); }
 
 }  // namespace
 
-at::Tensor McModel::PrefillPiece(const CacheTensors& cache, const PrefillSeq& seq,
-                                 int64_t begin, int64_t end, int64_t n_ckpt, int32_t new_slot) {
+at::Tensor McModel::PrefillPiece(const CacheTensors& cache, const PrefillSeq& seq, int64_t begin,
+                                 int64_t end, int64_t n_ckpt, int32_t new_slot) {
   const int64_t c = config_.segment_length;
   const int64_t pos0 = seq.position + begin;
   const bool closes = (seq.position + end) % c == 0;
@@ -39,7 +39,7 @@ at::Tensor McModel::PrefillPiece(const CacheTensors& cache, const PrefillSeq& se
   for (int64_t l = 0; l < config_.n_layers; ++l) {
     const LayerWeights& lw = weights_.layers[l];
     const MixerInputs m = ProjectMixer(config_, lw, RmsNorm(x, lw.mixer_norm, config_.rms_eps));
-    at::Tensor s = cache.state[seq.state_slot][l];   // [H, d, d] view
+    at::Tensor s = cache.state[seq.state_slot][l];     // [H, d, d] view
     at::Tensor ks = cache.key_sum[seq.state_slot][l];  // [H, d] view
     ChunkMixerInputs in;
     in.q = HeadsFirst(m.q);
@@ -53,7 +53,7 @@ at::Tensor McModel::PrefillPiece(const CacheTensors& cache, const PrefillSeq& se
     in.count0 = pos0 % c;
     if (all_ckpt.defined()) {
       in.ckpt = all_ckpt.select(1, l).to(at::kFloat).transpose(0, 1);  // [H, n, d, d]
-      in.ckpt_summary = all_summary.select(1, l).transpose(0, 1);       // [H, n, d]
+      in.ckpt_summary = all_summary.select(1, l).transpose(0, 1);      // [H, n, d]
     }
     const ChunkMixerOutputs out = ChunkMixer(params_, in);
     s.copy_(out.s_end);

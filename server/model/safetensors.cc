@@ -8,7 +8,6 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
-
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
@@ -62,9 +61,9 @@ absl::Status ParseEntry(const Json& e, const uint8_t* data, uint64_t data_size, 
   const uint64_t begin = (*off)[0].get<uint64_t>(), end = (*off)[1].get<uint64_t>();
   if (begin > end) return absl::InvalidArgumentError("data_offsets begin > end");
   if (end > data_size) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "data [", begin, ", ", end, ") lies past the end of the data (", data_size,
-        " bytes): file truncated?"));
+    return absl::InvalidArgumentError(absl::StrCat("data [", begin, ", ", end,
+                                                   ") lies past the end of the data (", data_size,
+                                                   " bytes): file truncated?"));
   }
   if (end - begin != numel * StDtypeSize(t.dtype)) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -96,7 +95,7 @@ uint16_t FloatToHalf(float f) {
   x &= 0x7fffffff;
   if (x > 0x7f800000) return static_cast<uint16_t>(sign | 0x7e00);
   if (x >= 0x477ff000) return static_cast<uint16_t>(sign | 0x7c00);  // overflow -> inf
-  if (x < 0x38800000) {  // subnormal or zero
+  if (x < 0x38800000) {                                              // subnormal or zero
     float a;
     std::memcpy(&a, &x, 4);
     return static_cast<uint16_t>(sign | static_cast<uint32_t>(std::nearbyint(a * 16777216.0f)));
@@ -110,9 +109,12 @@ uint16_t FloatToHalf(float f) {
 
 absl::string_view StDtypeName(StDtype d) {
   switch (d) {
-    case StDtype::kF32: return "F32";
-    case StDtype::kBF16: return "BF16";
-    case StDtype::kF16: return "F16";
+    case StDtype::kF32:
+      return "F32";
+    case StDtype::kBF16:
+      return "BF16";
+    case StDtype::kF16:
+      return "F16";
   }
   return "?";
 }
@@ -121,7 +123,8 @@ size_t StDtypeSize(StDtype d) { return d == StDtype::kF32 ? 4 : 2; }
 
 absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return absl::NotFoundError(absl::StrCat("cannot open ", path, ": ", std::strerror(errno)));
+  if (fd < 0)
+    return absl::NotFoundError(absl::StrCat("cannot open ", path, ": ", std::strerror(errno)));
   struct stat st {};
   if (::fstat(fd, &st) != 0) {
     ::close(fd);
@@ -130,7 +133,8 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
   const uint64_t size = static_cast<uint64_t>(st.st_size);
   if (size < 8) {
     ::close(fd);
-    return Bad(path, absl::StrCat("truncated: ", size, " bytes, too short for the 8-byte header length"));
+    return Bad(path,
+               absl::StrCat("truncated: ", size, " bytes, too short for the 8-byte header length"));
   }
   void* map = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
   ::close(fd);
@@ -143,8 +147,8 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
   uint64_t header_len = 0;
   for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | bytes[i];
   if (header_len > kMaxHeaderBytes || header_len > size - 8) {
-    return Bad(path, absl::StrCat("bad header: length ", header_len, " does not fit in a ",
-                                  size, "-byte file (truncated or not safetensors?)"));
+    return Bad(path, absl::StrCat("bad header: length ", header_len, " does not fit in a ", size,
+                                  "-byte file (truncated or not safetensors?)"));
   }
   const char* hdr = reinterpret_cast<const char*>(bytes + 8);
   Json j = Json::parse(hdr, hdr + header_len, nullptr, /*allow_exceptions=*/false);
@@ -207,8 +211,8 @@ absl::Status WriteSafetensors(const std::string& path, const std::vector<StWrite
     }
     std::vector<uint16_t> half(t.values.size());
     for (size_t i = 0; i < half.size(); ++i) {
-      half[i] = t.dtype == StDtype::kBF16 ? kernels::FloatToBf16(t.values[i])
-                                          : FloatToHalf(t.values[i]);
+      half[i] =
+          t.dtype == StDtype::kBF16 ? kernels::FloatToBf16(t.values[i]) : FloatToHalf(t.values[i]);
     }
     out.write(reinterpret_cast<const char*>(half.data()),
               static_cast<std::streamsize>(half.size() * 2));

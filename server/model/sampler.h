@@ -35,7 +35,7 @@ int32_t SampleToken(const float* logits, int32_t vocab, const ByteTokenizer& tok
                     const SamplingConfig& cfg, SamplerRng& rng);
 
 struct TokenLogprobs {
-  float logprob = 0.0f;  // of the chosen token
+  float logprob = 0.0f;                        // of the chosen token
   std::vector<std::pair<int32_t, float>> top;  // best first
 };
 

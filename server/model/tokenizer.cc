@@ -8,11 +8,16 @@ constexpr char kReplacement[] = "\xEF\xBF\xBD";  // U+FFFD
 // Valid range of the second byte after `lead` (Unicode Table 3-7).
 bool ValidSecond(uint8_t lead, uint8_t b) {
   switch (lead) {
-    case 0xE0: return b >= 0xA0 && b <= 0xBF;
-    case 0xED: return b >= 0x80 && b <= 0x9F;
-    case 0xF0: return b >= 0x90 && b <= 0xBF;
-    case 0xF4: return b >= 0x80 && b <= 0x8F;
-    default: return b >= 0x80 && b <= 0xBF;
+    case 0xE0:
+      return b >= 0xA0 && b <= 0xBF;
+    case 0xED:
+      return b >= 0x80 && b <= 0x9F;
+    case 0xF0:
+      return b >= 0x90 && b <= 0xBF;
+    case 0xF4:
+      return b >= 0x80 && b <= 0x8F;
+    default:
+      return b >= 0x80 && b <= 0xBF;
   }
 }
 
@@ -52,7 +57,8 @@ std::string Utf8Stream::Push(uint8_t byte) {
     AppendFresh(byte, out);
     return out;
   }
-  const bool ok = pending_len_ == 1 ? ValidSecond(pending_[0], byte) : (byte >= 0x80 && byte <= 0xBF);
+  const bool ok =
+      pending_len_ == 1 ? ValidSecond(pending_[0], byte) : (byte >= 0x80 && byte <= 0xBF);
   if (!ok) {
     out += kReplacement;
     pending_len_ = 0;

@@ -16,7 +16,9 @@ namespace {
 
 std::string Layer(int l, absl::string_view rest) { return absl::StrCat("layers.", l, ".", rest); }
 
-std::string ShapeStr(const std::vector<int64_t>& s) { return absl::StrCat("[", absl::StrJoin(s, ", "), "]"); }
+std::string ShapeStr(const std::vector<int64_t>& s) {
+  return absl::StrCat("[", absl::StrJoin(s, ", "), "]");
+}
 
 absl::StatusOr<at::Tensor> Take(const std::map<std::string, const StTensor*>& found,
                                 const std::string& name, const at::Device& device) {
@@ -68,8 +70,8 @@ absl::StatusOr<Weights> LoadWeights(const ModelConfig& c, const SafetensorsFile&
   for (const TensorSpec& spec : ExpectedTensors(c)) {
     auto it = file.tensors().find(spec.name);
     if (it == file.tensors().end()) {
-      return absl::InvalidArgumentError(absl::StrCat("missing tensor '", spec.name, "' ",
-                                                     ShapeStr(spec.shape)));
+      return absl::InvalidArgumentError(
+          absl::StrCat("missing tensor '", spec.name, "' ", ShapeStr(spec.shape)));
     }
     if (it->second.shape != spec.shape) {
       return absl::InvalidArgumentError(absl::StrCat("tensor '", spec.name, "' has shape ",
@@ -98,7 +100,8 @@ absl::StatusOr<Weights> LoadWeights(const ModelConfig& c, const SafetensorsFile&
       std::vector<std::string> names = {"q_proj", "k_proj", "v_proj", "g_proj"};
       if (c.HasGate()) names.push_back("u_proj");
       for (const auto& p : names) {
-        ASSIGN_OR_RETURN(at::Tensor t, Take(found, Layer(l, absl::StrCat("mixer.", p, ".weight")), device));
+        ASSIGN_OR_RETURN(at::Tensor t,
+                         Take(found, Layer(l, absl::StrCat("mixer.", p, ".weight")), device));
         parts.push_back(t);
       }
       lw.in_proj = at::cat(parts, 0).contiguous();
@@ -166,7 +169,8 @@ absl::Status WriteRandomModel(const ModelConfig& c, const std::string& dir, uint
                               StDtype dtype) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
-  if (ec) return absl::PermissionDeniedError(absl::StrCat("cannot create ", dir, ": ", ec.message()));
+  if (ec)
+    return absl::PermissionDeniedError(absl::StrCat("cannot create ", dir, ": ", ec.message()));
   std::ofstream cfg(dir + "/config.json", std::ios::trunc);
   cfg << c.ToJson() << "\n";
   cfg.close();

@@ -25,19 +25,19 @@ struct TensorSpec {
 std::vector<TensorSpec> ExpectedTensors(const ModelConfig& c);
 
 struct LayerWeights {
-  at::Tensor mixer_norm;     // [D]
-  at::Tensor in_proj;        // [P*H*d, D]: q, k, v, g and (with a gate) u, fused
-  at::Tensor a_w, a_b;       // [H, D], [H] (scalar decay only)
-  at::Tensor b_w, b_b;       // [H, D], [H] (delta rule only)
-  at::Tensor o_norm;         // [d]
-  at::Tensor o_proj;         // [D, H*d]
-  at::Tensor mlp_norm;       // [D]
-  at::Tensor gate_up;        // [2*d_ff, D]: gate then up, fused
-  at::Tensor down;           // [D, d_ff]
+  at::Tensor mixer_norm;  // [D]
+  at::Tensor in_proj;     // [P*H*d, D]: q, k, v, g and (with a gate) u, fused
+  at::Tensor a_w, a_b;    // [H, D], [H] (scalar decay only)
+  at::Tensor b_w, b_b;    // [H, D], [H] (delta rule only)
+  at::Tensor o_norm;      // [d]
+  at::Tensor o_proj;      // [D, H*d]
+  at::Tensor mlp_norm;    // [D]
+  at::Tensor gate_up;     // [2*d_ff, D]: gate then up, fused
+  at::Tensor down;        // [D, d_ff]
 };
 
 struct Weights {
-  at::Tensor embed;    // [V, D]
+  at::Tensor embed;  // [V, D]
   std::vector<LayerWeights> layers;
   at::Tensor norm;     // [D]
   at::Tensor lm_head;  // [V, D] (the embedding when tied)

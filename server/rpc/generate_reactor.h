@@ -58,7 +58,7 @@ class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
 
   absl::Mutex mu_;
   std::optional<v1::GenerateResponse> next_ ABSL_GUARDED_BY(mu_);  // coalesced, not yet written
-  std::optional<grpc::Status> final_ ABSL_GUARDED_BY(mu_);          // Finish after next_ is written
+  std::optional<grpc::Status> final_ ABSL_GUARDED_BY(mu_);         // Finish after next_ is written
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool finish_called_ ABSL_GUARDED_BY(mu_) = false;
   v1::GenerateResponse in_flight_;  // owned by the write in flight

@@ -55,7 +55,9 @@ grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* ctx, const absl
 }  // namespace
 
 GenerationService::GenerationService(engine::Engine* engine, ServiceOptions options)
-    : engine_(engine), options_(std::move(options)), model_info_(DescribeModel(*engine, options_)) {}
+    : engine_(engine),
+      options_(std::move(options)),
+      model_info_(DescribeModel(*engine, options_)) {}
 
 grpc::ServerWriteReactor<v1::GenerateResponse>* GenerationService::Generate(
     grpc::CallbackServerContext* /*ctx*/, const v1::GenerateRequest* request) {
@@ -104,9 +106,9 @@ grpc::ServerUnaryReactor* GenerationService::GetSession(grpc::CallbackServerCont
   return r;
 }
 
-grpc::ServerUnaryReactor* GenerationService::DeleteSession(grpc::CallbackServerContext* ctx,
-                                                           const v1::DeleteSessionRequest* request,
-                                                           v1::DeleteSessionResponse* /*response*/) {
+grpc::ServerUnaryReactor* GenerationService::DeleteSession(
+    grpc::CallbackServerContext* ctx, const v1::DeleteSessionRequest* request,
+    v1::DeleteSessionResponse* /*response*/) {
   absl::Status s = ValidateSessionId(request->session_id(), options_.limits, "session_id");
   if (!s.ok()) return FinishNow(ctx, s);
   grpc::ServerUnaryReactor* r = ctx->DefaultReactor();
@@ -114,9 +116,9 @@ grpc::ServerUnaryReactor* GenerationService::DeleteSession(grpc::CallbackServerC
   return r;
 }
 
-grpc::ServerUnaryReactor* GenerationService::GetModelInfo(grpc::CallbackServerContext* ctx,
-                                                          const v1::GetModelInfoRequest* /*request*/,
-                                                          v1::ModelInfo* response) {
+grpc::ServerUnaryReactor* GenerationService::GetModelInfo(
+    grpc::CallbackServerContext* ctx, const v1::GetModelInfoRequest* /*request*/,
+    v1::ModelInfo* response) {
   *response = model_info_;
   return FinishNow(ctx, absl::OkStatus());
 }

@@ -4,12 +4,18 @@ namespace mcserve::rpc {
 
 v1::FinishReason ToProto(engine::FinishReason r) {
   switch (r) {
-    case engine::FinishReason::kNone: return v1::FINISH_REASON_UNSPECIFIED;
-    case engine::FinishReason::kLength: return v1::FINISH_REASON_LENGTH;
-    case engine::FinishReason::kStop: return v1::FINISH_REASON_STOP;
-    case engine::FinishReason::kEos: return v1::FINISH_REASON_EOS;
-    case engine::FinishReason::kCancelled: return v1::FINISH_REASON_CANCELLED;
-    case engine::FinishReason::kAborted: return v1::FINISH_REASON_ABORTED;
+    case engine::FinishReason::kNone:
+      return v1::FINISH_REASON_UNSPECIFIED;
+    case engine::FinishReason::kLength:
+      return v1::FINISH_REASON_LENGTH;
+    case engine::FinishReason::kStop:
+      return v1::FINISH_REASON_STOP;
+    case engine::FinishReason::kEos:
+      return v1::FINISH_REASON_EOS;
+    case engine::FinishReason::kCancelled:
+      return v1::FINISH_REASON_CANCELLED;
+    case engine::FinishReason::kAborted:
+      return v1::FINISH_REASON_ABORTED;
   }
   return v1::FINISH_REASON_UNSPECIFIED;
 }

@@ -14,10 +14,12 @@ absl::Status Invalid(absl::string_view field, absl::string_view what) {
 
 absl::Status ValidateRequestId(const std::string& id, const RequestLimits& limits) {
   if (static_cast<int32_t>(id.size()) > limits.max_id_length) {
-    return Invalid("request_id", absl::StrCat("is longer than ", limits.max_id_length, " characters"));
+    return Invalid("request_id",
+                   absl::StrCat("is longer than ", limits.max_id_length, " characters"));
   }
   for (char c : id) {
-    if (c < 0x21 || c > 0x7e) return Invalid("request_id", "must be printable ASCII without spaces");
+    if (c < 0x21 || c > 0x7e)
+      return Invalid("request_id", "must be printable ASCII without spaces");
   }
   return absl::OkStatus();
 }
@@ -53,9 +55,9 @@ absl::Status ValidateSampling(const v1::SamplingParams& sp, const RequestLimits&
     p.max_tokens = static_cast<int32_t>(sp.max_tokens());
   }
   if (sp.stop_size() > limits.max_stop_strings) {
-    return Invalid("sampling_params.stop", absl::StrCat("has ", sp.stop_size(),
-                                                        " strings; at most ",
-                                                        limits.max_stop_strings, " allowed"));
+    return Invalid("sampling_params.stop",
+                   absl::StrCat("has ", sp.stop_size(), " strings; at most ",
+                                limits.max_stop_strings, " allowed"));
   }
   for (int i = 0; i < sp.stop_size(); ++i) {
     const std::string& s = sp.stop(i);
@@ -67,9 +69,9 @@ absl::Status ValidateSampling(const v1::SamplingParams& sp, const RequestLimits&
   }
   for (int i = 0; i < sp.stop_token_ids_size(); ++i) {
     if (sp.stop_token_ids(i) >= static_cast<uint32_t>(limits.vocab_size)) {
-      return Invalid(absl::StrCat("sampling_params.stop_token_ids[", i, "]"),
-                     absl::StrCat("= ", sp.stop_token_ids(i), " is not below vocab_size ",
-                                  limits.vocab_size));
+      return Invalid(
+          absl::StrCat("sampling_params.stop_token_ids[", i, "]"),
+          absl::StrCat("= ", sp.stop_token_ids(i), " is not below vocab_size ", limits.vocab_size));
     }
     p.stop_token_ids.push_back(static_cast<int32_t>(sp.stop_token_ids(i)));
   }

@@ -15,10 +15,14 @@ std::atomic<int> g_level{static_cast<int>(LogLevel::kInfo)};
 
 const char* LevelName(LogLevel level) {
   switch (level) {
-    case LogLevel::kDebug: return "debug";
-    case LogLevel::kInfo: return "info";
-    case LogLevel::kWarning: return "warning";
-    case LogLevel::kError: return "error";
+    case LogLevel::kDebug:
+      return "debug";
+    case LogLevel::kInfo:
+      return "info";
+    case LogLevel::kWarning:
+      return "warning";
+    case LogLevel::kError:
+      return "error";
   }
   return "?";
 }
@@ -26,12 +30,11 @@ const char* LevelName(LogLevel level) {
 }  // namespace
 
 absl::StatusOr<LogLevel> ParseLogLevel(absl::string_view name) {
-  for (LogLevel l : {LogLevel::kDebug, LogLevel::kInfo, LogLevel::kWarning,
-                     LogLevel::kError}) {
+  for (LogLevel l : {LogLevel::kDebug, LogLevel::kInfo, LogLevel::kWarning, LogLevel::kError}) {
     if (name == LevelName(l)) return l;
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "unknown log level '", name, "' (want debug, info, warning or error)"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown log level '", name, "' (want debug, info, warning or error)"));
 }
 
 void SetLogLevel(LogLevel level) { g_level.store(static_cast<int>(level)); }
@@ -41,8 +44,7 @@ bool LogEnabled(LogLevel level) {
 }
 
 LogLine::LogLine(LogLevel level, absl::string_view msg) {
-  out_ << "ts=" << absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(),
-                                    absl::UTCTimeZone())
+  out_ << "ts=" << absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone())
        << " level=" << LevelName(level) << " msg=";
   QuoteString(msg);
 }
@@ -58,8 +60,7 @@ LogLine::~LogLine() {
 void LogLine::QuoteString(absl::string_view value) {
   bool plain = !value.empty();
   for (char c : value) {
-    if (c == ' ' || c == '"' || c == '=' || c == '\\' ||
-        static_cast<unsigned char>(c) < 0x20) {
+    if (c == ' ' || c == '"' || c == '=' || c == '\\' || static_cast<unsigned char>(c) < 0x20) {
       plain = false;
       break;
     }
@@ -71,9 +72,15 @@ void LogLine::QuoteString(absl::string_view value) {
   out_ << '"';
   for (char c : value) {
     switch (c) {
-      case '"': out_ << "\\\""; break;
-      case '\\': out_ << "\\\\"; break;
-      case '\n': out_ << "\\n"; break;
+      case '"':
+        out_ << "\\\"";
+        break;
+      case '\\':
+        out_ << "\\\\";
+        break;
+      case '\n':
+        out_ << "\\n";
+        break;
       default:
         if (static_cast<unsigned char>(c) < 0x20) {
           out_ << absl::StrCat("\\x", absl::Hex(static_cast<unsigned char>(c), absl::kZeroPad2));

@@ -9,9 +9,9 @@
 
 #include <sstream>
 #include <string>
-#include "absl/strings/string_view.h"
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace mcserve {
 
@@ -38,7 +38,9 @@ class LogLine {
 
  private:
   template <typename T>
-  void Quote(const T& value) { out_ << value; }
+  void Quote(const T& value) {
+    out_ << value;
+  }
   void Quote(const std::string& value) { QuoteString(value); }
   void Quote(absl::string_view value) { QuoteString(value); }
   void Quote(const char* value) { QuoteString(value); }
@@ -49,9 +51,9 @@ class LogLine {
 
 }  // namespace mcserve
 
-#define MCSERVE_LOG(level, msg)                               \
-  if (!::mcserve::LogEnabled(::mcserve::LogLevel::level)) {   \
-  } else                                                      \
+#define MCSERVE_LOG(level, msg)                             \
+  if (!::mcserve::LogEnabled(::mcserve::LogLevel::level)) { \
+  } else                                                    \
     ::mcserve::LogLine(::mcserve::LogLevel::level, msg)
 
 #endif  // MCSERVE_SERVER_UTIL_LOG_H_

@@ -9,9 +9,9 @@
 #define MCSERVE_CONCAT(a, b) MCSERVE_CONCAT_INNER(a, b)
 
 // Returns from the enclosing function if `expr` is not OK.
-#define RETURN_IF_ERROR(expr)                        \
-  do {                                               \
-    ::absl::Status mcserve_status_ = (expr);         \
+#define RETURN_IF_ERROR(expr)                          \
+  do {                                                 \
+    ::absl::Status mcserve_status_ = (expr);           \
     if (!mcserve_status_.ok()) return mcserve_status_; \
   } while (0)
 

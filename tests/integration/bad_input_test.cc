@@ -6,7 +6,6 @@
 #include <thread>
 
 #include "absl/synchronization/notification.h"
-
 #include "tests/integration/server_fixture.h"
 
 namespace mcserve::testing {
@@ -16,8 +15,7 @@ class BadInputTest : public ServerTest {
  protected:
   static void SetUpTestSuite() {
     StartServer({"--max_prompt_tokens=64", "--max_tokens_limit=100", "--default_max_tokens=50",
-                 "--max_sessions=2",
-                 "--max_message_bytes=65536"});
+                 "--max_sessions=2", "--max_message_bytes=65536"});
   }
 };
 
@@ -106,10 +104,10 @@ TEST_F(BadInputTest, BusySessionIsFailedPrecondition) {
   ASSERT_TRUE(client().CreateSession("busy").ok());
   absl::Notification started;
   std::thread t([&] {
-    absl::Status s = client().Generate(LongRequest("long", 100, "busy"),
-                                       [&](const v1::GenerateResponse&) {
-                                         if (!started.HasBeenNotified()) started.Notify();
-                                       });
+    absl::Status s =
+        client().Generate(LongRequest("long", 100, "busy"), [&](const v1::GenerateResponse&) {
+          if (!started.HasBeenNotified()) started.Notify();
+        });
     EXPECT_TRUE(s.ok()) << s;
   });
   started.WaitForNotification();

@@ -40,8 +40,9 @@ TEST_F(GenerateTest, GreedyIsDeterministicAndSeedsReproduce) {
 
 TEST_F(GenerateTest, ConcurrentRequestsMatchSoloRuns) {
   const std::vector<v1::GenerateRequest> reqs = {
-      TextRequest("first prompt", 30, "", 11), TextRequest("a different, longer second prompt", 30, "", 12),
-      TextRequest("3", 30), TextRequest("fourth", 30, "", 14)};
+      TextRequest("first prompt", 30, "", 11),
+      TextRequest("a different, longer second prompt", 30, "", 12), TextRequest("3", 30),
+      TextRequest("fourth", 30, "", 14)};
   std::vector<Completion> solo;
   for (const auto& r : reqs) solo.push_back(Collect(client(), r));
   std::vector<Completion> together(reqs.size());
@@ -127,7 +128,8 @@ TEST_F(GenerateTest, StopStringEndsGenerationAndIsNotReturned) {
   std::string bytes;
   for (uint32_t t : free.tokens) bytes.push_back(static_cast<char>(t < 256 ? t : 0));
   size_t pick = 3;
-  while (pick < bytes.size() && (static_cast<uint8_t>(bytes[pick]) >= 0x80 || bytes[pick] == 0)) ++pick;
+  while (pick < bytes.size() && (static_cast<uint8_t>(bytes[pick]) >= 0x80 || bytes[pick] == 0))
+    ++pick;
   ASSERT_LT(pick, bytes.size()) << "the fixed test model should emit an ASCII byte";
   const std::string stop = bytes.substr(pick, 1);
   r.mutable_sampling_params()->add_stop(stop);

@@ -51,17 +51,18 @@ TEST_F(LifecycleTest, ReflectionListsTheService) {
 }
 
 TEST(ShutdownTest, SigtermMidStreamDrainsAndExitsZero) {
-  auto p = ServerProcess::Start(TestModelDir(), {"--shutdown_grace=300ms", "--max_tokens_limit=1000000"});
+  auto p = ServerProcess::Start(TestModelDir(),
+                                {"--shutdown_grace=300ms", "--max_tokens_limit=1000000"});
   ASSERT_TRUE(p.ok()) << p.status();
   ServerProcess& server = **p;
   absl::Notification started;
   Completion c;
   std::thread t([&] {
-    c.status = server.client().Generate(LongRequest("long", 1000000),
-                                        [&](const v1::GenerateResponse& r) {
-                                          c.last = r;
-                                          if (!started.HasBeenNotified()) started.Notify();
-                                        });
+    c.status =
+        server.client().Generate(LongRequest("long", 1000000), [&](const v1::GenerateResponse& r) {
+          c.last = r;
+          if (!started.HasBeenNotified()) started.Notify();
+        });
   });
   started.WaitForNotification();
   EXPECT_EQ(server.Signal(SIGTERM), 0) << server.Log();
@@ -79,11 +80,11 @@ TEST(ShutdownTest, SigtermLetsShortStreamsFinish) {
   absl::Notification started;
   Completion c;
   std::thread t([&] {
-    c.status = server.client().Generate(LongRequest("short", 200),
-                                        [&](const v1::GenerateResponse& r) {
-                                          c.last = r;
-                                          if (!started.HasBeenNotified()) started.Notify();
-                                        });
+    c.status =
+        server.client().Generate(LongRequest("short", 200), [&](const v1::GenerateResponse& r) {
+          c.last = r;
+          if (!started.HasBeenNotified()) started.Notify();
+        });
   });
   started.WaitForNotification();
   EXPECT_EQ(server.Signal(SIGTERM), 0) << server.Log();
@@ -129,7 +130,8 @@ TEST_F(StartupErrorTest, TruncatedWeights) {
 
 TEST_F(StartupErrorTest, BadHeader) {
   const std::string dir = Good();
-  std::ofstream(dir + "/model.safetensors", std::ios::trunc | std::ios::binary) << "\xff\xff\xff\xff garbage";
+  std::ofstream(dir + "/model.safetensors", std::ios::trunc | std::ios::binary)
+      << "\xff\xff\xff\xff garbage";
   ExpectFails(dir, "bad header");
 }
 

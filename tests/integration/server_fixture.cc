@@ -26,7 +26,9 @@ void ServerTest::StartServer(const std::vector<std::string>& flags) {
   server_ = *std::move(p);
 }
 
-void ServerTest::SetUpTestSuite() { StartServer({"--max_prompt_tokens=512", "--max_sessions=8", "--max_tokens_limit=1000000"}); }
+void ServerTest::SetUpTestSuite() {
+  StartServer({"--max_prompt_tokens=512", "--max_sessions=8", "--max_tokens_limit=1000000"});
+}
 
 void ServerTest::TearDownTestSuite() {
   if (server_ == nullptr) return;

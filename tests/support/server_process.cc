@@ -22,7 +22,8 @@ namespace {
 std::string TempPath(const std::string& stem) {
   static int counter = 0;
   const char* dir = std::getenv("TEST_TMPDIR");
-  return absl::StrCat(dir != nullptr ? dir : "/tmp", "/mcserve_", ::getpid(), "_", counter++, "_", stem);
+  return absl::StrCat(dir != nullptr ? dir : "/tmp", "/mcserve_", ::getpid(), "_", counter++, "_",
+                      stem);
 }
 
 pid_t Spawn(const std::vector<std::string>& args, const std::string& log_path) {

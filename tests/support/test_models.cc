@@ -11,8 +11,7 @@
 namespace mcserve::testing {
 
 model::ModelConfig SmallConfig(model::MemoryRule rule, bool decay, model::Aggregation agg,
-                               int32_t segment_length, model::Boundary boundary,
-                               int32_t top_k) {
+                               int32_t segment_length, model::Boundary boundary, int32_t top_k) {
   model::ModelConfig c;
   c.vocab_size = 260;
   c.d_model = 32;
@@ -32,8 +31,8 @@ model::ModelConfig SmallConfig(model::MemoryRule rule, bool decay, model::Aggreg
 
 std::string FreshDir(const std::string& name) {
   static std::atomic<int> counter{0};
-  const std::string dir = absl::StrCat(::testing::TempDir(), "mcserve_", ::getpid(), "_",
-                                       counter++, "_", name);
+  const std::string dir =
+      absl::StrCat(::testing::TempDir(), "mcserve_", ::getpid(), "_", counter++, "_", name);
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   return dir;

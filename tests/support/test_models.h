@@ -17,8 +17,7 @@ namespace mcserve::testing {
 
 // A small config: V=260, D=32, 2 layers, 2 heads of 8, d_ff=48.
 model::ModelConfig SmallConfig(model::MemoryRule rule, bool decay, model::Aggregation agg,
-                               int32_t segment_length, model::Boundary boundary,
-                               int32_t top_k = 2);
+                               int32_t segment_length, model::Boundary boundary, int32_t top_k = 2);
 
 // A fresh directory under the test temp dir.
 std::string FreshDir(const std::string& name);

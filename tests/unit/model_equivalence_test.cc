@@ -56,8 +56,8 @@ TEST_P(EquivalenceTest, ChunkedPrefillThenDecodeEqualsDecode) {
   const std::vector<int32_t> b(tokens.begin() + 7, tokens.begin() + 19);
   const std::vector<int32_t> c(tokens.begin() + 19, tokens.begin() + 22);
   const std::vector<int32_t> d(tokens.begin() + 22, tokens.end());
-  const at::Tensor got = at::cat({mixed.PrefillAll(a), mixed.PrefillAll(b), mixed.DecodeEach(c),
-                                  mixed.PrefillAll(d)});
+  const at::Tensor got =
+      at::cat({mixed.PrefillAll(a), mixed.PrefillAll(b), mixed.DecodeEach(c), mixed.PrefillAll(d)});
   EXPECT_LE(RelError(got, want), 1e-4);
 }
 
@@ -72,8 +72,8 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Combine(::testing::Values(MemoryRule::kHebbian, MemoryRule::kDelta),
                        ::testing::Bool(),
                        ::testing::Values(Aggregation::kNone, Aggregation::kResidual,
-                                         Aggregation::kMean, Aggregation::kGrm,
-                                         Aggregation::kSoup, Aggregation::kSsc),
+                                         Aggregation::kMean, Aggregation::kGrm, Aggregation::kSoup,
+                                         Aggregation::kSsc),
                        ::testing::Values(Boundary::kContinue, Boundary::kReset)),
     VariantName);
 

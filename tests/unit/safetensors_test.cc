@@ -52,7 +52,9 @@ TEST(SafetensorsTest, RoundTripsEveryDtype) {
 
 TEST(SafetensorsTest, RejectsCorruptFilesWithClearErrors) {
   EXPECT_NE(OpenStatus(WriteBytes("abc")).message().find("too short"), std::string::npos);
-  EXPECT_NE(OpenStatus(WriteBytes(std::string("\xff\xff\xff\xff\0\0\0\0{}", 10))).message().find("bad header"),
+  EXPECT_NE(OpenStatus(WriteBytes(std::string("\xff\xff\xff\xff\0\0\0\0{}", 10)))
+                .message()
+                .find("bad header"),
             std::string::npos);
   EXPECT_NE(OpenStatus(WriteBytes(WithHeader("not json", ""))).message().find("not a JSON object"),
             std::string::npos);
@@ -72,7 +74,8 @@ TEST(SafetensorsTest, RejectsCorruptFilesWithClearErrors) {
 class WeightsTest : public ::testing::Test {
  protected:
   ModelConfig Config() {
-    return testing::SmallConfig(MemoryRule::kDelta, true, Aggregation::kGrm, 4, Boundary::kContinue);
+    return testing::SmallConfig(MemoryRule::kDelta, true, Aggregation::kGrm, 4,
+                                Boundary::kContinue);
   }
   absl::Status Load(const std::vector<StWriteTensor>& tensors) {
     const std::string path = FreshDir("w") + "/model.safetensors";
@@ -91,8 +94,9 @@ TEST_F(WeightsTest, LoadsExactlyTheExpectedSet) {
 TEST_F(WeightsTest, NamesMissingExtraAndMisshapenTensors) {
   auto t = RandomWeights(Config(), 1);
   auto missing = t;
-  missing.erase(std::find_if(missing.begin(), missing.end(),
-                             [](const auto& x) { return x.name == "layers.1.mixer.u_proj.weight"; }));
+  missing.erase(std::find_if(missing.begin(), missing.end(), [](const auto& x) {
+    return x.name == "layers.1.mixer.u_proj.weight";
+  }));
   EXPECT_NE(Load(missing).message().find("missing tensor 'layers.1.mixer.u_proj.weight'"),
             std::string::npos);
   auto extra = t;
@@ -117,7 +121,8 @@ TEST_F(WeightsTest, UProjIsRequiredOnlyForGatedAggregations) {
     EXPECT_EQ(s.name.find("u_proj"), std::string::npos) << s.name;
   }
   int u = 0;
-  for (const TensorSpec& s : ExpectedTensors(Config())) u += s.name.find("u_proj") != std::string::npos;
+  for (const TensorSpec& s : ExpectedTensors(Config()))
+    u += s.name.find("u_proj") != std::string::npos;
   EXPECT_EQ(u, Config().n_layers);
 }
 

@@ -35,7 +35,11 @@ TEST(Utf8StreamTest, ReplacesInvalidBytes) {
   EXPECT_EQ(s.Push(0xFF), "\xEF\xBF\xBD");
   EXPECT_EQ(s.Push(0x80), "\xEF\xBF\xBD");  // stray continuation
   // A lead byte followed by a non-continuation: U+FFFD, then the byte itself.
-  EXPECT_EQ(PushAll(s, "\xC3" "A"), "\xEF\xBF\xBD" "A");
+  EXPECT_EQ(PushAll(s,
+                    "\xC3"
+                    "A"),
+            "\xEF\xBF\xBD"
+            "A");
   // Overlong / surrogate second bytes are rejected at once.
   EXPECT_EQ(PushAll(s, "\xE0\x80"), "\xEF\xBF\xBD\xEF\xBF\xBD");
   EXPECT_EQ(PushAll(s, "\xED\xA0"), "\xEF\xBF\xBD\xEF\xBF\xBD");
