@@ -57,6 +57,36 @@ TEST_F(GenerateTest, ConcurrentRequestsMatchSoloRuns) {
   }
 }
 
+// Two sessions, two turns each, run at the same time: each gets exactly the
+// tokens it gets when run alone (batching shares no state across sessions).
+TEST_F(GenerateTest, ConcurrentSessionsMatchSoloRuns) {
+  auto run_session = [this](const std::string& id, const std::string& a, const std::string& b) {
+    std::vector<uint32_t> tokens;
+    for (const std::string& turn : {a, b}) {
+      Completion c = Collect(client(), LongRequest(turn, 20, id));
+      EXPECT_TRUE(c.status.ok()) << c.status;
+      tokens.insert(tokens.end(), c.tokens.begin(), c.tokens.end());
+    }
+    return tokens;
+  };
+  for (const char* id : {"solo-a", "solo-b", "both-a", "both-b"}) {
+    ASSERT_TRUE(client().CreateSession(id).ok()) << id;
+  }
+  const std::vector<uint32_t> solo_a = run_session("solo-a", "alpha turn one. ", "and two");
+  const std::vector<uint32_t> solo_b = run_session("solo-b", "beta: a longer first turn", "2");
+  std::vector<uint32_t> both_a, both_b;
+  std::thread ta([&] { both_a = run_session("both-a", "alpha turn one. ", "and two"); });
+  std::thread tb([&] { both_b = run_session("both-b", "beta: a longer first turn", "2"); });
+  ta.join();
+  tb.join();
+  EXPECT_EQ(both_a, solo_a);
+  EXPECT_EQ(both_b, solo_b);
+  EXPECT_NE(solo_a, solo_b);
+  for (const char* id : {"solo-a", "solo-b", "both-a", "both-b"}) {
+    ASSERT_TRUE(client().DeleteSession(id).ok()) << id;
+  }
+}
+
 TEST_F(GenerateTest, SessionContinuedOverTwoRequestsEqualsJoinedPrompt) {
   auto s = client().CreateSession();
   ASSERT_TRUE(s.ok()) << s.status();

@@ -26,20 +26,28 @@ std::string TempPath(const std::string& stem) {
                       stem);
 }
 
-pid_t Spawn(const std::vector<std::string>& args, const std::string& log_path) {
+// Runs `bin args...` with stdout to `out_path` and stderr to `err_path`
+// (the same file when equal).
+pid_t SpawnProgram(std::string bin, const std::vector<std::string>& args,
+                   const std::string& out_path, const std::string& err_path) {
   const pid_t pid = ::fork();
   if (pid != 0) return pid;
-  const int fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  ::dup2(fd, STDOUT_FILENO);
-  ::dup2(fd, STDERR_FILENO);
+  const int out = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  const int err =
+      err_path == out_path ? out : ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  ::dup2(out, STDOUT_FILENO);
+  ::dup2(err, STDERR_FILENO);
   std::vector<char*> argv;
-  std::string bin = MCSERVE_SERVER_BIN;
   argv.push_back(bin.data());
   std::vector<std::string> copy = args;
   for (std::string& a : copy) argv.push_back(a.data());
   argv.push_back(nullptr);
   ::execv(bin.c_str(), argv.data());
   ::_exit(127);
+}
+
+pid_t Spawn(const std::vector<std::string>& args, const std::string& log_path) {
+  return SpawnProgram(MCSERVE_SERVER_BIN, args, log_path, log_path);
 }
 
 std::string ReadFile(const std::string& path) {
@@ -112,18 +120,26 @@ std::optional<int> ServerProcess::Signal(int sig, absl::Duration timeout) {
 
 std::string ServerProcess::Log() const { return ReadFile(log_path_); }
 
-ProcessResult RunServerToExit(const std::vector<std::string>& args, absl::Duration timeout) {
+ProcessResult RunProgram(const std::string& bin, const std::vector<std::string>& args,
+                         absl::Duration timeout) {
   ProcessResult r;
-  const std::string log = TempPath("run.log");
-  const pid_t pid = Spawn(args, log);
+  const std::string out = TempPath("stdout");
+  const std::string err = TempPath("stderr");
+  const pid_t pid = SpawnProgram(bin, args, out, err);
   std::optional<int> code = WaitExit(pid, timeout);
   if (!code) {
     ::kill(pid, SIGKILL);
     WaitExit(pid, absl::Seconds(10));
   }
   r.exit_code = code.value_or(-999);
-  r.output = ReadFile(log);
+  r.out = ReadFile(out);
+  r.err = ReadFile(err);
+  r.output = r.out + r.err;
   return r;
+}
+
+ProcessResult RunServerToExit(const std::vector<std::string>& args, absl::Duration timeout) {
+  return RunProgram(MCSERVE_SERVER_BIN, args, timeout);
 }
 
 }  // namespace mcserve::testing

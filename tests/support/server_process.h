@@ -46,12 +46,18 @@ class ServerProcess {
   std::unique_ptr<client::Client> client_;
 };
 
-// Runs mcserve with `args` to completion (for startup-error tests); returns
-// its exit code and output.
+// A finished child process: exit code (-signal if killed by one, -999 if it
+// ran past its timeout), stdout, stderr, and both together.
 struct ProcessResult {
   int exit_code = -1;
+  std::string out;
+  std::string err;
   std::string output;
 };
+// Runs `bin args...` to completion.
+ProcessResult RunProgram(const std::string& bin, const std::vector<std::string>& args,
+                         absl::Duration timeout = absl::Seconds(60));
+// Runs mcserve with `args` to completion (for startup-error tests).
 ProcessResult RunServerToExit(const std::vector<std::string>& args,
                               absl::Duration timeout = absl::Seconds(60));
 

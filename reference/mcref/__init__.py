@@ -1,0 +1,7 @@
+"""mcref: the Python reference of the MC language model (docs/mc-model.md).
+
+Written from the spec, independently of the C++ server: a plain recurrent
+form (one token at a time, the spec read literally) and a chunked parallel
+form (used for training), plus a safetensors exporter, the recall task data
+generator and a trainer. Runs on Debian's python3-torch (/usr/bin/python3).
+"""
