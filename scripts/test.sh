@@ -1,12 +1,21 @@
 #!/usr/bin/env bash
-# Installs dependencies, builds, and runs the whole test suite (CTest).
-# Extra arguments go to ctest, e.g. -L unit or -R Generate.
+# Installs dependencies, builds, and runs the whole test suite (CTest), then
+# builds again with AddressSanitizer + UBSan (build-asan/) and runs the C++
+# tests there. Extra arguments go to both ctest runs, e.g. -L unit.
+# MCSERVE_SANITIZE=0 skips the sanitizer pass (quicker local runs).
 #   scripts/test.sh [ctest args...]
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 "$MCSERVE_ROOT/scripts/install-deps.sh"
 "$MCSERVE_ROOT/scripts/build.sh"
-log "running tests"
-cd "$MCSERVE_BUILD"
-exec ctest --output-on-failure --timeout 600 -j "$(nproc)" "$@"
+log "running tests in $MCSERVE_BUILD"
+(cd "$MCSERVE_BUILD" && ctest --output-on-failure --timeout 600 -j "$(nproc)" "$@")
+
+if [ "${MCSERVE_SANITIZE:-1}" != 0 ]; then
+  asan="$MCSERVE_ROOT/build-asan"
+  MCSERVE_BUILD="$asan" "$MCSERVE_ROOT/scripts/build.sh" -DMCSERVE_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+  log "running the C++ tests under AddressSanitizer + UBSan in $asan"
+  (cd "$asan" && ctest --output-on-failure --timeout 600 -j "$(nproc)" -LE "lint|reference" "$@")
+fi
+log "all tests passed"

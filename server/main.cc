@@ -45,18 +45,20 @@ void Drain(engine::Engine& engine, const rpc::GenerationService& service, grpc::
   server.GetHealthCheckService()->SetServingStatus(false);
   engine.StartDrain();
   const absl::Time deadline = absl::Now() + grace;
-  auto busy = [&engine] {
+  // A stream is in flight from its first byte until its final message is
+  // written; counting streams (not only the engine's queues) also covers a
+  // request the engine has not picked up yet.
+  auto busy = [&engine, &service] {
     const engine::EngineStatus s = engine.Status();
-    return s.running + s.waiting > 0;
+    return s.running + s.waiting > 0 || service.open_streams() > 0;
   };
   while (busy() && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(20));
   if (busy()) {
     MCSERVE_LOG(kWarning, "grace period over; aborting requests in flight");
     engine.AbortAll();
-    const absl::Time hard = absl::Now() + absl::Seconds(2);
-    while (busy() && absl::Now() < hard) absl::SleepFor(absl::Milliseconds(20));
   }
-  // Every request has ended; wait (briefly) for the final messages to be
+  // Requests have ended or been aborted; wait (briefly) for their final
+  // messages to be
   // written, then close at once: nothing worth waiting for is left.
   const absl::Time flushed = absl::Now() + absl::Seconds(2);
   while (service.open_streams() > 0 && absl::Now() < flushed) absl::SleepFor(absl::Milliseconds(5));

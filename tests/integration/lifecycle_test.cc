@@ -68,7 +68,7 @@ TEST(ShutdownTest, SigtermMidStreamDrainsAndExitsZero) {
   EXPECT_EQ(server.Signal(SIGTERM), 0) << server.Log();
   t.join();
   // The stream got its final message: aborted at the grace deadline.
-  EXPECT_TRUE(c.status.ok()) << c.status;
+  EXPECT_TRUE(c.status.ok()) << c.status << "\n" << server.Log();
   EXPECT_EQ(c.last.finish_reason(), v1::FINISH_REASON_ABORTED);
   EXPECT_NE(server.Log().find("grace period over"), std::string::npos);
 }
