@@ -24,20 +24,23 @@ LETTERS = "abcdefghijklmnopqrstuvwxyz"
 DIGITS = "0123456789"
 
 
-def recall_example(rng: random.Random, n_pairs: int, n_queries: int):
+def recall_example(rng: random.Random, n_pairs: int, n_queries: int, key_len=3, value_len=3):
     """Returns (text, value_spans): spans are (start, end) byte offsets of the
-    queried values, the positions a recall model must predict."""
+    queried values, the positions a recall model must predict. Keys are
+    `key_len` letters (at most 26 pairs when 1), values `value_len` digits."""
+    if key_len == 1 and n_pairs > len(LETTERS):
+        raise ValueError(f"at most {len(LETTERS)} pairs with one-letter keys")
     keys = set()
     while len(keys) < n_pairs:
-        keys.add("".join(rng.choice(LETTERS) for _ in range(3)))
+        keys.add("".join(rng.choice(LETTERS) for _ in range(key_len)))
     keys = list(keys)
     rng.shuffle(keys)
-    vals = {k: "".join(rng.choice(DIGITS) for _ in range(3)) for k in keys}
+    vals = {k: "".join(rng.choice(DIGITS) for _ in range(value_len)) for k in keys}
     text = "@ " + " ".join(f"{k}={vals[k]}" for k in keys) + " ?"
     spans = []
     for k in rng.sample(keys, min(n_queries, n_pairs)):
         text += f" {k}="
-        spans.append((len(text), len(text) + 3))
+        spans.append((len(text), len(text) + value_len))
         text += vals[k]
     return text + "\n", spans
 
@@ -62,7 +65,8 @@ class Mixture:
     examples; the rest are random windows of the plain-text corpus."""
 
     def __init__(self, seq_len, n_pairs, n_queries, recall_frac, seed, bos_id=256,
-                 corpus=None, recall_only_loss=False):
+                 corpus=None, recall_only_loss=False, key_len=3, value_len=3):
+        self.key_len, self.value_len = key_len, value_len
         self.seq_len = seq_len
         self.n_pairs = n_pairs
         self.n_queries = n_queries
@@ -76,7 +80,8 @@ class Mixture:
         ids, mask = [self.bos], [0.0]
         while len(ids) < self.seq_len + 1:
             pairs = self.n_pairs if isinstance(self.n_pairs, int) else self.rng.randint(*self.n_pairs)
-            text, spans = recall_example(self.rng, pairs, self.n_queries)
+            text, spans = recall_example(self.rng, pairs, self.n_queries, self.key_len,
+                                         self.value_len)
             b = text.encode()
             m = [0.0 if self.recall_only_loss else 1.0] * len(b)
             for s, e in spans:
@@ -101,12 +106,12 @@ class Mixture:
         return torch.tensor(xs), torch.tensor(ms)
 
 
-def recall_eval_set(n_examples, n_pairs, n_queries, seed, bos_id=256):
+def recall_eval_set(n_examples, n_pairs, n_queries, seed, bos_id=256, key_len=3, value_len=3):
     """Held-out examples, one per sequence: (tokens [N, T], spans)."""
     rng = random.Random(10_000 + seed)
     rows, spans = [], []
     for _ in range(n_examples):
-        text, sp = recall_example(rng, n_pairs, n_queries)
+        text, sp = recall_example(rng, n_pairs, n_queries, key_len, value_len)
         rows.append([bos_id] + list(text.encode()))
         spans.append([(s + 1, e + 1) for s, e in sp])  # +1: bos
     T = max(len(r) for r in rows)

@@ -50,7 +50,10 @@ def main():
     ap.add_argument("--out", default="docs/recall.md")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--difficulties", default="4,8,16,24")
-    ap.add_argument("--steps", type=int, default=500)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=800)
+    ap.add_argument("--key_len", type=int, default=1)
+    ap.add_argument("--value_len", type=int, default=1)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--seq_len", type=int, default=256)
     ap.add_argument("--d_model", type=int, default=64)
@@ -80,7 +83,8 @@ def main():
             model, _ = train.train(args)
             for d in diffs:
                 accs[d].append(train.recall_accuracy(model, d, 4, base.eval_examples, args.chunk,
-                                                     seed=100 + seed))
+                                                     seed=100 + seed, key_len=base.key_len,
+                                                     value_len=base.value_len))
             print(f"[{time.time() - t0:6.0f}s] {name} seed {seed}: "
                   + " ".join(f"{d}:{accs[d][-1]:.2f}" for d in diffs), flush=True)
         rows.append((name, accs))
@@ -93,8 +97,9 @@ def main():
         f"(from reference/), {time.strftime('%Y-%m-%d')}, {platform.machine()} "
         f"{os.cpu_count()} cores, torch {torch.__version__}, {elapsed / 60:.0f} min.",
         "",
-        f"Task: multi-query associative recall (reference/mcref/data.py); accuracy = fraction of "
-        f"queried values (3 digits) predicted exactly, {base.eval_examples} held-out examples "
+        f"Task: multi-query associative recall (reference/mcref/data.py) with {base.key_len}-letter "
+        f"keys and {base.value_len}-digit values (chance: {10.0 ** -base.value_len:g}); accuracy = "
+        f"fraction of queried values predicted exactly, {base.eval_examples} held-out examples "
         f"x 4 queries, mean (min-max) over {base.seeds} seeds. Models: d_model {base.d_model}, "
         f"{base.n_layers} layers, {base.n_heads} heads of {base.head_dim} (state "
         f"{state} floats per layer), delta rule with scalar decay, segments of "

@@ -56,6 +56,8 @@ def build_parser():
     ap.add_argument("--n_pairs", type=parse_pairs, default=(2, 16),
                     help="facts per recall example: N or LO-HI")
     ap.add_argument("--n_queries", type=int, default=4)
+    ap.add_argument("--key_len", type=int, default=3, help="letters per recall key")
+    ap.add_argument("--value_len", type=int, default=3, help="digits per recall value")
     ap.add_argument("--recall_frac", type=float, default=0.7)
     ap.add_argument("--recall_only_loss", action="store_true",
                     help="train only on the queried values (pure recall task)")
@@ -94,11 +96,13 @@ def lr_at(step, args):
 
 
 @torch.no_grad()
-def recall_accuracy(model, n_pairs, n_queries, n_examples, chunk, seed=0):
-    """Fraction of queried values whose three digits are all predicted
-    (argmax, given the prefix): exactly what greedy decoding returns."""
+def recall_accuracy(model, n_pairs, n_queries, n_examples, chunk, seed=0, key_len=3,
+                    value_len=3):
+    """Fraction of queried values whose digits are all predicted (argmax,
+    given the prefix): exactly what greedy decoding returns."""
     model.eval()
-    toks, spans = recall_eval_set(n_examples, n_pairs, n_queries, seed)
+    toks, spans = recall_eval_set(n_examples, n_pairs, n_queries, seed, key_len=key_len,
+                                  value_len=value_len)
     correct = total = 0
     for i in range(0, n_examples, 32):
         logits = forward(model, toks[i:i + 32], chunk)
@@ -126,7 +130,8 @@ def train(args):
                              {"params": no_decay, "weight_decay": 0.0}],
                             lr=args.lr, betas=(0.9, 0.95))
     data = Mixture(args.seq_len, args.n_pairs, args.n_queries, args.recall_frac, args.seed,
-                   recall_only_loss=args.recall_only_loss)
+                   recall_only_loss=args.recall_only_loss, key_len=args.key_len,
+                   value_len=args.value_len)
     step = 0
     if args.ckpt and os.path.exists(args.ckpt):
         saved = torch.load(args.ckpt)
@@ -162,7 +167,8 @@ def train(args):
             torch.save({"model": model.state_dict(), "opt": opt.state_dict(),
                         "data_rng": data.rng.getstate(), "step": step}, args.ckpt + ".tmp")
             os.replace(args.ckpt + ".tmp", args.ckpt)
-    acc = recall_accuracy(model, args.eval_pairs, args.n_queries, args.eval_examples, args.chunk)
+    acc = recall_accuracy(model, args.eval_pairs, args.n_queries, args.eval_examples, args.chunk,
+                          key_len=args.key_len, value_len=args.value_len)
     if not args.quiet:
         print(f"recall accuracy ({args.eval_pairs} pairs, {args.n_queries} queries): {acc:.3f}",
               flush=True)
