@@ -70,11 +70,16 @@ at::Tensor Aggregate(const McLayerParams& p, const ChunkMixerInputs& in, const a
                      const at::Tensor& ks_run) {
   const int64_t n = in.ckpt.defined() ? in.ckpt.size(1) : 0;
   if (p.aggregation == Aggregation::kNone) return o_on;
-  // reads[h, i, t, :] = M_i^T q_t
+  // reads[h, t, i, :] = M_i^T q_t, as one batched product per head:
+  // q [H, T, d] @ M laid out [H, d, n * d].
   at::Tensor reads;
-  if (n > 0) reads = at::matmul(in.q.unsqueeze(1), in.ckpt);  // [H, n, T, d]
+  if (n > 0) {
+    const int64_t H = in.q.size(0), T = in.q.size(1), d = in.q.size(2);
+    const at::Tensor m = in.ckpt.permute({0, 2, 1, 3}).reshape({H, d, n * d});
+    reads = at::bmm(in.q, m).view({H, T, n, d});
+  }
   if (p.aggregation == Aggregation::kResidual || p.aggregation == Aggregation::kMean) {
-    at::Tensor o = n > 0 ? o_on + reads.sum(1) : o_on;
+    at::Tensor o = n > 0 ? o_on + reads.sum(2) : o_on;
     if (p.aggregation == Aggregation::kMean) o = o / static_cast<double>(1 + n);
     return o;
   }
@@ -89,9 +94,8 @@ at::Tensor Aggregate(const McLayerParams& p, const ChunkMixerInputs& in, const a
   if (p.aggregation == Aggregation::kSsc) {
     z = z.masked_fill(TopKMask(z, p.top_k).logical_not(), -std::numeric_limits<float>::infinity());
   }
-  const at::Tensor g = at::cat({z_on, z}, -1).softmax(-1);                     // [H, T, 1 + n]
-  const at::Tensor g_ckpt = g.narrow(-1, 1, n).transpose(1, 2).unsqueeze(-1);  // [H, n, T, 1]
-  return g.narrow(-1, 0, 1) * o_on + (g_ckpt * reads).sum(1);
+  const at::Tensor g = at::cat({z_on, z}, -1).softmax(-1);  // [H, T, 1 + n]
+  return g.narrow(-1, 0, 1) * o_on + (g.narrow(-1, 1, n).unsqueeze(-1) * reads).sum(2);
 }
 
 }  // namespace
