@@ -50,23 +50,29 @@ TEST_F(LifecycleTest, ReflectionListsTheService) {
   EXPECT_TRUE(stream->Finish().ok());
 }
 
+// Starts `request` on `server`, sends SIGTERM once the first response has
+// arrived, and returns the whole stream. Expects the server to exit 0.
+Completion SigtermDuringStream(ServerProcess& server, const v1::GenerateRequest& request) {
+  absl::Notification started;
+  Completion c;
+  std::thread t([&] {
+    c.status = server.client().Generate(request, [&](const v1::GenerateResponse& r) {
+      c.last = r;
+      if (!started.HasBeenNotified()) started.Notify();
+    });
+  });
+  started.WaitForNotification();
+  EXPECT_EQ(server.Signal(SIGTERM), 0) << server.Log();
+  t.join();
+  return c;
+}
+
 TEST(ShutdownTest, SigtermMidStreamDrainsAndExitsZero) {
   auto p = ServerProcess::Start(TestModelDir(),
                                 {"--shutdown_grace=300ms", "--max_tokens_limit=1000000"});
   ASSERT_TRUE(p.ok()) << p.status();
   ServerProcess& server = **p;
-  absl::Notification started;
-  Completion c;
-  std::thread t([&] {
-    c.status =
-        server.client().Generate(LongRequest("long", 1000000), [&](const v1::GenerateResponse& r) {
-          c.last = r;
-          if (!started.HasBeenNotified()) started.Notify();
-        });
-  });
-  started.WaitForNotification();
-  EXPECT_EQ(server.Signal(SIGTERM), 0) << server.Log();
-  t.join();
+  const Completion c = SigtermDuringStream(server, LongRequest("long", 1000000));
   // The stream got its final message: aborted at the grace deadline.
   EXPECT_TRUE(c.status.ok()) << c.status << "\n" << server.Log();
   EXPECT_EQ(c.last.finish_reason(), v1::FINISH_REASON_ABORTED);
@@ -76,19 +82,7 @@ TEST(ShutdownTest, SigtermMidStreamDrainsAndExitsZero) {
 TEST(ShutdownTest, SigtermLetsShortStreamsFinish) {
   auto p = ServerProcess::Start(TestModelDir(), {"--shutdown_grace=20s"});
   ASSERT_TRUE(p.ok()) << p.status();
-  ServerProcess& server = **p;
-  absl::Notification started;
-  Completion c;
-  std::thread t([&] {
-    c.status =
-        server.client().Generate(LongRequest("short", 200), [&](const v1::GenerateResponse& r) {
-          c.last = r;
-          if (!started.HasBeenNotified()) started.Notify();
-        });
-  });
-  started.WaitForNotification();
-  EXPECT_EQ(server.Signal(SIGTERM), 0) << server.Log();
-  t.join();
+  const Completion c = SigtermDuringStream(**p, LongRequest("short", 200));
   EXPECT_TRUE(c.status.ok()) << c.status;
   EXPECT_EQ(c.last.finish_reason(), v1::FINISH_REASON_LENGTH);
   EXPECT_EQ(c.last.usage().completion_tokens(), 200u);
