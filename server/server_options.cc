@@ -2,6 +2,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
+#include "server/util/byte_size.h"
 #include "server/util/log.h"
 #include "server/util/status_macros.h"
 
@@ -20,11 +21,22 @@ ABSL_FLAG(int32_t, max_waiting, 1024, "Most queued requests; beyond: RESOURCE_EX
 ABSL_FLAG(int32_t, prefill_tokens_per_step, 512, "Prompt tokens prefilled per engine step");
 ABSL_FLAG(int32_t, prefill_piece, 64, "Tokens per parallel prefill piece");
 ABSL_FLAG(int32_t, max_sessions, 256, "Most live sessions");
-ABSL_FLAG(int64_t, checkpoint_pool_mb, 256, "Memory for MC checkpoints, MiB");
+ABSL_FLAG(std::string, checkpoint_pool, "256MiB",
+          "Device memory for MC checkpoints, the tier the model reads (e.g. 256MiB, 2GiB)");
+ABSL_FLAG(std::string, host_pool, "1GiB",
+          "Host memory (pinned on CUDA) that checkpoints are offloaded to under pressure; "
+          "0: no offloading");
+ABSL_FLAG(std::string, lossy_eviction, "none",
+          "When both checkpoint tiers are full: none (refuse new work with RESOURCE_EXHAUSTED), "
+          "drop (forget a session's least useful checkpoint) or merge (average two adjacent "
+          "ones); sessions that lose information are marked lossy");
+ABSL_FLAG(absl::Duration, session_idle_ttl, absl::ZeroDuration(),
+          "Delete sessions unused for this long (e.g. 30m); 0: keep until deleted");
 ABSL_FLAG(int32_t, threads, 0, "Intra-op CPU threads for the model (0: LibTorch default)");
 ABSL_FLAG(int32_t, max_prompt_tokens, 8192, "Longest prompt accepted, in tokens");
 ABSL_FLAG(int32_t, max_tokens_limit, 4096, "Largest max_tokens a request may ask for");
 ABSL_FLAG(int32_t, default_max_tokens, 256, "max_tokens when a request sets none");
+ABSL_FLAG(std::string, max_snapshot_size, "1GiB", "Largest session snapshot ImportSession accepts");
 ABSL_FLAG(int32_t, max_message_bytes, 4 << 20, "Largest gRPC message accepted, bytes");
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(10),
           "On SIGTERM/SIGINT: time for in-flight requests to finish before they are aborted");
@@ -38,6 +50,13 @@ absl::Status Positive(absl::string_view flag, int64_t v, int64_t min = 1) {
     return absl::InvalidArgumentError(absl::StrCat("--", flag, " must be >= ", min, ", got ", v));
   }
   return absl::OkStatus();
+}
+
+// Prefixes a flag's parse error with the flag's name.
+template <typename T>
+absl::StatusOr<T> Flag(absl::string_view flag, absl::StatusOr<T> v) {
+  if (v.ok()) return v;
+  return absl::InvalidArgumentError(absl::StrCat("--", flag, ": ", v.status().message()));
 }
 
 }  // namespace
@@ -66,19 +85,34 @@ absl::StatusOr<ServerOptions> ServerOptionsFromFlags() {
   e.max_waiting = absl::GetFlag(FLAGS_max_waiting);
   e.prefill_tokens_per_step = absl::GetFlag(FLAGS_prefill_tokens_per_step);
   e.max_sessions = absl::GetFlag(FLAGS_max_sessions);
-  e.checkpoint_pool_bytes = absl::GetFlag(FLAGS_checkpoint_pool_mb) << 20;
+  ASSIGN_OR_RETURN(e.checkpoint_pool_bytes,
+                   Flag("checkpoint_pool", ParseByteSize(absl::GetFlag(FLAGS_checkpoint_pool))));
+  ASSIGN_OR_RETURN(e.host_pool_bytes,
+                   Flag("host_pool", ParseByteSize(absl::GetFlag(FLAGS_host_pool))));
+  absl::StatusOr<pool::LossyPolicy> lossy =
+      pool::ParseLossyPolicy(absl::GetFlag(FLAGS_lossy_eviction));
+  if (!lossy.ok())
+    return absl::InvalidArgumentError(absl::StrCat("--lossy_eviction: ", lossy.status().message()));
+  e.lossy_eviction = *lossy;
+  e.session_idle_ttl = absl::GetFlag(FLAGS_session_idle_ttl);
   e.intra_op_threads = absl::GetFlag(FLAGS_threads);
   RETURN_IF_ERROR(Positive("max_running", e.max_running));
   RETURN_IF_ERROR(Positive("max_waiting", e.max_waiting, 0));
   RETURN_IF_ERROR(Positive("prefill_tokens_per_step", e.prefill_tokens_per_step));
   RETURN_IF_ERROR(Positive("max_sessions", e.max_sessions, 0));
-  RETURN_IF_ERROR(Positive("checkpoint_pool_mb", absl::GetFlag(FLAGS_checkpoint_pool_mb)));
+  RETURN_IF_ERROR(Positive("checkpoint_pool", e.checkpoint_pool_bytes));
+  if (e.session_idle_ttl < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("--session_idle_ttl must not be negative");
+  }
   RETURN_IF_ERROR(Positive("threads", e.intra_op_threads, 0));
 
   rpc::RequestLimits& l = o.service.limits;
   l.max_prompt_tokens = absl::GetFlag(FLAGS_max_prompt_tokens);
   l.max_tokens_limit = absl::GetFlag(FLAGS_max_tokens_limit);
   l.default_max_tokens = absl::GetFlag(FLAGS_default_max_tokens);
+  ASSIGN_OR_RETURN(
+      l.max_snapshot_bytes,
+      Flag("max_snapshot_size", ParseByteSize(absl::GetFlag(FLAGS_max_snapshot_size))));
   RETURN_IF_ERROR(Positive("max_prompt_tokens", l.max_prompt_tokens));
   RETURN_IF_ERROR(Positive("max_tokens_limit", l.max_tokens_limit, 0));
   RETURN_IF_ERROR(Positive("default_max_tokens", l.default_max_tokens, 0));

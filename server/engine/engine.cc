@@ -28,11 +28,21 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(std::unique_ptr<model::Mc
 }
 
 namespace {
-int32_t CkptSlots(const model::McModel& m, const EngineOptions& o) {
-  if (!kernels::KeepsCheckpoints(m.config().aggregation)) return 1;  // never used
+
+pool::PoolOptions PoolFor(const model::McModel& m, const EngineOptions& o) {
+  pool::PoolOptions p;
+  p.dtype = model::CkptScalarType(m.options().ckpt_dtype);
+  p.device = m.options().device;
+  if (!kernels::KeepsCheckpoints(m.config().aggregation)) {
+    p.device_slots = 1;  // never used
+    return p;
+  }
   const int64_t per = model::CheckpointBytes(m.config(), m.options().ckpt_dtype);
-  return static_cast<int32_t>(std::min<int64_t>(o.checkpoint_pool_bytes / per, 1 << 30));
+  p.device_slots = static_cast<int32_t>(std::min<int64_t>(o.checkpoint_pool_bytes / per, 1 << 30));
+  p.host_slots = static_cast<int32_t>(std::min<int64_t>(o.host_pool_bytes / per, 1 << 30));
+  return p;
 }
+
 }  // namespace
 
 Engine::Engine(std::unique_ptr<model::McModel> model, const EngineOptions& options, Clock* clock)
@@ -40,14 +50,19 @@ Engine::Engine(std::unique_ptr<model::McModel> model, const EngineOptions& optio
       options_(options),
       clock_(clock),
       tokenizer_(model_->config().bos_id, model_->config().eos_id),
+      fingerprint_(ComputeFingerprint(*model_)),
+      pool_(model_->config(), PoolFor(*model_, options)),
       // One-shot requests need a state slot each while running.
       state_slots_(options.max_sessions + options.max_running),
-      ckpt_slots_(CkptSlots(*model_, options)),
       scheduler_(SchedulerOptions{options.max_running, options.prefill_tokens_per_step}) {
-  cache_ = model_->AllocateCache(state_slots_.capacity(), ckpt_slots_.capacity());
+  cache_ = model_->AllocateCache(state_slots_.capacity(), 0);
+  cache_.ckpt = pool_.device_states();
+  cache_.ckpt_summary = pool_.device_summaries();
   MCSERVE_LOG(kInfo, "engine ready")
       .Kv("state_slots", state_slots_.capacity())
-      .Kv("checkpoint_slots", ckpt_slots_.capacity())
+      .Kv("checkpoint_slots", pool_.device_capacity())
+      .Kv("host_checkpoint_slots", pool_.host_capacity())
+      .Kv("lossy_eviction", pool::LossyPolicyName(options_.lossy_eviction))
       .Kv("checkpoint_bytes", checkpoint_bytes())
       .Kv("state_bytes", state_bytes());
   PublishStatus();
@@ -92,16 +107,23 @@ void Engine::Loop() {
     {
       absl::MutexLock l(&mu_);
       if (!busy) {
-        mu_.Await(absl::Condition(
+        const absl::Condition wake(
             +[](Engine* e)
                  ABSL_EXCLUSIVE_LOCKS_REQUIRED(e->mu_) { return e->stop_ || !e->inbox_.empty(); },
-            this));
+            this);
+        // With an idle TTL, wake now and then to expire sessions.
+        if (options_.session_idle_ttl > absl::ZeroDuration()) {
+          mu_.AwaitWithTimeout(wake, absl::Seconds(1));
+        } else {
+          mu_.Await(wake);
+        }
       }
       commands.swap(inbox_);
       stop = stop_;
     }
     for (Command& c : commands) c();
     if (stop) break;
+    ExpireIdleSessions();
     if (scheduler_.HasWork()) Step();
     PublishStatus();
   }
@@ -114,10 +136,17 @@ void Engine::PublishStatus() {
   s.waiting = scheduler_.num_waiting();
   s.sessions = static_cast<int32_t>(sessions_.size());
   s.max_sessions = options_.max_sessions;
-  s.ckpt_slots_used =
-      kernels::KeepsCheckpoints(model_->config().aggregation) ? ckpt_slots_.used() : 0;
-  s.ckpt_slots_total =
-      kernels::KeepsCheckpoints(model_->config().aggregation) ? ckpt_slots_.capacity() : 0;
+  if (kernels::KeepsCheckpoints(model_->config().aggregation)) {
+    s.ckpt_slots_used = pool_.device_used();
+    s.ckpt_slots_total = pool_.device_capacity();
+    s.host_slots_used = pool_.host_used();
+    s.host_slots_total = pool_.host_capacity();
+  }
+  s.checkpoints = pool_.live();
+  s.checkpoint_refs = pool_.total_refs();
+  s.state_slots_used = state_slots_.used();
+  for (const auto& [id, session] : sessions_) s.lossy_sessions += session->eviction.lossy ? 1 : 0;
+  s.evictions = pool_.counters();
   s.draining = draining_;
   absl::MutexLock l(&mu_);
   status_ = s;

@@ -24,9 +24,12 @@
 #include "server/engine/request.h"
 #include "server/engine/scheduler.h"
 #include "server/engine/session.h"
-#include "server/engine/slot_allocator.h"
+#include "server/engine/session_snapshot.h"
 #include "server/model/mc_model.h"
 #include "server/model/sampler.h"
+#include "server/pool/checkpoint_pool.h"
+#include "server/pool/eviction.h"
+#include "server/pool/slot_allocator.h"
 #include "server/util/clock.h"
 
 namespace mcserve::engine {
@@ -35,8 +38,12 @@ struct EngineOptions {
   int32_t max_running = 64;    // requests decoding together
   int32_t max_waiting = 1024;  // queued beyond that: RESOURCE_EXHAUSTED
   int64_t prefill_tokens_per_step = 512;
-  int32_t max_sessions = 256;  // persistent sessions
-  int64_t checkpoint_pool_bytes = 256ll << 20;
+  int32_t max_sessions = 256;                   // persistent sessions
+  int64_t checkpoint_pool_bytes = 256ll << 20;  // device tier
+  int64_t host_pool_bytes = 0;                  // host tier (offload target)
+  pool::LossyPolicy lossy_eviction = pool::LossyPolicy::kNone;
+  // Sessions unused this long are deleted; zero: never.
+  absl::Duration session_idle_ttl = absl::ZeroDuration();
   int32_t intra_op_threads = 0;  // 0: LibTorch's default
 };
 
@@ -47,6 +54,9 @@ struct SessionInfo {
   int64_t checkpoint_bytes = 0;
   int64_t state_bytes = 0;
   bool busy = false;
+  int32_t checkpoints_on_device = 0;
+  int32_t checkpoints_on_host = 0;
+  pool::EvictionStats eviction;
 };
 
 struct EngineStatus {
@@ -54,8 +64,15 @@ struct EngineStatus {
   int32_t waiting = 0;
   int32_t sessions = 0;
   int32_t max_sessions = 0;
-  int32_t ckpt_slots_used = 0;
+  int32_t ckpt_slots_used = 0;  // device tier
   int32_t ckpt_slots_total = 0;
+  int32_t host_slots_used = 0;
+  int32_t host_slots_total = 0;
+  int32_t checkpoints = 0;      // alive, either tier
+  int64_t checkpoint_refs = 0;  // references to them from sessions
+  int32_t state_slots_used = 0;
+  int32_t lossy_sessions = 0;
+  pool::PoolCounters evictions;
   bool draining = false;
 };
 
@@ -84,6 +101,16 @@ class Engine {
   void CreateSession(std::string session_id, SessionCallback done);
   void GetSession(std::string session_id, SessionCallback done);
   void DeleteSession(std::string session_id, DoneCallback done);
+  // A new session `child_id` ("": generated) continuing from `parent_id`'s
+  // history: it shares the parent's checkpoints and online state until one
+  // of them writes (copy on write). FAILED_PRECONDITION while the parent
+  // has a request in flight.
+  void ForkSession(std::string parent_id, std::string child_id, SessionCallback done);
+  // The session as snapshot bytes (session_snapshot.h).
+  void ExportSession(std::string session_id, std::function<void(absl::StatusOr<std::string>)> done);
+  // Creates session `session_id` ("": the snapshot's id) from snapshot
+  // bytes. Nothing is created unless the whole snapshot is valid and fits.
+  void ImportSession(std::string session_id, std::string bytes, SessionCallback done);
 
   // From now on new requests and sessions are refused with UNAVAILABLE.
   void StartDrain();
@@ -116,26 +143,49 @@ class Engine {
   void Finish(Active& a, FinishReason reason, GenerateUpdate u = {});
   void Fail(Active& a, absl::Status status);
   void Release(Active& a);
-  absl::StatusOr<std::vector<int32_t>> AllocateCheckpoints(int64_t n);
+  void RunDecodeGroup(const std::vector<Active*>& group);
   absl::Status NewSessionState(Session& s);
   void FreeSessionState(Session& s);
+  void ExpireIdleSessions();
+  absl::StatusOr<Session*> AddSession(std::string id);
   SessionInfo Describe(const Session& s) const;
   Active* FindByRequestId(const std::string& request_id);
+
+  // Snapshots (engine_snapshot.cc).
+  static uint64_t ComputeFingerprint(const model::McModel& m);
+  SessionSnapshot Snapshot(const Session& s) const;
+  absl::Status CheckSnapshot(const SessionSnapshot& snap) const;
+  // Creates a session from snapshot bytes, or nothing.
+  absl::StatusOr<Session*> RestoreSession(const std::string& id, absl::string_view bytes);
+
+  // Checkpoint residency (engine_residency.cc).
+  // Every session holding checkpoints, as eviction sees it.
+  std::vector<pool::Holder> Holders();
+  pool::Holder HolderOf(Session& s);
+  // Pins `s`'s checkpoints on the device (fetching any on the host) and
+  // creates `n_new` pinned checkpoints for it, evicting as needed. Call
+  // pool_.BeginEpoch() first; pins last until the next epoch.
+  absl::StatusOr<std::vector<pool::CkptId>> Reserve(Session& s, int64_t n_new);
+  // Gives `s` a state slot of its own if it shares one with a fork.
+  absl::Status OwnState(Session& s);
+  std::vector<int32_t> DeviceSlots(const std::vector<pool::CkptId>& ids) const;
 
   std::unique_ptr<model::McModel> model_;
   const EngineOptions options_;
   Clock* const clock_;
   const model::ByteTokenizer tokenizer_;
+  const uint64_t fingerprint_;  // of the model, stamped on snapshots
 
   // Engine-thread state.
-  model::CacheTensors cache_;
-  SlotAllocator state_slots_;
-  SlotAllocator ckpt_slots_;
+  pool::CheckpointPool pool_;
+  model::CacheTensors cache_;  // state pools + pool_'s device tier
+  pool::SlotAllocator state_slots_;
   Scheduler scheduler_;
   std::map<std::string, std::unique_ptr<Session>> sessions_;
   std::unordered_map<RequestId, std::unique_ptr<Active>> active_;
   std::unordered_map<std::string, RequestId> by_request_id_;
   bool draining_ = false;
+  absl::Time next_expiry_check_ = absl::InfinitePast();
 
   mutable absl::Mutex mu_;
   std::deque<Command> inbox_ ABSL_GUARDED_BY(mu_);

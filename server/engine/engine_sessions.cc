@@ -5,6 +5,7 @@
 #include "server/engine/active_request.h"
 #include "server/engine/engine.h"
 #include "server/model/cache_tensors.h"
+#include "server/util/log.h"
 
 namespace mcserve::engine {
 namespace {
@@ -18,37 +19,98 @@ std::string NewSessionId() {
 
 void Engine::CreateSession(std::string session_id, SessionCallback done) {
   Post([this, id = std::move(session_id), done = std::move(done)]() mutable {
-    if (draining_) {
-      done(absl::UnavailableError("server is draining for shutdown; retry elsewhere"));
+    absl::StatusOr<Session*> s = AddSession(std::move(id));
+    if (!s.ok()) {
+      done(s.status());
       return;
     }
-    if (id.empty()) {
-      do id = NewSessionId();
-      while (sessions_.count(id) != 0);
-    }
-    if (sessions_.count(id) != 0) {
-      done(absl::AlreadyExistsError(absl::StrCat("session '", id, "' already exists")));
-      return;
-    }
-    if (static_cast<int32_t>(sessions_.size()) >= options_.max_sessions) {
-      done(absl::ResourceExhaustedError(absl::StrCat("session limit reached (",
-                                                     options_.max_sessions,
-                                                     ", --max_sessions); delete sessions first")));
-      return;
-    }
-    auto s = std::make_unique<Session>();
-    s->id = id;
-    s->pending_token = tokenizer_.bos_id();
-    s->last_used = clock_->Now();
-    absl::Status st = NewSessionState(*s);
+    absl::Status st = NewSessionState(**s);
     if (!st.ok()) {
+      sessions_.erase((*s)->id);
       done(st);
       return;
     }
-    SessionInfo info = Describe(*s);
-    sessions_[id] = std::move(s);
-    done(info);
+    done(Describe(**s));
   });
+}
+
+absl::StatusOr<Session*> Engine::AddSession(std::string id) {
+  if (draining_) return absl::UnavailableError("server is draining for shutdown; retry elsewhere");
+  if (id.empty()) {
+    do id = NewSessionId();
+    while (sessions_.count(id) != 0);
+  }
+  if (sessions_.count(id) != 0) {
+    return absl::AlreadyExistsError(absl::StrCat("session '", id, "' already exists"));
+  }
+  if (static_cast<int32_t>(sessions_.size()) >= options_.max_sessions) {
+    return absl::ResourceExhaustedError(absl::StrCat("session limit reached (",
+                                                     options_.max_sessions,
+                                                     ", --max_sessions); delete sessions first"));
+  }
+  auto s = std::make_unique<Session>();
+  s->id = id;
+  s->pending_token = tokenizer_.bos_id();
+  s->last_used = clock_->Now();
+  Session* raw = s.get();
+  sessions_[id] = std::move(s);
+  return raw;
+}
+
+void Engine::ForkSession(std::string parent_id, std::string child_id, SessionCallback done) {
+  Post([this, parent_id = std::move(parent_id), child_id = std::move(child_id),
+        done = std::move(done)]() mutable {
+    auto it = sessions_.find(parent_id);
+    if (it == sessions_.end()) {
+      done(absl::NotFoundError(absl::StrCat("session '", parent_id, "' not found")));
+      return;
+    }
+    Session& parent = *it->second;
+    if (parent.busy_with != 0) {
+      done(absl::FailedPreconditionError(
+          absl::StrCat("session '", parent_id, "' has a request in flight; fork it when idle")));
+      return;
+    }
+    if (parent.broken) {
+      done(absl::DataLossError(absl::StrCat("session '", parent_id, "' was damaged; delete it")));
+      return;
+    }
+    absl::StatusOr<Session*> child = AddSession(std::move(child_id));
+    if (!child.ok()) {
+      done(child.status());
+      return;
+    }
+    Session& c = **child;
+    c.position = parent.position;
+    c.pending_token = parent.pending_token;
+    c.ckpts = parent.ckpts;
+    for (pool::CkptId id : c.ckpts) pool_.Ref(id);
+    c.state_slot = parent.state_slot;
+    state_slots_.Ref(c.state_slot);  // copied when either writes (OwnState)
+    c.eviction.lossy = parent.eviction.lossy;
+    parent.last_used = clock_->Now();
+    done(Describe(c));
+  });
+}
+
+void Engine::ExpireIdleSessions() {
+  const absl::Duration ttl = options_.session_idle_ttl;
+  if (ttl <= absl::ZeroDuration()) return;
+  const absl::Time now = clock_->Now();
+  if (now < next_expiry_check_) return;
+  next_expiry_check_ = now + std::min(ttl / 4, absl::Seconds(1));
+  for (auto it = sessions_.begin(); it != sessions_.end();) {
+    Session& s = *it->second;
+    if (s.busy_with == 0 && now - s.last_used >= ttl) {
+      MCSERVE_LOG(kInfo, "session expired")
+          .Kv("session", s.id)
+          .Kv("idle_s", absl::ToDoubleSeconds(now - s.last_used));
+      FreeSessionState(s);
+      it = sessions_.erase(it);
+    } else {
+      ++it;
+    }
+  }
 }
 
 void Engine::GetSession(std::string session_id, SessionCallback done) {
@@ -90,7 +152,7 @@ absl::Status Engine::NewSessionState(Session& s) {
 }
 
 void Engine::FreeSessionState(Session& s) {
-  for (int32_t c : s.ckpts) ckpt_slots_.Unref(c);
+  for (pool::CkptId c : s.ckpts) pool_.Unref(c);
   s.ckpts.clear();
   if (s.state_slot >= 0) state_slots_.Unref(s.state_slot);
   s.state_slot = -1;
@@ -104,6 +166,11 @@ SessionInfo Engine::Describe(const Session& s) const {
   info.checkpoint_bytes = info.num_checkpoints * checkpoint_bytes();
   info.state_bytes = state_bytes();
   info.busy = s.busy_with != 0;
+  for (pool::CkptId c : s.ckpts) {
+    ++(pool_.tier(c) == pool::Tier::kDevice ? info.checkpoints_on_device
+                                            : info.checkpoints_on_host);
+  }
+  info.eviction = s.eviction;
   return info;
 }
 

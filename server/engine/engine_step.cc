@@ -6,6 +6,7 @@
 #include "server/engine/active_request.h"
 #include "server/engine/engine.h"
 #include "server/util/log.h"
+#include "server/util/status_macros.h"
 
 namespace mcserve::engine {
 namespace {
@@ -111,59 +112,110 @@ void Engine::Admit(Active& a) {
 
 absl::Status Engine::RunPrefill(Active& a, int64_t tokens) {
   Session& s = *a.session;
-  auto fresh = AllocateCheckpoints(model_->CheckpointsClosed(s.position, tokens));
-  if (!fresh.ok()) return fresh.status();
-  model::PrefillSeq seq;
-  seq.tokens = absl::MakeConstSpan(a.feed).subspan(a.fed, tokens);
-  seq.position = s.position;
-  seq.state_slot = s.state_slot;
-  seq.ckpt_slots = s.ckpts;
-  seq.new_ckpt_slots = *fresh;
-  absl::StatusOr<at::Tensor> r = model_->Prefill(cache_, seq);
-  if (!r.ok()) {
-    for (int32_t slot : *fresh) ckpt_slots_.Unref(slot);
-    s.broken = true;  // some layers may have absorbed the tokens
-    MCSERVE_LOG(kError, "prefill failed")
-        .Kv("id", a.req.request_id)
-        .Kv("error", r.status().ToString());
-    return r.status();
+  RETURN_IF_ERROR(OwnState(s));
+  const bool keeps = kernels::KeepsCheckpoints(model_->config().aggregation);
+  const int64_t c = model_->config().segment_length;
+  for (int64_t left = tokens; left > 0;) {
+    // A piece may close only as many segments as the device tier has room
+    // for beside the checkpoints the session reads.
+    int64_t n = left;
+    if (keeps) {
+      const int64_t room = pool_.device_capacity() - static_cast<int64_t>(s.ckpts.size());
+      n = std::min(left, (c - s.position % c) + (std::max<int64_t>(room, 1) - 1) * c);
+    }
+    pool_.BeginEpoch();
+    absl::StatusOr<std::vector<pool::CkptId>> fresh =
+        Reserve(s, model_->CheckpointsClosed(s.position, n));
+    if (!fresh.ok()) {
+      if (n == tokens) return fresh.status();
+      return absl::Status(
+          fresh.status().code(),
+          absl::StrCat(fresh.status().message(), " (the session absorbed ", tokens - left,
+                       " of this step's ", tokens, " prompt tokens before this)"));
+    }
+    const std::vector<int32_t> slots = DeviceSlots(s.ckpts), fresh_slots = DeviceSlots(*fresh);
+    model::PrefillSeq seq;
+    seq.tokens = absl::MakeConstSpan(a.feed).subspan(a.fed, n);
+    seq.position = s.position;
+    seq.state_slot = s.state_slot;
+    seq.ckpt_slots = slots;
+    seq.new_ckpt_slots = fresh_slots;
+    absl::StatusOr<at::Tensor> r = model_->Prefill(cache_, seq);
+    if (!r.ok()) {
+      for (pool::CkptId id : *fresh) pool_.Unref(id);
+      s.broken = true;  // some layers may have absorbed the tokens
+      MCSERVE_LOG(kError, "prefill failed")
+          .Kv("id", a.req.request_id)
+          .Kv("error", r.status().ToString());
+      return r.status();
+    }
+    s.position += n;
+    s.ckpts.insert(s.ckpts.end(), fresh->begin(), fresh->end());
+    a.fed += n;
+    s.pending_token = a.feed[a.fed];
+    left -= n;
   }
-  s.position += tokens;
-  s.ckpts.insert(s.ckpts.end(), fresh->begin(), fresh->end());
-  a.fed += tokens;
-  s.pending_token = a.feed[a.fed];
   return absl::OkStatus();
 }
 
 void Engine::RunDecode(const std::vector<Active*>& batch) {
-  std::vector<Active*> live;
-  std::vector<model::DecodeSeq> seqs;
+  // Sessions decode in groups whose checkpoints all fit on the device at
+  // once; usually that is the whole batch.
+  const int64_t capacity = pool_.device_capacity();
+  std::vector<Active*> group;
+  int64_t need = 0;
   for (Active* a : batch) {
-    Session& s = *a->session;
-    model::DecodeSeq seq;
-    if (model_->CheckpointsClosed(s.position, 1) == 1) {
-      auto slot = AllocateCheckpoints(1);
-      if (!slot.ok()) {
-        Fail(*a, slot.status());
-        continue;
-      }
-      seq.new_ckpt_slot = slot->front();
+    const Session& s = *a->session;
+    const int64_t n =
+        static_cast<int64_t>(s.ckpts.size()) + model_->CheckpointsClosed(s.position, 1);
+    if (!group.empty() && need + n > capacity) {
+      RunDecodeGroup(group);
+      group.clear();
+      need = 0;
     }
-    seq.token = s.pending_token;
-    seq.position = s.position;
-    seq.state_slot = s.state_slot;
-    seq.ckpt_slots = s.ckpts;
-    seqs.push_back(seq);
+    group.push_back(a);
+    need += n;
+  }
+  if (!group.empty()) RunDecodeGroup(group);
+}
+
+void Engine::RunDecodeGroup(const std::vector<Active*>& group) {
+  pool_.BeginEpoch();
+  std::vector<Active*> live;
+  std::vector<std::vector<pool::CkptId>> fresh;
+  for (Active* a : group) {
+    Session& s = *a->session;
+    absl::Status st = OwnState(s);
+    absl::StatusOr<std::vector<pool::CkptId>> got =
+        st.ok() ? Reserve(s, model_->CheckpointsClosed(s.position, 1)) : st;
+    if (!got.ok()) {
+      Fail(*a, got.status());
+      continue;
+    }
     live.push_back(a);
+    fresh.push_back(*std::move(got));
   }
   if (live.empty()) return;
+  // Slot lists are taken after every Reserve: eviction for a later session
+  // may have moved an earlier one's unpinned neighbours, never its own.
+  std::vector<std::vector<int32_t>> slots(live.size());
+  std::vector<model::DecodeSeq> seqs(live.size());
+  for (size_t i = 0; i < live.size(); ++i) {
+    const Session& s = *live[i]->session;
+    slots[i] = DeviceSlots(s.ckpts);
+    seqs[i].token = s.pending_token;
+    seqs[i].position = s.position;
+    seqs[i].state_slot = s.state_slot;
+    seqs[i].ckpt_slots = slots[i];
+    seqs[i].new_ckpt_slot = fresh[i].empty() ? -1 : pool_.device_slot(fresh[i].front());
+  }
   absl::StatusOr<model::DecodeResult> r = model_->Decode(cache_, seqs);
   if (!r.ok()) {
     MCSERVE_LOG(kError, "decode step failed")
         .Kv("batch", live.size())
         .Kv("error", r.status().ToString());
     for (size_t i = 0; i < live.size(); ++i) {
-      if (seqs[i].new_ckpt_slot >= 0) ckpt_slots_.Unref(seqs[i].new_ckpt_slot);
+      for (pool::CkptId id : fresh[i]) pool_.Unref(id);
       live[i]->session->broken = true;
       Fail(*live[i], r.status());
     }
@@ -171,10 +223,13 @@ void Engine::RunDecode(const std::vector<Active*>& batch) {
   }
   const int64_t vocab = r->logits.size(1);
   const float* logits = r->logits.data_ptr<float>();
+  const int64_t stride = r->ckpt_weights.size(1);
+  const float* weights = r->ckpt_weights.data_ptr<float>();
   for (size_t i = 0; i < live.size(); ++i) {
     Session& s = *live[i]->session;
+    for (size_t j = 0; j < s.ckpts.size(); ++j) pool_.Observe(s.ckpts[j], weights[i * stride + j]);
     ++s.position;
-    if (seqs[i].new_ckpt_slot >= 0) s.ckpts.push_back(seqs[i].new_ckpt_slot);
+    s.ckpts.insert(s.ckpts.end(), fresh[i].begin(), fresh[i].end());
     Emit(*live[i], logits + i * vocab);
   }
 }
@@ -243,21 +298,6 @@ void Engine::Release(Active& a) {
   if (a.session->ephemeral) FreeSessionState(*a.session);
   by_request_id_.erase(a.req.request_id);
   active_.erase(id);  // destroys `a`
-}
-
-absl::StatusOr<std::vector<int32_t>> Engine::AllocateCheckpoints(int64_t n) {
-  std::vector<int32_t> slots;
-  for (int64_t i = 0; i < n; ++i) {
-    std::optional<int32_t> s = ckpt_slots_.Allocate();
-    if (!s) {
-      for (int32_t got : slots) ckpt_slots_.Unref(got);
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "checkpoint pool is full: all ", ckpt_slots_.capacity(), " slots of ", checkpoint_bytes(),
-          " bytes are in use (raise --checkpoint_pool_mb or delete sessions)"));
-    }
-    slots.push_back(*s);
-  }
-  return slots;
 }
 
 }  // namespace mcserve::engine

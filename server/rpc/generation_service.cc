@@ -5,6 +5,7 @@
 #include "server/model/cache_tensors.h"
 #include "server/rpc/generate_reactor.h"
 #include "server/rpc/proto_convert.h"
+#include "server/rpc/snapshot_reactors.h"
 #include "server/rpc/status.h"
 
 namespace mcserve::rpc {
@@ -116,6 +117,33 @@ grpc::ServerUnaryReactor* GenerationService::DeleteSession(
   return r;
 }
 
+grpc::ServerUnaryReactor* GenerationService::ForkSession(grpc::CallbackServerContext* ctx,
+                                                         const v1::ForkSessionRequest* request,
+                                                         v1::Session* response) {
+  absl::Status s = ValidateSessionId(request->session_id(), options_.limits, "session_id");
+  if (s.ok() && !request->new_session_id().empty()) {
+    s = ValidateSessionId(request->new_session_id(), options_.limits, "new_session_id");
+  }
+  if (!s.ok()) return FinishNow(ctx, s);
+  grpc::ServerUnaryReactor* r = ctx->DefaultReactor();
+  engine_->ForkSession(request->session_id(), request->new_session_id(),
+                       [r, response](absl::StatusOr<engine::SessionInfo> info) {
+                         if (info.ok()) ToProto(*info, *response);
+                         r->Finish(ToGrpc(info.status()));
+                       });
+  return r;
+}
+
+grpc::ServerWriteReactor<v1::SessionSnapshotChunk>* GenerationService::ExportSession(
+    grpc::CallbackServerContext* /*ctx*/, const v1::ExportSessionRequest* request) {
+  return new ExportReactor(engine_, options_.limits, *request);
+}
+
+grpc::ServerReadReactor<v1::ImportSessionRequest>* GenerationService::ImportSession(
+    grpc::CallbackServerContext* /*ctx*/, v1::Session* response) {
+  return new ImportReactor(engine_, options_.limits, response);
+}
+
 grpc::ServerUnaryReactor* GenerationService::GetModelInfo(
     grpc::CallbackServerContext* ctx, const v1::GetModelInfoRequest* /*request*/,
     v1::ModelInfo* response) {
@@ -134,6 +162,13 @@ grpc::ServerUnaryReactor* GenerationService::GetServerStatus(
   response->set_checkpoint_slots_used(s.ckpt_slots_used);
   response->set_checkpoint_slots_total(s.ckpt_slots_total);
   response->set_draining(s.draining);
+  response->set_host_checkpoint_slots_used(s.host_slots_used);
+  response->set_host_checkpoint_slots_total(s.host_slots_total);
+  response->set_lossy_sessions(s.lossy_sessions);
+  response->set_checkpoints_offloaded(s.evictions.offloads);
+  response->set_checkpoints_fetched(s.evictions.fetches);
+  response->set_checkpoints_dropped(s.evictions.drops);
+  response->set_checkpoints_merged(s.evictions.merges);
   return FinishNow(ctx, absl::OkStatus());
 }
 

@@ -52,6 +52,13 @@ void ToProto(const engine::SessionInfo& info, v1::Session& out) {
   out.set_checkpoint_bytes(static_cast<uint64_t>(info.checkpoint_bytes));
   out.set_state_bytes(static_cast<uint64_t>(info.state_bytes));
   out.set_busy(info.busy);
+  out.set_checkpoints_on_device(static_cast<uint32_t>(info.checkpoints_on_device));
+  out.set_checkpoints_on_host(static_cast<uint32_t>(info.checkpoints_on_host));
+  out.set_checkpoints_offloaded(static_cast<uint64_t>(info.eviction.offloaded));
+  out.set_checkpoints_fetched(static_cast<uint64_t>(info.eviction.fetched));
+  out.set_checkpoints_dropped(static_cast<uint64_t>(info.eviction.dropped));
+  out.set_checkpoints_merged(static_cast<uint64_t>(info.eviction.merged));
+  out.set_lossy(info.eviction.lossy);
 }
 
 }  // namespace mcserve::rpc

@@ -2,8 +2,6 @@
 
 #include <gtest/gtest.h>
 
-#include "server/engine/slot_allocator.h"
-
 namespace mcserve::engine {
 namespace {
 
@@ -75,20 +73,6 @@ TEST(SchedulerTest, RemovedRequestsDisappearFromPlans) {
   EXPECT_EQ(p.decodes, (std::vector<RequestId>{1}));
   s.Remove(1);
   EXPECT_FALSE(s.HasWork());
-}
-
-TEST(SlotAllocatorTest, RefcountsAndReuse) {
-  SlotAllocator a(2);
-  auto x = a.Allocate();
-  auto y = a.Allocate();
-  ASSERT_TRUE(x && y);
-  EXPECT_FALSE(a.Allocate().has_value());
-  a.Ref(*x);
-  a.Unref(*x);
-  EXPECT_EQ(a.used(), 2);
-  a.Unref(*x);
-  EXPECT_EQ(a.used(), 1);
-  EXPECT_EQ(a.Allocate(), x);
 }
 
 }  // namespace

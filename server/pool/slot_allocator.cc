@@ -1,8 +1,8 @@
-#include "server/engine/slot_allocator.h"
+#include "server/pool/slot_allocator.h"
 
 #include <cassert>
 
-namespace mcserve::engine {
+namespace mcserve::pool {
 
 SlotAllocator::SlotAllocator(int32_t capacity) : refs_(capacity, 0) {
   free_.reserve(capacity);
@@ -27,4 +27,4 @@ void SlotAllocator::Unref(int32_t slot) {
   if (--refs_[slot] == 0) free_.push_back(slot);
 }
 
-}  // namespace mcserve::engine
+}  // namespace mcserve::pool

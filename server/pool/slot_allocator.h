@@ -1,13 +1,13 @@
 // Reference-counted slot indices into a preallocated pool: a free list, no
 // allocation after construction. Thread-compatible (engine thread only).
-#ifndef MCSERVE_SERVER_ENGINE_SLOT_ALLOCATOR_H_
-#define MCSERVE_SERVER_ENGINE_SLOT_ALLOCATOR_H_
+#ifndef MCSERVE_SERVER_POOL_SLOT_ALLOCATOR_H_
+#define MCSERVE_SERVER_POOL_SLOT_ALLOCATOR_H_
 
 #include <cstdint>
 #include <optional>
 #include <vector>
 
-namespace mcserve::engine {
+namespace mcserve::pool {
 
 class SlotAllocator {
  public:
@@ -28,6 +28,6 @@ class SlotAllocator {
   std::vector<int32_t> refs_;
 };
 
-}  // namespace mcserve::engine
+}  // namespace mcserve::pool
 
-#endif  // MCSERVE_SERVER_ENGINE_SLOT_ALLOCATOR_H_
+#endif  // MCSERVE_SERVER_POOL_SLOT_ALLOCATOR_H_

@@ -1,0 +1,64 @@
+// Session snapshots: a session's whole MC state as bytes, for ExportSession
+// / ImportSession and for persisting sessions across a restart.
+//
+// Format, version 1 (integers little-endian):
+//   magic     8 bytes  "MCSNAP\r\n"
+//   version   u32      1
+//   hlen      u32      length of the header
+//   header    hlen     JSON: session_id, model_fingerprint (hex), n_layers,
+//                      n_heads, head_dim, segment_length, checkpoint_dtype,
+//                      position, pending_token, num_checkpoints, eviction
+//                      counts and the lossy mark
+//   payload            online state S [L, H, d, d] f32, key sum [L, H, d]
+//                      f32, then per checkpoint, oldest first: its state
+//                      [L, H, d, d] in checkpoint_dtype, summary [L, H, d]
+//                      f32, usefulness f32
+//   crc       u32      CRC-32C of every byte before it
+// A reader rejects a wrong magic, an unknown version, a bad checksum, a
+// header that does not parse, and a payload whose size does not match the
+// header, each with a message saying which.
+#ifndef MCSERVE_SERVER_ENGINE_SESSION_SNAPSHOT_H_
+#define MCSERVE_SERVER_ENGINE_SESSION_SNAPSHOT_H_
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "server/model/config.h"
+#include "server/pool/eviction.h"
+
+namespace mcserve::engine {
+
+inline constexpr uint32_t kSnapshotVersion = 1;
+
+struct SessionSnapshot {
+  std::string session_id;
+  uint64_t model_fingerprint = 0;
+  int32_t n_layers = 0, n_heads = 0, head_dim = 0, segment_length = 0;
+  model::CkptDtype ckpt_dtype = model::CkptDtype::kFloat32;
+  int64_t position = 0;
+  int32_t pending_token = 0;
+  pool::EvictionStats eviction;
+  // CPU tensors.
+  at::Tensor state;                      // [L, H, d, d] float32
+  at::Tensor key_sum;                    // [L, H, d] float32
+  std::vector<at::Tensor> ckpt_states;   // [L, H, d, d] in ckpt_dtype
+  std::vector<at::Tensor> ckpt_summary;  // [L, H, d] float32
+  std::vector<float> usefulness;
+};
+
+std::string EncodeSnapshot(const SessionSnapshot& s);
+// INVALID_ARGUMENT for bytes that are not a snapshot or are damaged.
+absl::StatusOr<SessionSnapshot> DecodeSnapshot(absl::string_view bytes);
+
+// Identifies a model's function: config and weights. Snapshots only load
+// into a server whose model has the same fingerprint.
+uint64_t ModelFingerprint(const model::ModelConfig& config, const std::vector<at::Tensor>& weights);
+
+}  // namespace mcserve::engine
+
+#endif  // MCSERVE_SERVER_ENGINE_SESSION_SNAPSHOT_H_

@@ -1,0 +1,148 @@
+#include "server/pool/checkpoint_pool.h"
+
+#include <cassert>
+
+namespace mcserve::pool {
+namespace {
+
+// Weight of a new observation in the running average of gate weights.
+constexpr float kUsefulnessRate = 0.1f;
+
+bool PinnedHostMemory(const at::Device& device) { return device.is_cuda(); }
+
+}  // namespace
+
+CheckpointPool::CheckpointPool(const model::ModelConfig& c, const PoolOptions& o)
+    : device_slots_(o.device_slots), host_slots_(o.host_slots) {
+  const int64_t L = c.n_layers, H = c.n_heads, d = c.head_dim;
+  const auto dev = at::TensorOptions().device(o.device);
+  device_state_ = at::zeros({o.device_slots, L, H, d, d}, dev.dtype(o.dtype));
+  device_summary_ = at::zeros({o.device_slots, L, H, d}, dev.dtype(at::kFloat));
+  // Host slots are written before they are read: empty, so untouched pages
+  // cost nothing until used.
+  const auto host = at::TensorOptions().pinned_memory(PinnedHostMemory(o.device));
+  host_state_ = at::empty({o.host_slots, L, H, d, d}, host.dtype(o.dtype));
+  host_summary_ = at::empty({o.host_slots, L, H, d}, host.dtype(at::kFloat));
+  entries_.reserve(o.device_slots + o.host_slots);
+}
+
+CkptId CheckpointPool::NewEntry() {
+  CkptId id;
+  if (free_ids_.empty()) {
+    id = static_cast<CkptId>(entries_.size());
+    entries_.emplace_back();
+  } else {
+    id = free_ids_.back();
+    free_ids_.pop_back();
+    entries_[id] = Entry{};
+  }
+  Entry& e = entries_[id];
+  e.refs = 1;
+  e.usefulness = 1.0f;  // presumed useful until the model says otherwise
+  return id;
+}
+
+std::optional<CkptId> CheckpointPool::Create() {
+  std::optional<int32_t> slot = device_slots_.Allocate();
+  if (!slot) return std::nullopt;
+  const CkptId id = NewEntry();
+  entries_[id].device_slot = *slot;
+  return id;
+}
+
+std::optional<CkptId> CheckpointPool::CreateFrom(const at::Tensor& state,
+                                                 const at::Tensor& summary) {
+  std::optional<CkptId> id = Create();
+  if (!id) {
+    std::optional<int32_t> slot = host_slots_.Allocate();
+    if (!slot) return std::nullopt;
+    id = NewEntry();
+    entries_[*id].host_slot = *slot;
+  }
+  this->state(*id).copy_(state);
+  this->summary(*id).copy_(summary);
+  return id;
+}
+
+void CheckpointPool::Ref(CkptId id) {
+  assert(entries_[id].refs > 0);
+  ++entries_[id].refs;
+}
+
+void CheckpointPool::Unref(CkptId id) {
+  Entry& e = entries_[id];
+  assert(e.refs > 0);
+  if (--e.refs > 0) return;
+  if (e.device_slot >= 0) device_slots_.Unref(e.device_slot);
+  if (e.host_slot >= 0) host_slots_.Unref(e.host_slot);
+  e = Entry{};
+  free_ids_.push_back(id);
+}
+
+bool CheckpointPool::Offload(CkptId id) {
+  Entry& e = entries_[id];
+  assert(e.device_slot >= 0);
+  std::optional<int32_t> slot = host_slots_.Allocate();
+  if (!slot) return false;
+  host_state_[*slot].copy_(device_state_[e.device_slot]);
+  host_summary_[*slot].copy_(device_summary_[e.device_slot]);
+  device_slots_.Unref(e.device_slot);
+  e.device_slot = -1;
+  e.host_slot = *slot;
+  ++counters_.offloads;
+  return true;
+}
+
+bool CheckpointPool::Fetch(CkptId id) {
+  Entry& e = entries_[id];
+  assert(e.host_slot >= 0);
+  std::optional<int32_t> slot = device_slots_.Allocate();
+  if (!slot) return false;
+  device_state_[*slot].copy_(host_state_[e.host_slot]);
+  device_summary_[*slot].copy_(host_summary_[e.host_slot]);
+  host_slots_.Unref(e.host_slot);
+  e.host_slot = -1;
+  e.device_slot = *slot;
+  ++counters_.fetches;
+  return true;
+}
+
+void CheckpointPool::Merge(CkptId keep, CkptId gone) {
+  assert(tier(keep) == tier(gone));
+  at::Tensor s = state(keep), g = state(gone);
+  // Averaged in float32 whatever the storage type, then stored back.
+  s.copy_(s.to(at::kFloat).add(g.to(at::kFloat)).mul_(0.5));
+  summary(keep).add_(summary(gone)).mul_(0.5);
+  Entry& k = entries_[keep];
+  k.usefulness = 0.5f * (k.usefulness + entries_[gone].usefulness);
+  ++counters_.merges;
+  Unref(gone);
+}
+
+void CheckpointPool::Observe(CkptId id, float weight) {
+  Entry& e = entries_[id];
+  e.usefulness = e.observed ? e.usefulness + kUsefulnessRate * (weight - e.usefulness) : weight;
+  e.observed = true;
+}
+
+Tier CheckpointPool::tier(CkptId id) const {
+  return entries_[id].device_slot >= 0 ? Tier::kDevice : Tier::kHost;
+}
+
+at::Tensor CheckpointPool::state(CkptId id) const {
+  const Entry& e = entries_[id];
+  return e.device_slot >= 0 ? device_state_[e.device_slot] : host_state_[e.host_slot];
+}
+
+at::Tensor CheckpointPool::summary(CkptId id) const {
+  const Entry& e = entries_[id];
+  return e.device_slot >= 0 ? device_summary_[e.device_slot] : host_summary_[e.host_slot];
+}
+
+int64_t CheckpointPool::total_refs() const {
+  int64_t n = 0;
+  for (const Entry& e : entries_) n += e.refs;
+  return n;
+}
+
+}  // namespace mcserve::pool

@@ -1,0 +1,188 @@
+#include "server/pool/eviction.h"
+
+#include <limits>
+#include <unordered_map>
+
+#include "absl/strings/str_cat.h"
+
+namespace mcserve::pool {
+namespace {
+
+// Who uses a checkpoint: eviction treats a shared checkpoint as running if
+// any of its sessions runs, and as recent as its most recent user.
+struct Use {
+  bool running = false;
+  absl::Time last_used = absl::InfinitePast();
+  const Holder* holder = nullptr;  // one of them, for the stats
+};
+
+std::unordered_map<CkptId, Use> Uses(absl::Span<const Holder> holders) {
+  std::unordered_map<CkptId, Use> uses;
+  for (const Holder& h : holders) {
+    for (CkptId id : *h.ckpts) {
+      Use& u = uses[id];
+      u.running = u.running || h.running;
+      u.last_used = std::max(u.last_used, h.last_used);
+      if (u.holder == nullptr) u.holder = &h;
+    }
+  }
+  return uses;
+}
+
+struct Victim {
+  CkptId id = -1;
+  const Holder* holder = nullptr;
+};
+
+// Steps 1 and 2: the checkpoint to offload (id -1: none).
+Victim OffloadVictim(const CheckpointPool& pool, absl::Span<const Holder> holders) {
+  const std::unordered_map<CkptId, Use> uses = Uses(holders);
+  Victim idle, busy;
+  absl::Time idle_time = absl::InfiniteFuture();
+  float busy_use = std::numeric_limits<float>::infinity();
+  for (const Holder& h : holders) {
+    for (CkptId id : *h.ckpts) {
+      if (pool.tier(id) != Tier::kDevice || pool.pinned(id)) continue;
+      const Use& u = uses.at(id);
+      if (!u.running) {
+        if (u.last_used < idle_time) idle = {id, u.holder}, idle_time = u.last_used;
+      } else if (pool.usefulness(id) < busy_use) {
+        busy = {id, u.holder}, busy_use = pool.usefulness(id);
+      }
+    }
+  }
+  return idle.id >= 0 ? idle : busy;
+}
+
+bool Lossable(const CheckpointPool& pool, CkptId id) {
+  return pool.refs(id) == 1 && !pool.pinned(id);
+}
+
+void MarkLossy(const Holder& h) { h.stats->lossy = true; }
+
+// Drops the least useful unshared checkpoint among `holders`. False if none.
+bool DropOne(CheckpointPool& pool, absl::Span<const Holder> holders) {
+  const Holder* best_h = nullptr;
+  size_t best_i = 0;
+  float best = std::numeric_limits<float>::infinity();
+  for (const Holder& h : holders) {
+    for (size_t i = 0; i < h.ckpts->size(); ++i) {
+      const CkptId id = (*h.ckpts)[i];
+      if (Lossable(pool, id) && pool.usefulness(id) < best) {
+        best = pool.usefulness(id), best_h = &h, best_i = i;
+      }
+    }
+  }
+  if (best_h == nullptr) return false;
+  const CkptId id = (*best_h->ckpts)[best_i];
+  best_h->ckpts->erase(best_h->ckpts->begin() + static_cast<std::ptrdiff_t>(best_i));
+  pool.Unref(id);
+  pool.CountDrop();
+  ++best_h->stats->dropped;
+  MarkLossy(*best_h);
+  return true;
+}
+
+// Merges the adjacent unshared same-tier pair with the smallest summed
+// usefulness among `holders`. False if none.
+bool MergeOne(CheckpointPool& pool, absl::Span<const Holder> holders) {
+  const Holder* best_h = nullptr;
+  size_t best_i = 0;
+  float best = std::numeric_limits<float>::infinity();
+  for (const Holder& h : holders) {
+    const std::vector<CkptId>& c = *h.ckpts;
+    for (size_t i = 0; i + 1 < c.size(); ++i) {
+      if (!Lossable(pool, c[i]) || !Lossable(pool, c[i + 1])) continue;
+      if (pool.tier(c[i]) != pool.tier(c[i + 1])) continue;
+      const float score = pool.usefulness(c[i]) + pool.usefulness(c[i + 1]);
+      if (score < best) best = score, best_h = &h, best_i = i;
+    }
+  }
+  if (best_h == nullptr) return false;
+  std::vector<CkptId>& c = *best_h->ckpts;
+  pool.Merge(c[best_i], c[best_i + 1]);
+  c.erase(c.begin() + static_cast<std::ptrdiff_t>(best_i) + 1);
+  ++best_h->stats->merged;
+  MarkLossy(*best_h);
+  return true;
+}
+
+bool LossyStep(CheckpointPool& pool, absl::Span<const Holder> holders, LossyPolicy policy) {
+  switch (policy) {
+    case LossyPolicy::kNone:
+      return false;
+    case LossyPolicy::kDrop:
+      return DropOne(pool, holders);
+    case LossyPolicy::kMerge:
+      return MergeOne(pool, holders);
+  }
+  return false;
+}
+
+absl::Status Exhausted(const CheckpointPool& pool, LossyPolicy policy, absl::string_view why) {
+  return absl::ResourceExhaustedError(
+      absl::StrCat("checkpoint pool is full: ", pool.device_used(), "/", pool.device_capacity(),
+                   " device slots and ", pool.host_used(), "/", pool.host_capacity(),
+                   " host slots in use, ", why, " (lossy eviction: ", LossyPolicyName(policy),
+                   "); raise --checkpoint_pool or --host_pool, or delete sessions"));
+}
+
+}  // namespace
+
+absl::StatusOr<LossyPolicy> ParseLossyPolicy(absl::string_view name) {
+  if (name == "none") return LossyPolicy::kNone;
+  if (name == "drop") return LossyPolicy::kDrop;
+  if (name == "merge") return LossyPolicy::kMerge;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown lossy eviction policy '", name, "' (none, drop or merge)"));
+}
+
+absl::string_view LossyPolicyName(LossyPolicy p) {
+  switch (p) {
+    case LossyPolicy::kNone:
+      return "none";
+    case LossyPolicy::kDrop:
+      return "drop";
+    case LossyPolicy::kMerge:
+      return "merge";
+  }
+  return "?";
+}
+
+absl::Status FreeDeviceSlot(CheckpointPool& pool, absl::Span<const Holder> holders,
+                            LossyPolicy policy) {
+  // Each pass either frees a device slot (done) or frees a host slot, so the
+  // next pass can offload; the bound only guards against a logic error.
+  for (int pass = 0; pass <= pool.host_capacity() + pool.device_capacity() + 1; ++pass) {
+    if (!pool.device_full()) return absl::OkStatus();
+    const Victim victim = OffloadVictim(pool, holders);
+    if (victim.id < 0) {
+      return Exhausted(pool, policy, "every device checkpoint is being read this step");
+    }
+    if (!pool.host_full()) {
+      pool.Offload(victim.id);
+      ++victim.holder->stats->offloaded;
+      return absl::OkStatus();
+    }
+    if (!LossyStep(pool, holders, policy)) {
+      return Exhausted(pool, policy, "and nothing can be offloaded or dropped");
+    }
+  }
+  return absl::InternalError("eviction made no progress");
+}
+
+absl::Status ShrinkHolder(CheckpointPool& pool, const Holder& holder, size_t max_ckpts,
+                          LossyPolicy policy) {
+  while (holder.ckpts->size() > max_ckpts) {
+    if (!LossyStep(pool, absl::MakeConstSpan(&holder, 1), policy)) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("session '", holder.id, "' holds ", holder.ckpts->size(),
+                       " checkpoints but the device tier has only ", max_ckpts,
+                       " slots for it (lossy eviction: ", LossyPolicyName(policy),
+                       "); raise --checkpoint_pool or use --lossy_eviction=drop|merge"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace mcserve::pool

@@ -1,0 +1,90 @@
+#include "server/rpc/snapshot_reactors.h"
+
+#include "absl/strings/str_cat.h"
+#include "server/rpc/proto_convert.h"
+#include "server/rpc/status.h"
+
+namespace mcserve::rpc {
+
+ExportReactor::ExportReactor(engine::Engine* engine, const RequestLimits& limits,
+                             const v1::ExportSessionRequest& request) {
+  absl::Status s = ValidateSessionId(request.session_id(), limits, "session_id");
+  if (!s.ok()) {
+    Finish(ToGrpc(s));
+    return;
+  }
+  engine->ExportSession(request.session_id(), [this](absl::StatusOr<std::string> bytes) {
+    if (!bytes.ok()) {
+      Finish(ToGrpc(bytes.status()));
+      return;
+    }
+    bytes_ = *std::move(bytes);
+    WriteNext();
+  });
+}
+
+void ExportReactor::WriteNext() {
+  if (offset_ >= bytes_.size()) {
+    Finish(grpc::Status::OK);
+    return;
+  }
+  const size_t n = std::min(kSnapshotChunkBytes, bytes_.size() - offset_);
+  chunk_.set_data(bytes_.substr(offset_, n));
+  offset_ += n;
+  StartWrite(&chunk_);
+}
+
+void ExportReactor::OnWriteDone(bool ok) {
+  if (!ok) {
+    Finish(grpc::Status(grpc::StatusCode::CANCELLED, "client went away during the export"));
+    return;
+  }
+  WriteNext();
+}
+
+ImportReactor::ImportReactor(engine::Engine* engine, const RequestLimits& limits,
+                             v1::Session* response)
+    : engine_(engine), limits_(limits), response_(response) {
+  StartRead(&msg_);
+}
+
+void ImportReactor::OnReadDone(bool ok) {
+  if (ok) {
+    if (first_) {
+      first_ = false;
+      session_id_ = msg_.session_id();
+      if (!session_id_.empty()) {
+        absl::Status s = ValidateSessionId(session_id_, limits_, "session_id");
+        if (!s.ok()) {
+          Finish(ToGrpc(s));
+          return;
+        }
+      }
+    } else if (!msg_.session_id().empty() && msg_.session_id() != session_id_) {
+      Finish(ToGrpc(absl::InvalidArgumentError(
+          "session_id may only be set in the first ImportSessionRequest")));
+      return;
+    }
+    if (bytes_.size() + msg_.data().size() > static_cast<size_t>(limits_.max_snapshot_bytes)) {
+      Finish(ToGrpc(absl::InvalidArgumentError(
+          absl::StrCat("snapshot is larger than this server accepts (", limits_.max_snapshot_bytes,
+                       " bytes, --max_snapshot_size)"))));
+      return;
+    }
+    bytes_ += msg_.data();
+    StartRead(&msg_);
+    return;
+  }
+  // The client finished sending (or went away: then Finish is a no-op).
+  if (first_) {
+    Finish(ToGrpc(absl::InvalidArgumentError("ImportSession received no snapshot bytes")));
+    return;
+  }
+  engine_->ImportSession(session_id_, std::move(bytes_),
+                         [this](absl::StatusOr<engine::SessionInfo> info) {
+                           if (info.ok()) ToProto(*info, *response_);
+                           Finish(ToGrpc(info.status()));
+                         });
+}
+
+}  // namespace mcserve::rpc
