@@ -1,7 +1,8 @@
 // mcserve-cli: talk to an mcserve server from the shell.
 //
 //   mcserve-cli [--addr=HOST:PORT] generate [--max_tokens=N ...] "prompt"
-//   mcserve-cli session create [ID] | get ID | delete ID
+//   mcserve-cli session create [ID] | get ID | delete ID | fork ID [NEW_ID] |
+//                       export ID FILE | import FILE [ID]
 //   mcserve-cli health | info | status | abort REQUEST_ID
 //
 // Exit codes: 0 ok; 1 other error; 2 usage; 3 server unreachable or timed
@@ -12,6 +13,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 #include <iterator>
 #include <mutex>
@@ -206,7 +208,35 @@ int SessionCmd(Client& c, const std::vector<char*>& args) {
     return 0;
   }
   if (verb == "delete" && args.size() == 2) return Report(c.DeleteSession(args[1]));
-  std::cerr << "usage: mcserve-cli session create [ID] | get ID | delete ID\n";
+  if (verb == "fork" && (args.size() == 2 || args.size() == 3)) {
+    auto s = c.ForkSession(args[1], args.size() == 3 ? args[2] : "");
+    if (!s.ok()) return Report(s.status());
+    std::cout << s->session_id() << "\n";
+    return 0;
+  }
+  if (verb == "export" && args.size() == 3) {
+    auto bytes = c.ExportSession(args[1]);
+    if (!bytes.ok()) return Report(bytes.status());
+    std::ofstream out(args[2], std::ios::binary);
+    out << *bytes;
+    if (!out.flush()) return Report(absl::InternalError(absl::StrCat("cannot write ", args[2])));
+    std::cout << bytes->size() << " bytes\n";
+    return 0;
+  }
+  if (verb == "import" && (args.size() == 2 || args.size() == 3)) {
+    std::ifstream in(args[1], std::ios::binary);
+    if (!in) {
+      std::cerr << "mcserve-cli: cannot read " << args[1] << "\n";
+      return kUsage;
+    }
+    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    auto s = c.ImportSession(bytes, args.size() == 3 ? args[2] : "");
+    if (!s.ok()) return Report(s.status());
+    std::cout << s->session_id() << "\n";
+    return 0;
+  }
+  std::cerr << "usage: mcserve-cli session create [ID] | get ID | delete ID | fork ID [NEW_ID] |\n"
+               "                          export ID FILE | import FILE [ID]\n";
   return kUsage;
 }
 
@@ -215,7 +245,8 @@ int Run(int argc, char** argv) {
       "mcserve-cli [--addr=HOST:PORT] COMMAND\n"
       "  generate [--max_tokens=N --temperature=T --top_p=P --top_k=K --seed=S\n"
       "            --session=ID --stop=a,b --ignore_eos --logprobs --timeout=SEC] PROMPT|-\n"
-      "  session create [ID] | session get ID | session delete ID\n"
+      "  session create [ID] | get ID | delete ID | fork ID [NEW_ID] | export ID FILE |\n"
+      "          import FILE [ID]\n"
       "  health | info | status | abort REQUEST_ID\n"
       "Exit codes: 0 ok, 1 error, 2 usage, 3 unreachable/timeout, 4 rejected, 5 server full,\n"
       "130 interrupted.");

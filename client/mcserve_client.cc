@@ -77,6 +77,54 @@ absl::Status Client::DeleteSession(const std::string& session_id) {
   return FromGrpc(stub_->DeleteSession(&ctx, req, &resp));
 }
 
+absl::StatusOr<v1::Session> Client::ForkSession(const std::string& session_id,
+                                                const std::string& new_session_id) {
+  grpc::ClientContext ctx;
+  v1::ForkSessionRequest req;
+  req.set_session_id(session_id);
+  req.set_new_session_id(new_session_id);
+  v1::Session resp;
+  absl::Status s = FromGrpc(stub_->ForkSession(&ctx, req, &resp));
+  if (!s.ok()) return s;
+  return resp;
+}
+
+absl::StatusOr<std::string> Client::ExportSession(const std::string& session_id) {
+  grpc::ClientContext ctx;
+  v1::ExportSessionRequest req;
+  req.set_session_id(session_id);
+  std::unique_ptr<grpc::ClientReader<v1::SessionSnapshotChunk>> reader =
+      stub_->ExportSession(&ctx, req);
+  std::string bytes;
+  v1::SessionSnapshotChunk chunk;
+  while (reader->Read(&chunk)) bytes += chunk.data();
+  absl::Status s = FromGrpc(reader->Finish());
+  if (!s.ok()) return s;
+  return bytes;
+}
+
+absl::StatusOr<v1::Session> Client::ImportSession(const std::string& snapshot,
+                                                  const std::string& session_id,
+                                                  size_t chunk_bytes) {
+  grpc::ClientContext ctx;
+  v1::Session resp;
+  std::unique_ptr<grpc::ClientWriter<v1::ImportSessionRequest>> writer =
+      stub_->ImportSession(&ctx, &resp);
+  size_t offset = 0;
+  do {
+    v1::ImportSessionRequest msg;
+    if (offset == 0) msg.set_session_id(session_id);
+    const size_t n = std::min(chunk_bytes, snapshot.size() - offset);
+    msg.set_data(snapshot.substr(offset, n));
+    offset += n;
+    if (!writer->Write(msg)) break;  // the server finished early: Finish says why
+  } while (offset < snapshot.size());
+  writer->WritesDone();
+  absl::Status s = FromGrpc(writer->Finish());
+  if (!s.ok()) return s;
+  return resp;
+}
+
 absl::StatusOr<v1::ModelInfo> Client::GetModelInfo() {
   grpc::ClientContext ctx;
   v1::ModelInfo resp;

@@ -38,6 +38,15 @@ class Client {
   absl::StatusOr<v1::Session> CreateSession(const std::string& session_id = "");
   absl::StatusOr<v1::Session> GetSession(const std::string& session_id);
   absl::Status DeleteSession(const std::string& session_id);
+  absl::StatusOr<v1::Session> ForkSession(const std::string& session_id,
+                                          const std::string& new_session_id = "");
+  // The session's snapshot bytes (ExportSession's chunks joined).
+  absl::StatusOr<std::string> ExportSession(const std::string& session_id);
+  // Streams `snapshot` in chunks of `chunk_bytes`; `session_id` "" keeps the
+  // id stored in the snapshot.
+  absl::StatusOr<v1::Session> ImportSession(const std::string& snapshot,
+                                            const std::string& session_id = "",
+                                            size_t chunk_bytes = 1 << 20);
   absl::StatusOr<v1::ModelInfo> GetModelInfo();
   absl::StatusOr<v1::ServerStatus> GetServerStatus();
   // grpc.health.v1 Check: true when SERVING. `service` "" means the server.

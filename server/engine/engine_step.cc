@@ -66,6 +66,18 @@ void Engine::DoSubmit(uint64_t handle, NewRequest request) {
     a->session = &s;
   }
   Session& s = *a->session;
+  // Every checkpoint a session reads must fit on the device at once: refuse
+  // a prompt that cannot, before any of it is absorbed.
+  const int64_t after = static_cast<int64_t>(s.ckpts.size()) +
+                        model_->CheckpointsClosed(s.position, a->req.prompt.size() + 1);
+  if (options_.lossy_eviction == pool::LossyPolicy::kNone && after > pool_.device_capacity()) {
+    SendError(channel,
+              absl::ResourceExhaustedError(absl::StrCat(
+                  "this prompt would leave the session with ", after,
+                  " checkpoints, more than the device tier's ", pool_.device_capacity(),
+                  " slots (raise --checkpoint_pool, or allow --lossy_eviction=drop|merge)")));
+    return;
+  }
   a->feed.push_back(s.pending_token);
   a->feed.insert(a->feed.end(), a->req.prompt.begin(), a->req.prompt.end());
   a->prompt_tokens = static_cast<int32_t>(a->req.prompt.size()) + (s.position == 0 ? 1 : 0);
@@ -275,6 +287,9 @@ void Engine::Finish(Active& a, FinishReason reason, GenerateUpdate u) {
       .Kv("prompt_tokens", u.usage.prompt_tokens)
       .Kv("completion_tokens", u.usage.completion_tokens)
       .Kv("checkpoints", u.usage.checkpoints)
+      .Kv("offloaded", a.session->eviction.offloaded)
+      .Kv("fetched", a.session->eviction.fetched)
+      .Kv("lossy", a.session->eviction.lossy)
       .Kv("ttft_ms", a.first_token == absl::InfiniteFuture()
                          ? -1.0
                          : absl::ToDoubleMilliseconds(a.first_token - a.arrival))

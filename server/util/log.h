@@ -44,6 +44,7 @@ class LogLine {
   void Quote(const std::string& value) { QuoteString(value); }
   void Quote(absl::string_view value) { QuoteString(value); }
   void Quote(const char* value) { QuoteString(value); }
+  void Quote(bool value) { out_ << (value ? "true" : "false"); }
   void QuoteString(absl::string_view value);
 
   std::ostringstream out_;
