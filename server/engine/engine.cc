@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "server/engine/active_request.h"
 #include "server/model/cache_tensors.h"
+#include "server/util/blas_threads.h"
 #include "server/util/log.h"
 
 namespace mcserve::engine {
@@ -99,7 +100,10 @@ void Engine::Post(Command c) {
 }
 
 void Engine::Loop() {
-  if (options_.intra_op_threads > 0) at::set_num_threads(options_.intra_op_threads);
+  if (options_.intra_op_threads > 0) {
+    at::set_num_threads(options_.intra_op_threads);
+    SetBlasThreads(options_.intra_op_threads);
+  }
   while (true) {
     std::deque<Command> commands;
     const bool busy = scheduler_.HasWork();

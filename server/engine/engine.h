@@ -186,6 +186,7 @@ class Engine {
   std::unordered_map<std::string, RequestId> by_request_id_;
   bool draining_ = false;
   absl::Time next_expiry_check_ = absl::InfinitePast();
+  bool reverse_groups_ = false;  // decode group order alternates (RunDecode)
 
   mutable absl::Mutex mu_;
   std::deque<Command> inbox_ ABSL_GUARDED_BY(mu_);

@@ -46,18 +46,25 @@ absl::StatusOr<std::vector<pool::CkptId>> Engine::Reserve(Session& s, int64_t n_
     }
   }
   for (pool::CkptId id : s.ckpts) pool_.Pin(id);
+  // Everything this session still needs on the device: its checkpoints on
+  // the host, then the new ones. Each eviction pass makes room for as many
+  // as it can (fetching first frees host slots for the next pass).
+  int32_t wanted = static_cast<int32_t>(n_new);
+  for (pool::CkptId id : s.ckpts) wanted += pool_.tier(id) == pool::Tier::kHost ? 1 : 0;
+  auto make_room = [&]() -> absl::Status {
+    if (!pool_.device_full()) return absl::OkStatus();
+    return pool::FreeDeviceSlots(pool_, Holders(), options_.lossy_eviction, wanted);
+  };
   for (pool::CkptId id : s.ckpts) {
     if (pool_.tier(id) == pool::Tier::kDevice) continue;
-    if (pool_.device_full()) {
-      RETURN_IF_ERROR(pool::FreeDeviceSlot(pool_, Holders(), options_.lossy_eviction));
-    }
+    RETURN_IF_ERROR(make_room());
     pool_.Fetch(id);
     ++s.eviction.fetched;
+    --wanted;
   }
   std::vector<pool::CkptId> fresh;
   for (int64_t i = 0; i < n_new; ++i) {
-    absl::Status st;
-    if (pool_.device_full()) st = pool::FreeDeviceSlot(pool_, Holders(), options_.lossy_eviction);
+    absl::Status st = make_room();
     std::optional<pool::CkptId> id = st.ok() ? pool_.Create() : std::nullopt;
     if (!id) {
       for (pool::CkptId got : fresh) pool_.Unref(got);
@@ -65,6 +72,7 @@ absl::StatusOr<std::vector<pool::CkptId>> Engine::Reserve(Session& s, int64_t n_
     }
     pool_.Pin(*id);
     fresh.push_back(*id);
+    --wanted;
   }
   return fresh;
 }

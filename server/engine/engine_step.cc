@@ -172,23 +172,28 @@ absl::Status Engine::RunPrefill(Active& a, int64_t tokens) {
 
 void Engine::RunDecode(const std::vector<Active*>& batch) {
   // Sessions decode in groups whose checkpoints all fit on the device at
-  // once; usually that is the whole batch.
+  // once; usually that is the whole batch. When there are several, every
+  // other step runs them in reverse, starting with the group whose
+  // checkpoints are still resident from the step before.
   const int64_t capacity = pool_.device_capacity();
-  std::vector<Active*> group;
+  std::vector<std::vector<Active*>> groups(1);
   int64_t need = 0;
   for (Active* a : batch) {
     const Session& s = *a->session;
     const int64_t n =
         static_cast<int64_t>(s.ckpts.size()) + model_->CheckpointsClosed(s.position, 1);
-    if (!group.empty() && need + n > capacity) {
-      RunDecodeGroup(group);
-      group.clear();
+    if (!groups.back().empty() && need + n > capacity) {
+      groups.emplace_back();
       need = 0;
     }
-    group.push_back(a);
+    groups.back().push_back(a);
     need += n;
   }
-  if (!group.empty()) RunDecodeGroup(group);
+  if (groups.size() > 1) {
+    reverse_groups_ = !reverse_groups_;
+    if (reverse_groups_) std::reverse(groups.begin(), groups.end());
+  }
+  for (const std::vector<Active*>& g : groups) RunDecodeGroup(g);
 }
 
 void Engine::RunDecodeGroup(const std::vector<Active*>& group) {

@@ -21,13 +21,8 @@ bool Scheduler::IsRunning(RequestId id) const {
 
 StepPlan Scheduler::Schedule() {
   StepPlan plan;
-  while (!waiting_.empty() && static_cast<int32_t>(running_.size()) < options_.max_running) {
-    running_.push_back(waiting_.front());
-    plan.admitted.push_back(waiting_.front());
-    waiting_.pop_front();
-  }
   int64_t budget = options_.prefill_tokens_per_step;
-  for (RequestId id : running_) {
+  auto plan_one = [&](RequestId id) {
     const int64_t left = prefill_left_[id];
     int64_t take = 0;
     if (left > 0 && budget > 0) {
@@ -36,6 +31,18 @@ StepPlan Scheduler::Schedule() {
       plan.prefills.push_back({id, take});
     }
     if (left - take == 0) plan.decodes.push_back(id);
+  };
+  for (RequestId id : running_) plan_one(id);
+  // Admission, in arrival order, while a running slot is free and the
+  // request can start: decode-only requests always can, others need prefill
+  // budget left this step (a request never overtakes an earlier one).
+  while (!waiting_.empty() && static_cast<int32_t>(running_.size()) < options_.max_running) {
+    const RequestId id = waiting_.front();
+    if (prefill_left_[id] > 0 && budget == 0) break;
+    waiting_.pop_front();
+    running_.push_back(id);
+    plan.admitted.push_back(id);
+    plan_one(id);
   }
   return plan;
 }

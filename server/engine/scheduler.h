@@ -1,12 +1,13 @@
 // Plans engine steps. Pure CPU logic, no model and no clock: Schedule()
 // returns what to run this step, Update() applies the work once it ran.
 //
-// Policy: first come first served. Waiting requests are admitted while fewer
-// than max_running run. Each step runs prefill chunks for admitted requests,
-// oldest first, within prefill_tokens_per_step tokens in all (so a long
-// prompt cannot stall the running streams), and one decode token for every
+// Policy: first come first served. Each step runs one decode token for every
 // running request whose prompt is fully fed (including those whose last
-// chunk runs in this same step).
+// chunk runs in this same step) and prefill chunks, oldest first, within
+// prefill_tokens_per_step tokens in all (so a long prompt cannot stall the
+// running streams). Waiting requests are admitted in arrival order while
+// fewer than max_running run and the step's prefill budget has room for
+// their first chunk (a request with nothing to prefill needs none).
 // Thread-compatible: used by the engine thread only.
 #ifndef MCSERVE_SERVER_ENGINE_SCHEDULER_H_
 #define MCSERVE_SERVER_ENGINE_SCHEDULER_H_

@@ -1,5 +1,6 @@
 #include "server/pool/eviction.h"
 
+#include <algorithm>
 #include <limits>
 #include <unordered_map>
 
@@ -34,24 +35,35 @@ struct Victim {
   const Holder* holder = nullptr;
 };
 
-// Steps 1 and 2: the checkpoint to offload (id -1: none).
-Victim OffloadVictim(const CheckpointPool& pool, absl::Span<const Holder> holders) {
+// Steps 1 and 2: up to `n` checkpoints to offload, best victims first.
+std::vector<Victim> OffloadVictims(const CheckpointPool& pool, absl::Span<const Holder> holders,
+                                   size_t n) {
   const std::unordered_map<CkptId, Use> uses = Uses(holders);
-  Victim idle, busy;
-  absl::Time idle_time = absl::InfiniteFuture();
-  float busy_use = std::numeric_limits<float>::infinity();
+  struct Candidate {
+    Victim v;
+    bool running;
+    absl::Time last_used;
+    float usefulness;
+  };
+  std::vector<Candidate> c;
   for (const Holder& h : holders) {
     for (CkptId id : *h.ckpts) {
       if (pool.tier(id) != Tier::kDevice || pool.pinned(id)) continue;
       const Use& u = uses.at(id);
-      if (!u.running) {
-        if (u.last_used < idle_time) idle = {id, u.holder}, idle_time = u.last_used;
-      } else if (pool.usefulness(id) < busy_use) {
-        busy = {id, u.holder}, busy_use = pool.usefulness(id);
-      }
+      if (u.holder != &h) continue;  // a shared checkpoint is listed once
+      c.push_back({{id, u.holder}, u.running, u.last_used, pool.usefulness(id)});
     }
   }
-  return idle.id >= 0 ? idle : busy;
+  // Idle before running; idle by least recent use (then oldest checkpoint
+  // first), running by least usefulness.
+  std::stable_sort(c.begin(), c.end(), [](const Candidate& a, const Candidate& b) {
+    if (a.running != b.running) return !a.running;
+    if (!a.running) return a.last_used < b.last_used;
+    return a.usefulness < b.usefulness;
+  });
+  std::vector<Victim> out;
+  for (size_t i = 0; i < c.size() && out.size() < n; ++i) out.push_back(c[i].v);
+  return out;
 }
 
 bool Lossable(const CheckpointPool& pool, CkptId id) {
@@ -149,20 +161,25 @@ absl::string_view LossyPolicyName(LossyPolicy p) {
   return "?";
 }
 
-absl::Status FreeDeviceSlot(CheckpointPool& pool, absl::Span<const Holder> holders,
-                            LossyPolicy policy) {
-  // Each pass either frees a device slot (done) or frees a host slot, so the
-  // next pass can offload; the bound only guards against a logic error.
+absl::Status FreeDeviceSlots(CheckpointPool& pool, absl::Span<const Holder> holders,
+                             LossyPolicy policy, int32_t batch) {
+  // Each pass offloads up to `batch` victims (as the host has room); with
+  // nothing offloadable a lossy step frees a slot in one of the tiers. The
+  // bound only guards against a logic error.
   for (int pass = 0; pass <= pool.host_capacity() + pool.device_capacity() + 1; ++pass) {
     if (!pool.device_full()) return absl::OkStatus();
-    const Victim victim = OffloadVictim(pool, holders);
-    if (victim.id < 0) {
-      return Exhausted(pool, policy, "every device checkpoint is being read this step");
-    }
-    if (!pool.host_full()) {
-      pool.Offload(victim.id);
-      ++victim.holder->stats->offloaded;
-      return absl::OkStatus();
+    const int32_t room = pool.host_capacity() - pool.host_used();
+    if (room > 0) {
+      const std::vector<Victim> victims =
+          OffloadVictims(pool, holders, static_cast<size_t>(std::max(1, std::min(batch, room))));
+      if (victims.empty()) {
+        return Exhausted(pool, policy, "every device checkpoint is being read this step");
+      }
+      for (const Victim& v : victims) {
+        pool.Offload(v.id);
+        ++v.holder->stats->offloaded;
+      }
+      continue;
     }
     if (!LossyStep(pool, holders, policy)) {
       return Exhausted(pool, policy, "and nothing can be offloaded or dropped");

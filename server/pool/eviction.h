@@ -1,7 +1,7 @@
 // Eviction: making room on the device tier of the checkpoint pool when a
 // checkpoint must be written or fetched and no device slot is free.
 //
-// Order (FreeDeviceSlot):
+// Order (FreeDeviceSlots):
 //   1. offload a checkpoint of an idle session to the host tier, least
 //      recently used session first (its oldest checkpoint first);
 //   2. offload the least useful checkpoint of a running session (usefulness:
@@ -54,9 +54,11 @@ struct Holder {
   EvictionStats* stats;
 };
 
-// Frees one device slot (see the order above), or returns RESOURCE_EXHAUSTED.
-absl::Status FreeDeviceSlot(CheckpointPool& pool, absl::Span<const Holder> holders,
-                            LossyPolicy policy);
+// Makes a device slot free (see the order above), or returns
+// RESOURCE_EXHAUSTED. Offloads up to `batch` victims in one pass, so a
+// caller that needs many slots pays for one scan of the pool, not many.
+absl::Status FreeDeviceSlots(CheckpointPool& pool, absl::Span<const Holder> holders,
+                             LossyPolicy policy, int32_t batch = 1);
 
 // For a session that alone needs more device slots than exist: applies the
 // lossy policy to its own (unshared) checkpoints until it holds at most

@@ -141,11 +141,11 @@ TEST(EvictionTest, IdleSessionsLeastRecentlyUsedGoFirst) {
   old_idle.ckpts = {Filled(p, 2)};
   p.Observe(busy.ckpts[0], 0.0f);  // least useful, but its session runs
   std::vector<Holder> h = {busy.holder(), new_idle.holder(), old_idle.holder()};
-  ASSERT_TRUE(FreeDeviceSlot(p, h, LossyPolicy::kNone).ok());
+  ASSERT_TRUE(FreeDeviceSlots(p, h, LossyPolicy::kNone).ok());
   EXPECT_EQ(p.tier(old_idle.ckpts[0]), Tier::kHost);
   EXPECT_EQ(old_idle.stats.offloaded, 1);
   Filled(p, 3);  // fill the freed slot; the next victim is the other idle one
-  ASSERT_TRUE(FreeDeviceSlot(p, h, LossyPolicy::kNone).ok());
+  ASSERT_TRUE(FreeDeviceSlots(p, h, LossyPolicy::kNone).ok());
   EXPECT_EQ(p.tier(new_idle.ckpts[0]), Tier::kHost);
   EXPECT_EQ(p.tier(busy.ckpts[0]), Tier::kDevice);
 }
@@ -160,7 +160,7 @@ TEST(EvictionTest, RunningSessionsLoseTheirLeastUsefulCheckpointFirst) {
   p.Observe(a.ckpts[1], 0.1f);
   p.Observe(b.ckpts[0], 0.3f);
   std::vector<Holder> h = {a.holder(), b.holder()};
-  ASSERT_TRUE(FreeDeviceSlot(p, h, LossyPolicy::kNone).ok());
+  ASSERT_TRUE(FreeDeviceSlots(p, h, LossyPolicy::kNone).ok());
   EXPECT_EQ(p.tier(a.ckpts[1]), Tier::kHost);
   EXPECT_FALSE(a.stats.lossy);
 }
@@ -173,11 +173,11 @@ TEST(EvictionTest, PinnedCheckpointsAreNeverTouched) {
   p.Pin(a.ckpts[0]);
   p.Pin(a.ckpts[1]);
   std::vector<Holder> h = {a.holder()};
-  const absl::Status s = FreeDeviceSlot(p, h, LossyPolicy::kDrop);
+  const absl::Status s = FreeDeviceSlots(p, h, LossyPolicy::kDrop);
   EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
   EXPECT_EQ(a.ckpts.size(), 2u);
   p.BeginEpoch();  // pins last one epoch
-  EXPECT_TRUE(FreeDeviceSlot(p, h, LossyPolicy::kNone).ok());
+  EXPECT_TRUE(FreeDeviceSlots(p, h, LossyPolicy::kNone).ok());
 }
 
 TEST(EvictionTest, FullHostWithoutLossyPolicyIsResourceExhausted) {
@@ -185,9 +185,9 @@ TEST(EvictionTest, FullHostWithoutLossyPolicyIsResourceExhausted) {
   FakeSession a("a");
   a.ckpts = {Filled(p, 0)};
   std::vector<Holder> h = {a.holder()};
-  ASSERT_TRUE(FreeDeviceSlot(p, h, LossyPolicy::kNone).ok());
+  ASSERT_TRUE(FreeDeviceSlots(p, h, LossyPolicy::kNone).ok());
   a.ckpts.push_back(Filled(p, 1));
-  const absl::Status s = FreeDeviceSlot(p, h, LossyPolicy::kNone);
+  const absl::Status s = FreeDeviceSlots(p, h, LossyPolicy::kNone);
   EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted);
   EXPECT_NE(s.message().find("1/1 device slots and 1/1 host slots"), std::string::npos) << s;
   EXPECT_EQ(p.live(), 2);
@@ -203,7 +203,7 @@ TEST(EvictionTest, DropRemovesTheLeastUsefulUnsharedCheckpoint) {
   p.Observe(b.ckpts[0], 0.5f);
   p.Observe(b.ckpts[1], 0.4f);
   std::vector<Holder> h = {a.holder(), b.holder()};
-  ASSERT_TRUE(FreeDeviceSlot(p, h, LossyPolicy::kDrop).ok());
+  ASSERT_TRUE(FreeDeviceSlots(p, h, LossyPolicy::kDrop).ok());
   // a's checkpoint was dropped (freeing the host), then a b checkpoint
   // could be offloaded into it.
   EXPECT_TRUE(a.ckpts.empty());
@@ -224,7 +224,7 @@ TEST(EvictionTest, MergeAveragesTheLeastUsefulAdjacentPair) {
   p.Observe(a.ckpts[2], 0.2f);
   const CkptId keep = a.ckpts[1];
   std::vector<Holder> h = {a.holder()};
-  ASSERT_TRUE(FreeDeviceSlot(p, h, LossyPolicy::kMerge).ok());
+  ASSERT_TRUE(FreeDeviceSlots(p, h, LossyPolicy::kMerge).ok());
   ASSERT_EQ(a.ckpts.size(), 2u);
   EXPECT_EQ(a.ckpts[1], keep);
   EXPECT_TRUE(at::equal(p.summary(keep), at::full_like(p.summary(keep), 3.0f)));
@@ -239,8 +239,9 @@ TEST(EvictionTest, SharedCheckpointsAreNeitherDroppedNorMerged) {
   b.ckpts = a.ckpts;  // a fork
   for (CkptId id : b.ckpts) p.Ref(id);
   std::vector<Holder> h = {a.holder(), b.holder()};
-  EXPECT_EQ(FreeDeviceSlot(p, h, LossyPolicy::kDrop).code(), absl::StatusCode::kResourceExhausted);
-  EXPECT_EQ(FreeDeviceSlot(p, h, LossyPolicy::kMerge).code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(FreeDeviceSlots(p, h, LossyPolicy::kDrop).code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(FreeDeviceSlots(p, h, LossyPolicy::kMerge).code(),
+            absl::StatusCode::kResourceExhausted);
   EXPECT_EQ(a.ckpts.size(), 2u);
   EXPECT_FALSE(a.stats.lossy || b.stats.lossy);
 }
