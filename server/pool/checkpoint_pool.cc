@@ -108,11 +108,12 @@ bool CheckpointPool::Fetch(CkptId id) {
 }
 
 void CheckpointPool::Merge(CkptId keep, CkptId gone) {
-  assert(tier(keep) == tier(gone));
   at::Tensor s = state(keep), g = state(gone);
-  // Averaged in float32 whatever the storage type, then stored back.
-  s.copy_(s.to(at::kFloat).add(g.to(at::kFloat)).mul_(0.5));
-  summary(keep).add_(summary(gone)).mul_(0.5);
+  // Averaged in float32 whatever the storage type, in keep's tier, then
+  // stored back.
+  s.copy_(s.to(at::kFloat).add(g.to(s.device(), at::kFloat)).mul_(0.5));
+  at::Tensor sk = summary(keep);
+  sk.add_(summary(gone).to(sk.device())).mul_(0.5);
   Entry& k = entries_[keep];
   k.usefulness = 0.5f * (k.usefulness + entries_[gone].usefulness);
   ++counters_.merges;

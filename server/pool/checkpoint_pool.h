@@ -69,8 +69,8 @@ class CheckpointPool {
   bool Offload(CkptId id);
   // Host -> device. False (nothing moved) when the device tier is full.
   bool Fetch(CkptId id);
-  // `keep` becomes the mean of `keep` and `gone` (states and summaries);
-  // `gone` loses the caller's reference. Both must be in the same tier.
+  // `keep` becomes the mean of `keep` and `gone` (states and summaries) in
+  // keep's tier; `gone` loses the caller's reference.
   void Merge(CkptId keep, CkptId gone);
 
   // Gate weight the checkpoint received in a decode step: kept as an

@@ -95,8 +95,8 @@ bool DropOne(CheckpointPool& pool, absl::Span<const Holder> holders) {
   return true;
 }
 
-// Merges the adjacent unshared same-tier pair with the smallest summed
-// usefulness among `holders`. False if none.
+// Merges the adjacent unshared pair with the smallest summed usefulness
+// among `holders` (into the older one's slot, whichever tier). False if none.
 bool MergeOne(CheckpointPool& pool, absl::Span<const Holder> holders) {
   const Holder* best_h = nullptr;
   size_t best_i = 0;
@@ -105,7 +105,6 @@ bool MergeOne(CheckpointPool& pool, absl::Span<const Holder> holders) {
     const std::vector<CkptId>& c = *h.ckpts;
     for (size_t i = 0; i + 1 < c.size(); ++i) {
       if (!Lossable(pool, c[i]) || !Lossable(pool, c[i + 1])) continue;
-      if (pool.tier(c[i]) != pool.tier(c[i + 1])) continue;
       const float score = pool.usefulness(c[i]) + pool.usefulness(c[i + 1]);
       if (score < best) best = score, best_h = &h, best_i = i;
     }

@@ -120,6 +120,17 @@ TEST(CheckpointPoolTest, MergeIsTheMeanOfStatesAndSummaries) {
   EXPECT_EQ(p.device_used(), 1);
 }
 
+TEST(CheckpointPoolTest, MergeAcrossTiersLandsInTheKeptSlot) {
+  CheckpointPool p(TinyConfig(), Slots(2, 1));
+  const CkptId a = Filled(p, 1), b = Filled(p, 5);
+  ASSERT_TRUE(p.Offload(a));
+  p.Merge(a, b);  // a on the host, b on the device
+  EXPECT_EQ(p.tier(a), Tier::kHost);
+  EXPECT_TRUE(at::equal(p.summary(a), at::full_like(p.summary(a), 3.0f)));
+  EXPECT_EQ(p.device_used(), 0);
+  EXPECT_EQ(p.live(), 1);
+}
+
 TEST(CheckpointPoolTest, UsefulnessIsARunningAverageOfGateWeights) {
   CheckpointPool p(TinyConfig(), Slots(1, 0));
   const CkptId a = Filled(p, 0);
