@@ -17,6 +17,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "server/engine/engine.h"
+#include "server/metrics/http_exposer.h"
+#include "server/metrics/metrics.h"
+#include "server/metrics/rpc_interceptor.h"
 #include "server/model/mc_model.h"
 #include "server/rpc/generation_service.h"
 #include "server/server_options.h"
@@ -30,6 +33,14 @@ int Fatal(absl::string_view what, const absl::Status& s) {
   MCSERVE_LOG(kError, what).Kv("error", s.ToString());
   std::fprintf(stderr, "mcserve: %s: %s\n", std::string(what).c_str(), s.ToString().c_str());
   return 1;
+}
+
+// Writes `port` to `path` atomically (readers never see a partial file).
+void WritePortFile(const std::string& path, int port) {
+  if (path.empty()) return;
+  const std::string tmp = path + ".tmp";
+  std::ofstream(tmp) << port << "\n";
+  std::rename(tmp.c_str(), path.c_str());
 }
 
 // Blocks until SIGTERM or SIGINT. Both are blocked in every thread (the mask
@@ -81,7 +92,20 @@ int Run(int argc, char** argv) {
       .Kv("device", opts->model.device.str());
   auto model = model::McModel::Load(opts->model_dir, opts->model);
   if (!model.ok()) return Fatal("cannot load model", model.status());
-  auto engine = engine::Engine::Create(*std::move(model), opts->engine, Clock::Real());
+  metrics::Metrics metrics;
+  std::unique_ptr<metrics::HttpExposer> exposer;
+  if (!opts->metrics_listen.empty()) {
+    absl::StatusOr<std::unique_ptr<metrics::HttpExposer>> e =
+        metrics::HttpExposer::Start(opts->metrics_listen, metrics.registry());
+    if (!e.ok()) return Fatal("cannot serve metrics", e.status());
+    exposer = *std::move(e);
+    WritePortFile(opts->metrics_port_file, exposer->port());
+    MCSERVE_LOG(kInfo, "serving metrics")
+        .Kv("listen", opts->metrics_listen)
+        .Kv("port", exposer->port())
+        .Kv("path", "/metrics");
+  }
+  auto engine = engine::Engine::Create(*std::move(model), opts->engine, Clock::Real(), &metrics);
   if (!engine.ok()) return Fatal("cannot start engine", engine.status());
 
   rpc::GenerationService service(engine->get(), opts->service);
@@ -92,23 +116,22 @@ int Run(int argc, char** argv) {
   builder.AddListeningPort(opts->listen, grpc::InsecureServerCredentials(), &port);
   builder.SetMaxReceiveMessageSize(opts->max_message_bytes);
   builder.RegisterService(&service);
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(std::make_unique<metrics::RpcMetricsFactory>(&metrics));
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
     return Fatal("cannot listen", absl::UnavailableError(absl::StrCat("on ", opts->listen)));
   }
   server->GetHealthCheckService()->SetServingStatus(true);
-  if (!opts->port_file.empty()) {
-    const std::string tmp = opts->port_file + ".tmp";
-    std::ofstream(tmp) << port << "\n";
-    std::rename(tmp.c_str(), opts->port_file.c_str());
-  }
+  WritePortFile(opts->port_file, port);
   MCSERVE_LOG(kInfo, "serving").Kv("listen", opts->listen).Kv("port", port);
 
   const int sig = WaitForSignal(signals);
   MCSERVE_LOG(kInfo, "shutting down").Kv("signal", sig == SIGTERM ? "SIGTERM" : "SIGINT");
   Drain(**engine, service, *server, opts->shutdown_grace);
   server->Wait();
-  engine->reset();
+  engine->reset();  // before `metrics`, which it records into
   MCSERVE_LOG(kInfo, "stopped");
   return 0;
 }

@@ -14,6 +14,10 @@ ABSL_FLAG(std::string, model, MCSERVE_DEFAULT_MODEL_DIR,
           "Model directory holding config.json and model.safetensors");
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051", "gRPC listen address (port 0: pick one)");
 ABSL_FLAG(std::string, port_file, "", "If set, write the bound gRPC port here once serving");
+ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9400",
+          "Prometheus /metrics address (port 0: pick one; empty: no metrics endpoint)");
+ABSL_FLAG(std::string, metrics_port_file, "",
+          "If set, write the bound metrics port here once serving");
 ABSL_FLAG(std::string, device, "cpu", "Device for the model and MC state: cpu or cuda[:N]");
 ABSL_FLAG(std::string, checkpoint_dtype, "float32", "Checkpoint storage: float32 or bfloat16");
 ABSL_FLAG(int32_t, max_running, 64, "Most requests decoding together (batch size)");
@@ -68,6 +72,8 @@ absl::StatusOr<ServerOptions> ServerOptionsFromFlags() {
   o.model_dir = absl::GetFlag(FLAGS_model);
   o.listen = absl::GetFlag(FLAGS_listen);
   o.port_file = absl::GetFlag(FLAGS_port_file);
+  o.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
+  o.metrics_port_file = absl::GetFlag(FLAGS_metrics_port_file);
   o.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   o.shutdown_grace = absl::GetFlag(FLAGS_shutdown_grace);
   try {

@@ -16,6 +16,8 @@ struct ServerOptions {
   std::string model_dir;
   std::string listen;
   std::string port_file;
+  std::string metrics_listen;  // empty: no metrics endpoint
+  std::string metrics_port_file;
   int max_message_bytes = 4 << 20;
   absl::Duration shutdown_grace;
   model::ModelOptions model;

@@ -23,8 +23,10 @@ struct Engine::Active {
   int32_t prompt_tokens = 0;
   OutputProcessor out;
   model::SamplerRng rng;
-  absl::Time arrival;  // when the engine received it
+  absl::Time arrival;                            // when the engine received it
+  absl::Time admitted = absl::InfiniteFuture();  // left the waiting queue
   absl::Time first_token = absl::InfiniteFuture();
+  absl::Time last_token = absl::InfiniteFuture();
 };
 
 }  // namespace mcserve::engine

@@ -12,7 +12,8 @@
 namespace mcserve::engine {
 
 absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(std::unique_ptr<model::McModel> model,
-                                                       const EngineOptions& options, Clock* clock) {
+                                                       const EngineOptions& options, Clock* clock,
+                                                       metrics::Metrics* metrics) {
   if (options.max_running < 1 || options.max_sessions < 0 || options.max_waiting < 0 ||
       options.prefill_tokens_per_step < 1) {
     return absl::InvalidArgumentError(
@@ -25,7 +26,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(std::unique_ptr<model::Mc
         absl::StrCat("checkpoint pool of ", options.checkpoint_pool_bytes,
                      " bytes cannot hold one checkpoint (", per_ckpt, " bytes)"));
   }
-  return std::unique_ptr<Engine>(new Engine(std::move(model), options, clock));
+  return std::unique_ptr<Engine>(new Engine(std::move(model), options, clock, metrics));
 }
 
 namespace {
@@ -46,10 +47,12 @@ pool::PoolOptions PoolFor(const model::McModel& m, const EngineOptions& o) {
 
 }  // namespace
 
-Engine::Engine(std::unique_ptr<model::McModel> model, const EngineOptions& options, Clock* clock)
+Engine::Engine(std::unique_ptr<model::McModel> model, const EngineOptions& options, Clock* clock,
+               metrics::Metrics* metrics)
     : model_(std::move(model)),
       options_(options),
       clock_(clock),
+      metrics_(metrics),
       tokenizer_(model_->config().bos_id, model_->config().eos_id),
       fingerprint_(ComputeFingerprint(*model_)),
       pool_(model_->config(), PoolFor(*model_, options)),
@@ -151,6 +154,24 @@ void Engine::PublishStatus() {
   s.state_slots_used = state_slots_.used();
   for (const auto& [id, session] : sessions_) s.lossy_sessions += session->eviction.lossy ? 1 : 0;
   s.evictions = pool_.counters();
+  if (metrics_ != nullptr) {
+    metrics::EngineGauges g;
+    g.running = s.running;
+    g.waiting = s.waiting;
+    g.sessions = s.sessions;
+    g.lossy_sessions = s.lossy_sessions;
+    g.device_checkpoints = s.ckpt_slots_used;
+    g.host_checkpoints = s.host_slots_used;
+    g.device_bytes = int64_t{s.ckpt_slots_used} * checkpoint_bytes();
+    g.host_bytes = int64_t{s.host_slots_used} * checkpoint_bytes();
+    g.device_capacity_bytes = int64_t{s.ckpt_slots_total} * checkpoint_bytes();
+    g.host_capacity_bytes = int64_t{s.host_slots_total} * checkpoint_bytes();
+    g.offloads = s.evictions.offloads;
+    g.fetches = s.evictions.fetches;
+    g.drops = s.evictions.drops;
+    g.merges = s.evictions.merges;
+    metrics_->Publish(g);
+  }
   s.draining = draining_;
   absl::MutexLock l(&mu_);
   status_ = s;
@@ -172,6 +193,7 @@ void Engine::Cancel(uint64_t handle) {
     auto it = active_.find(handle);
     if (it == active_.end()) return;
     MCSERVE_LOG(kDebug, "request cancelled by client").Kv("id", it->second->req.request_id);
+    RecordEnd(*it->second, "cancelled");
     Release(*it->second);
   });
 }

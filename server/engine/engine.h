@@ -25,6 +25,7 @@
 #include "server/engine/scheduler.h"
 #include "server/engine/session.h"
 #include "server/engine/session_snapshot.h"
+#include "server/metrics/metrics.h"
 #include "server/model/mc_model.h"
 #include "server/model/sampler.h"
 #include "server/pool/checkpoint_pool.h"
@@ -82,8 +83,10 @@ class Engine {
   using DoneCallback = std::function<void(absl::Status)>;
 
   // Takes the model, allocates the pools and starts the engine thread.
+  // `metrics` (optional) must outlive the engine.
   static absl::StatusOr<std::unique_ptr<Engine>> Create(std::unique_ptr<model::McModel> model,
-                                                        const EngineOptions& options, Clock* clock);
+                                                        const EngineOptions& options, Clock* clock,
+                                                        metrics::Metrics* metrics = nullptr);
   // Stops the thread; requests still in flight end with kAborted.
   ~Engine();
   Engine(const Engine&) = delete;
@@ -127,7 +130,8 @@ class Engine {
   struct Active;
   using Command = std::function<void()>;
 
-  Engine(std::unique_ptr<model::McModel> model, const EngineOptions& options, Clock* clock);
+  Engine(std::unique_ptr<model::McModel> model, const EngineOptions& options, Clock* clock,
+         metrics::Metrics* metrics);
   void Post(Command c);
   void Loop();
   void PublishStatus();
@@ -143,6 +147,7 @@ class Engine {
   void Finish(Active& a, FinishReason reason, GenerateUpdate u = {});
   void Fail(Active& a, absl::Status status);
   void Release(Active& a);
+  void RecordEnd(const Active& a, absl::string_view reason);
   void RunDecodeGroup(const std::vector<Active*>& group);
   absl::Status NewSessionState(Session& s);
   void FreeSessionState(Session& s);
@@ -173,6 +178,7 @@ class Engine {
   std::unique_ptr<model::McModel> model_;
   const EngineOptions options_;
   Clock* const clock_;
+  metrics::Metrics* const metrics_;  // may be null
   const model::ByteTokenizer tokenizer_;
   const uint64_t fingerprint_;  // of the model, stamped on snapshots
 

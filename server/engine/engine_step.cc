@@ -99,7 +99,11 @@ void Engine::Step() {
   for (const PrefillWork& w : plan.prefills) {
     Active* a = find(w.id);
     if (a == nullptr) continue;
+    const absl::Time t0 = clock_->Now();
     absl::Status s = RunPrefill(*a, w.tokens);
+    if (metrics_ != nullptr) {
+      metrics_->Step("prefill", 1, absl::ToDoubleSeconds(clock_->Now() - t0));
+    }
     if (!s.ok()) Fail(*a, s);
   }
   scheduler_.Update(plan);
@@ -113,10 +117,17 @@ void Engine::Step() {
     }
     batch.push_back(a);
   }
-  if (!batch.empty()) RunDecode(batch);
+  if (batch.empty()) return;
+  const absl::Time t0 = clock_->Now();
+  RunDecode(batch);
+  if (metrics_ != nullptr) {
+    metrics_->Step("decode", static_cast<int64_t>(batch.size()),
+                   absl::ToDoubleSeconds(clock_->Now() - t0));
+  }
 }
 
 void Engine::Admit(Active& a) {
+  a.admitted = clock_->Now();
   if (a.session->state_slot >= 0) return;
   absl::Status s = NewSessionState(*a.session);
   if (!s.ok()) Fail(a, s);
@@ -257,7 +268,12 @@ void Engine::Emit(Active& a, const float* logits) {
   const model::SamplingConfig cfg{p.temperature, p.top_p, p.top_k};
   const int32_t token = model::SampleToken(logits, vocab, tokenizer_, cfg, a.rng);
   a.session->pending_token = token;
-  if (a.first_token == absl::InfiniteFuture()) a.first_token = clock_->Now();
+  const absl::Time now = clock_->Now();
+  if (a.first_token == absl::InfiniteFuture()) a.first_token = now;
+  if (metrics_ != nullptr && a.last_token != absl::InfiniteFuture()) {
+    metrics_->InterToken(absl::ToDoubleSeconds(now - a.last_token));
+  }
+  a.last_token = now;
   GenerateUpdate u;
   TokenOut t;
   t.id = token;
@@ -300,12 +316,30 @@ void Engine::Finish(Active& a, FinishReason reason, GenerateUpdate u) {
                          : absl::ToDoubleMilliseconds(a.first_token - a.arrival))
       .Kv("e2e_ms", absl::ToDoubleMilliseconds(clock_->Now() - a.arrival))
       .Kv("reason", FinishReasonName(reason));
+  RecordEnd(a, FinishReasonName(reason));
   a.req.channel->Send(std::move(u));
   Release(a);
 }
 
+void Engine::RecordEnd(const Active& a, absl::string_view reason) {
+  if (metrics_ == nullptr) return;
+  const absl::Time now = clock_->Now();
+  metrics::RequestRecord r;
+  r.finish_reason = reason;
+  r.prompt_tokens = a.prompt_tokens;
+  r.generation_tokens = a.out.generated();
+  if (a.admitted != absl::InfiniteFuture())
+    r.queue_s = absl::ToDoubleSeconds(a.admitted - a.arrival);
+  if (a.first_token != absl::InfiniteFuture()) {
+    r.ttft_s = absl::ToDoubleSeconds(a.first_token - a.arrival);
+  }
+  r.e2e_s = absl::ToDoubleSeconds(now - a.arrival);
+  metrics_->RequestFinished(r);
+}
+
 void Engine::Fail(Active& a, absl::Status status) {
   MCSERVE_LOG(kWarning, "request failed").Kv("id", a.req.request_id).Kv("error", status.ToString());
+  RecordEnd(a, "error");
   SendError(*a.req.channel, std::move(status));
   Release(a);
 }
