@@ -124,6 +124,12 @@ Metrics::Metrics()
   generation_tokens_.Add({});
   fetches_.Add({});
   for (const char* reason : {"offload", "drop", "merge"}) evictions_.Add({{"reason", reason}});
+  // Every step series from zero: a series born with its first observation
+  // would hide that observation from rate() and histogram_quantile().
+  step_.Add({{"phase", "prefill"}, {"batch", "1"}}, StepBuckets());
+  for (int64_t b = 1; b <= 512; b = b < 2 ? b + 1 : b * 2) {
+    step_.Add({{"phase", "decode"}, {"batch", BatchLabel(b)}}, StepBuckets());
+  }
   Publish(EngineGauges{});
 }
 
