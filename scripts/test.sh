@@ -10,7 +10,12 @@ source "$(dirname "$0")/lib.sh"
 "$MCSERVE_ROOT/scripts/install-deps.sh"
 "$MCSERVE_ROOT/scripts/build.sh"
 log "running tests in $MCSERVE_BUILD"
+rm -f "$MCSERVE_BUILD/observability-report.txt"
 (cd "$MCSERVE_BUILD" && ctest --output-on-failure --timeout 600 -j "$(nproc)" "$@")
+if [ -f "$MCSERVE_BUILD/observability-report.txt" ]; then
+  log "observability: the real server under a real Prometheus, panel by panel"
+  cat "$MCSERVE_BUILD/observability-report.txt"
+fi
 
 if [ "${MCSERVE_SANITIZE:-1}" != 0 ]; then
   asan="$MCSERVE_ROOT/build-asan"

@@ -69,6 +69,21 @@ def parse_metrics(text):
     return out
 
 
+class Tee:
+    """Writes to several streams."""
+
+    def __init__(self, *streams):
+        self.streams = streams
+
+    def write(self, text):
+        for s in self.streams:
+            s.write(text)
+
+    def flush(self):
+        for s in self.streams:
+            s.flush()
+
+
 class Failures:
     def __init__(self):
         self.items = []
@@ -86,7 +101,10 @@ def main():
     ap.add_argument("--model", default=os.path.join(ROOT, "models", "default"))
     ap.add_argument("--prometheus", default=shutil.which("prometheus") or "prometheus")
     ap.add_argument("--promtool", default=shutil.which("promtool") or "promtool")
+    ap.add_argument("--report", help="also write everything printed to this file")
     args = ap.parse_args()
+    if args.report:
+        sys.stdout = Tee(sys.stdout, open(args.report, "w"))
     f = Failures()
     tmp = tempfile.mkdtemp(prefix="mcserve_prom_")
     procs = []
