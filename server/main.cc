@@ -23,6 +23,7 @@
 #include "server/model/mc_model.h"
 #include "server/rpc/generation_service.h"
 #include "server/server_options.h"
+#include "server/session_store.h"
 #include "server/util/clock.h"
 #include "server/util/log.h"
 
@@ -108,6 +109,11 @@ int Run(int argc, char** argv) {
   auto engine = engine::Engine::Create(*std::move(model), opts->engine, Clock::Real(), &metrics);
   if (!engine.ok()) return Fatal("cannot start engine", engine.status());
 
+  if (!opts->session_dir.empty()) {
+    absl::Status restored = RestoreSessions(**engine, opts->session_dir);
+    if (!restored.ok()) return Fatal("cannot restore sessions", restored);
+  }
+
   rpc::GenerationService service(engine->get(), opts->service);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -128,12 +134,18 @@ int Run(int argc, char** argv) {
   MCSERVE_LOG(kInfo, "serving").Kv("listen", opts->listen).Kv("port", port);
 
   const int sig = WaitForSignal(signals);
+  int exit_code = 0;
   MCSERVE_LOG(kInfo, "shutting down").Kv("signal", sig == SIGTERM ? "SIGTERM" : "SIGINT");
   Drain(**engine, service, *server, opts->shutdown_grace);
   server->Wait();
+  if (!opts->session_dir.empty()) {
+    // Every request has ended: the sessions are at rest. A failure is
+    // logged per session; the exit code says whether all were kept.
+    if (!SaveSessions(**engine, opts->session_dir).ok()) exit_code = 1;
+  }
   engine->reset();  // before `metrics`, which it records into
   MCSERVE_LOG(kInfo, "stopped");
-  return 0;
+  return exit_code;
 }
 
 }  // namespace

@@ -18,6 +18,8 @@ ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9400",
           "Prometheus /metrics address (port 0: pick one; empty: no metrics endpoint)");
 ABSL_FLAG(std::string, metrics_port_file, "",
           "If set, write the bound metrics port here once serving");
+ABSL_FLAG(std::string, session_dir, "",
+          "Persist sessions here: written on shutdown (after the drain), restored on start");
 ABSL_FLAG(std::string, device, "cpu", "Device for the model and MC state: cpu or cuda[:N]");
 ABSL_FLAG(std::string, checkpoint_dtype, "float32", "Checkpoint storage: float32 or bfloat16");
 ABSL_FLAG(int32_t, max_running, 64, "Most requests decoding together (batch size)");
@@ -74,6 +76,7 @@ absl::StatusOr<ServerOptions> ServerOptionsFromFlags() {
   o.port_file = absl::GetFlag(FLAGS_port_file);
   o.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
   o.metrics_port_file = absl::GetFlag(FLAGS_metrics_port_file);
+  o.session_dir = absl::GetFlag(FLAGS_session_dir);
   o.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   o.shutdown_grace = absl::GetFlag(FLAGS_shutdown_grace);
   try {

@@ -18,6 +18,7 @@ struct ServerOptions {
   std::string port_file;
   std::string metrics_listen;  // empty: no metrics endpoint
   std::string metrics_port_file;
+  std::string session_dir;  // empty: sessions end with the process
   int max_message_bytes = 4 << 20;
   absl::Duration shutdown_grace;
   model::ModelOptions model;

@@ -115,6 +115,9 @@ class Engine {
   // bytes. Nothing is created unless the whole snapshot is valid and fits.
   void ImportSession(std::string session_id, std::string bytes, SessionCallback done);
 
+  // Ids of all sessions.
+  void ListSessions(std::function<void(std::vector<std::string>)> done);
+
   // From now on new requests and sessions are refused with UNAVAILABLE.
   void StartDrain();
   // Ends every request in flight with finish reason ABORTED.

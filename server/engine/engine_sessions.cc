@@ -113,6 +113,14 @@ void Engine::ExpireIdleSessions() {
   }
 }
 
+void Engine::ListSessions(std::function<void(std::vector<std::string>)> done) {
+  Post([this, done = std::move(done)] {
+    std::vector<std::string> ids;
+    for (const auto& [id, s] : sessions_) ids.push_back(id);
+    done(std::move(ids));
+  });
+}
+
 void Engine::GetSession(std::string session_id, SessionCallback done) {
   Post([this, id = std::move(session_id), done = std::move(done)] {
     auto it = sessions_.find(id);
