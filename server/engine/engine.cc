@@ -137,23 +137,12 @@ void Engine::Loop() {
   AbortAllNow();
 }
 
+void Engine::GetStatus(std::function<void(EngineStatus)> done) {
+  Post([this, done = std::move(done)] { done(ComputeStatus()); });
+}
+
 void Engine::PublishStatus() {
-  EngineStatus s;
-  s.running = scheduler_.num_running();
-  s.waiting = scheduler_.num_waiting();
-  s.sessions = static_cast<int32_t>(sessions_.size());
-  s.max_sessions = options_.max_sessions;
-  if (kernels::KeepsCheckpoints(model_->config().aggregation)) {
-    s.ckpt_slots_used = pool_.device_used();
-    s.ckpt_slots_total = pool_.device_capacity();
-    s.host_slots_used = pool_.host_used();
-    s.host_slots_total = pool_.host_capacity();
-  }
-  s.checkpoints = pool_.live();
-  s.checkpoint_refs = pool_.total_refs();
-  s.state_slots_used = state_slots_.used();
-  for (const auto& [id, session] : sessions_) s.lossy_sessions += session->eviction.lossy ? 1 : 0;
-  s.evictions = pool_.counters();
+  const EngineStatus s = ComputeStatus();
   if (metrics_ != nullptr) {
     metrics::EngineGauges g;
     g.running = s.running;
@@ -172,9 +161,29 @@ void Engine::PublishStatus() {
     g.merges = s.evictions.merges;
     metrics_->Publish(g);
   }
-  s.draining = draining_;
   absl::MutexLock l(&mu_);
   status_ = s;
+}
+
+EngineStatus Engine::ComputeStatus() const {
+  EngineStatus s;
+  s.running = scheduler_.num_running();
+  s.waiting = scheduler_.num_waiting();
+  s.sessions = static_cast<int32_t>(sessions_.size());
+  s.max_sessions = options_.max_sessions;
+  if (kernels::KeepsCheckpoints(model_->config().aggregation)) {
+    s.ckpt_slots_used = pool_.device_used();
+    s.ckpt_slots_total = pool_.device_capacity();
+    s.host_slots_used = pool_.host_used();
+    s.host_slots_total = pool_.host_capacity();
+  }
+  s.checkpoints = pool_.live();
+  s.checkpoint_refs = pool_.total_refs();
+  s.state_slots_used = state_slots_.used();
+  for (const auto& [id, session] : sessions_) s.lossy_sessions += session->eviction.lossy ? 1 : 0;
+  s.evictions = pool_.counters();
+  s.draining = draining_;
+  return s;
 }
 
 EngineStatus Engine::Status() const {

@@ -122,8 +122,11 @@ class Engine {
   void StartDrain();
   // Ends every request in flight with finish reason ABORTED.
   void AbortAll();
-  // Thread-safe snapshot, refreshed after every command and step.
+  // Thread-safe snapshot, refreshed after every loop iteration (may lag a
+  // command that just answered).
   EngineStatus Status() const;
+  // The status as of now, after every command posted before this one.
+  void GetStatus(std::function<void(EngineStatus)> done);
 
   const model::McModel& model() const { return *model_; }
   int64_t checkpoint_bytes() const;
@@ -138,6 +141,7 @@ class Engine {
   void Post(Command c);
   void Loop();
   void PublishStatus();
+  EngineStatus ComputeStatus() const;
 
   // Engine-thread work (engine.cc, engine_step.cc, engine_sessions.cc).
   void DoSubmit(uint64_t handle, NewRequest request);

@@ -154,22 +154,26 @@ grpc::ServerUnaryReactor* GenerationService::GetModelInfo(
 grpc::ServerUnaryReactor* GenerationService::GetServerStatus(
     grpc::CallbackServerContext* ctx, const v1::GetServerStatusRequest* /*request*/,
     v1::ServerStatus* response) {
-  const engine::EngineStatus s = engine_->Status();
-  response->set_running_requests(s.running);
-  response->set_waiting_requests(s.waiting);
-  response->set_sessions(s.sessions);
-  response->set_max_sessions(s.max_sessions);
-  response->set_checkpoint_slots_used(s.ckpt_slots_used);
-  response->set_checkpoint_slots_total(s.ckpt_slots_total);
-  response->set_draining(s.draining);
-  response->set_host_checkpoint_slots_used(s.host_slots_used);
-  response->set_host_checkpoint_slots_total(s.host_slots_total);
-  response->set_lossy_sessions(s.lossy_sessions);
-  response->set_checkpoints_offloaded(s.evictions.offloads);
-  response->set_checkpoints_fetched(s.evictions.fetches);
-  response->set_checkpoints_dropped(s.evictions.drops);
-  response->set_checkpoints_merged(s.evictions.merges);
-  return FinishNow(ctx, absl::OkStatus());
+  grpc::ServerUnaryReactor* r = ctx->DefaultReactor();
+  // Through the engine thread, so it reflects every command answered before.
+  engine_->GetStatus([r, response](engine::EngineStatus s) {
+    response->set_running_requests(s.running);
+    response->set_waiting_requests(s.waiting);
+    response->set_sessions(s.sessions);
+    response->set_max_sessions(s.max_sessions);
+    response->set_checkpoint_slots_used(s.ckpt_slots_used);
+    response->set_checkpoint_slots_total(s.ckpt_slots_total);
+    response->set_draining(s.draining);
+    response->set_host_checkpoint_slots_used(s.host_slots_used);
+    response->set_host_checkpoint_slots_total(s.host_slots_total);
+    response->set_lossy_sessions(s.lossy_sessions);
+    response->set_checkpoints_offloaded(s.evictions.offloads);
+    response->set_checkpoints_fetched(s.evictions.fetches);
+    response->set_checkpoints_dropped(s.evictions.drops);
+    response->set_checkpoints_merged(s.evictions.merges);
+    r->Finish(grpc::Status::OK);
+  });
+  return r;
 }
 
 }  // namespace mcserve::rpc

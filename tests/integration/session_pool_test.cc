@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "server/model/cache_tensors.h"
 #include "server/model/config.h"
 #include "tests/integration/server_fixture.h"
@@ -26,10 +27,11 @@ int64_t CkptBytes() {
 
 // A server whose device tier holds `device` checkpoints and host `host`.
 std::unique_ptr<ServerProcess> StartPool(int device, int host, const std::string& lossy = "none") {
-  auto p = ServerProcess::Start(TestModelDir(),
-                                {absl::StrCat("--checkpoint_pool=", device * CkptBytes()),
-                                 absl::StrCat("--host_pool=", host * CkptBytes()),
-                                 "--lossy_eviction=" + lossy, "--max_sessions=64"});
+  auto p = ServerProcess::Start(
+      TestModelDir(),
+      {absl::StrCat("--checkpoint_pool=", device * CkptBytes()),
+       absl::StrCat("--host_pool=", host * CkptBytes()), "--lossy_eviction=" + lossy,
+       "--max_sessions=64", "--max_tokens_limit=100000"});
   EXPECT_TRUE(p.ok()) << p.status();
   return p.ok() ? *std::move(p) : nullptr;
 }
@@ -114,6 +116,39 @@ TEST(SessionPoolTest, LossyPoliciesKeepServingAndSayWhoLostWhat) {
     EXPECT_EQ(st->checkpoints_dropped() + st->checkpoints_merged(), lost);
     EXPECT_NE(tiny->Log().find("lossy=true"), std::string::npos);
     EXPECT_EQ(tiny->Signal(SIGTERM), 0) << policy;
+  }
+}
+
+TEST(SessionPoolTest, DeadlinesAndFullPoolsFreeEveryCheckpoint) {
+  // 64 slots fill within the 300 ms (RESOURCE_EXHAUSTED mid-stream); 8192
+  // do not (DEADLINE_EXCEEDED). Either way nothing may stay behind.
+  for (const int slots : {64, 8192}) {
+    const absl::StatusCode want =
+        slots == 64 ? absl::StatusCode::kResourceExhausted : absl::StatusCode::kDeadlineExceeded;
+    auto server = StartPool(slots, 0);
+    ASSERT_TRUE(server);
+    client::Client& c = server->client();
+    client::CallOptions soon;
+    soon.timeout = absl::Milliseconds(300);
+    ASSERT_TRUE(c.CreateSession("kept").ok());
+    const Completion one_shot = Collect(c, LongRequest("until stopped", 90000), soon);
+    const Completion in_session = Collect(c, LongRequest("until stopped", 90000, "kept"), soon);
+    EXPECT_EQ(one_shot.status.code(), want) << one_shot.status;
+    EXPECT_EQ(in_session.status.code(), want) << in_session.status;
+    // The session keeps what it absorbed; the one-shot request kept nothing.
+    const absl::Time deadline = absl::Now() + absl::Seconds(10);
+    v1::Session kept;
+    while (absl::Now() < deadline) {
+      kept = *c.GetSession("kept");
+      if (!kept.busy()) break;
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    v1::ServerStatus st = *c.GetServerStatus();
+    EXPECT_EQ(st.checkpoint_slots_used(), kept.num_checkpoints()) << slots;
+    ASSERT_TRUE(c.DeleteSession("kept").ok());
+    st = *c.GetServerStatus();
+    EXPECT_EQ(st.checkpoint_slots_used(), 0u) << slots;
+    EXPECT_EQ(server->Signal(SIGTERM), 0);
   }
 }
 

@@ -106,11 +106,7 @@ InfoOr EngineHarness::ImportSession(const std::string& id, std::string bytes) {
 }
 
 engine::EngineStatus EngineHarness::SettledStatus() {
-  // The engine publishes its status after each loop iteration: once a
-  // second command has run, the iteration that ran the first has published.
-  (void)GetSession("");
-  (void)GetSession("");
-  return engine_->Status();
+  return Await<engine::EngineStatus>([&](auto cb) { engine_->GetStatus(cb); });
 }
 
 std::string WriteTestModel(const model::ModelConfig& config, uint64_t seed) {
