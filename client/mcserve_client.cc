@@ -13,6 +13,12 @@ void Prepare(grpc::ClientContext& ctx, const CallOptions& o) {
   if (!o.session_metadata.empty()) ctx.AddMetadata("x-session-id", o.session_metadata);
 }
 
+// Session-scoped calls carry the session id as x-session-id metadata, so a
+// session-affine router (deploy/nginx) sends them to the session's replica.
+void Route(grpc::ClientContext& ctx, const std::string& session_id) {
+  if (!session_id.empty()) ctx.AddMetadata("x-session-id", session_id);
+}
+
 }  // namespace
 
 absl::Status FromGrpc(const grpc::Status& s) {
@@ -51,6 +57,7 @@ absl::Status Client::Abort(const std::string& request_id) {
 
 absl::StatusOr<v1::Session> Client::CreateSession(const std::string& session_id) {
   grpc::ClientContext ctx;
+  Route(ctx, session_id);
   v1::CreateSessionRequest req;
   req.set_session_id(session_id);
   v1::Session resp;
@@ -61,6 +68,7 @@ absl::StatusOr<v1::Session> Client::CreateSession(const std::string& session_id)
 
 absl::StatusOr<v1::Session> Client::GetSession(const std::string& session_id) {
   grpc::ClientContext ctx;
+  Route(ctx, session_id);
   v1::GetSessionRequest req;
   req.set_session_id(session_id);
   v1::Session resp;
@@ -71,6 +79,7 @@ absl::StatusOr<v1::Session> Client::GetSession(const std::string& session_id) {
 
 absl::Status Client::DeleteSession(const std::string& session_id) {
   grpc::ClientContext ctx;
+  Route(ctx, session_id);
   v1::DeleteSessionRequest req;
   req.set_session_id(session_id);
   v1::DeleteSessionResponse resp;
@@ -80,6 +89,7 @@ absl::Status Client::DeleteSession(const std::string& session_id) {
 absl::StatusOr<v1::Session> Client::ForkSession(const std::string& session_id,
                                                 const std::string& new_session_id) {
   grpc::ClientContext ctx;
+  Route(ctx, session_id);
   v1::ForkSessionRequest req;
   req.set_session_id(session_id);
   req.set_new_session_id(new_session_id);
@@ -91,6 +101,7 @@ absl::StatusOr<v1::Session> Client::ForkSession(const std::string& session_id,
 
 absl::StatusOr<std::string> Client::ExportSession(const std::string& session_id) {
   grpc::ClientContext ctx;
+  Route(ctx, session_id);
   v1::ExportSessionRequest req;
   req.set_session_id(session_id);
   std::unique_ptr<grpc::ClientReader<v1::SessionSnapshotChunk>> reader =
@@ -107,6 +118,7 @@ absl::StatusOr<v1::Session> Client::ImportSession(const std::string& snapshot,
                                                   const std::string& session_id,
                                                   size_t chunk_bytes) {
   grpc::ClientContext ctx;
+  Route(ctx, session_id);
   v1::Session resp;
   std::unique_ptr<grpc::ClientWriter<v1::ImportSessionRequest>> writer =
       stub_->ImportSession(&ctx, &resp);

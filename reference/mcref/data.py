@@ -65,8 +65,9 @@ class Mixture:
     examples; the rest are random windows of the plain-text corpus."""
 
     def __init__(self, seq_len, n_pairs, n_queries, recall_frac, seed, bos_id=256,
-                 corpus=None, recall_only_loss=False, key_len=3, value_len=3):
+                 corpus=None, recall_only_loss=False, key_len=3, value_len=3, pack=True):
         self.key_len, self.value_len = key_len, value_len
+        self.pack = pack  # False: one recall example per sequence, padded with newlines
         self.seq_len = seq_len
         self.n_pairs = n_pairs
         self.n_queries = n_queries
@@ -90,6 +91,10 @@ class Mixture:
             # mask marks the target token; the loss at position p predicts p+1
             ids.extend(b)
             mask.extend(m)
+            if not self.pack:
+                pad = self.seq_len + 1 - len(ids)
+                ids.extend([ord("\n")] * max(0, pad))
+                mask.extend([0.0] * max(0, pad))
         return ids[:self.seq_len + 1], mask[:self.seq_len + 1]
 
     def _text_seq(self):

@@ -59,6 +59,8 @@ def build_parser():
     ap.add_argument("--key_len", type=int, default=3, help="letters per recall key")
     ap.add_argument("--value_len", type=int, default=3, help="digits per recall value")
     ap.add_argument("--recall_frac", type=float, default=0.7)
+    ap.add_argument("--no_packing", action="store_true",
+                    help="one recall example per training sequence (padded), not packed")
     ap.add_argument("--recall_only_loss", action="store_true",
                     help="train only on the queried values (pure recall task)")
     ap.add_argument("--eval_pairs", type=int, default=8)
@@ -131,7 +133,7 @@ def train(args):
                             lr=args.lr, betas=(0.9, 0.95))
     data = Mixture(args.seq_len, args.n_pairs, args.n_queries, args.recall_frac, args.seed,
                    recall_only_loss=args.recall_only_loss, key_len=args.key_len,
-                   value_len=args.value_len)
+                   value_len=args.value_len, pack=not getattr(args, "no_packing", False))
     step = 0
     if args.ckpt and os.path.exists(args.ckpt):
         saved = torch.load(args.ckpt)

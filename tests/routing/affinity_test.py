@@ -1,0 +1,133 @@
+"""Session affinity through the router: nginx (Debian's) on loopback in front
+of three real mcserve processes, configured from
+deploy/nginx/mcserve-router.conf.template; every call of a session goes
+through nginx with the session id as x-session-id metadata (mcserve-cli adds
+it), and each session must live, whole, on exactly one replica.
+
+  /usr/bin/python3 tests/routing/affinity_test.py --server BIN --cli BIN --model DIR
+"""
+import argparse
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPLICAS = 3
+SESSIONS = 12
+TURNS = 3
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(what, fn, timeout=60.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if fn():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--server", required=True)
+    ap.add_argument("--cli", required=True)
+    ap.add_argument("--model", default=os.path.join(ROOT, "models", "default"))
+    ap.add_argument("--nginx", default=shutil.which("nginx") or "/usr/sbin/nginx")
+    args = ap.parse_args()
+    tmp = tempfile.mkdtemp(prefix="mcserve_router_")
+    procs, failures = [], []
+
+    def check(ok, msg):
+        print(("  ok    " if ok else "  FAIL  ") + msg)
+        if not ok:
+            failures.append(msg)
+
+    def cli(addr, *a):
+        p = subprocess.run([args.cli, f"--addr={addr}", *a], capture_output=True, text=True,
+                           timeout=120)
+        return p.returncode, p.stdout.strip(), p.stderr.strip()
+
+    try:
+        backends = []
+        for i in range(REPLICAS):
+            port_file = os.path.join(tmp, f"port{i}")
+            log = open(os.path.join(tmp, f"server{i}.log"), "w")
+            procs.append(subprocess.Popen(
+                [args.server, f"--model={args.model}", "--listen=127.0.0.1:0",
+                 f"--port_file={port_file}", "--metrics_listen=", "--threads=1"],
+                stdout=log, stderr=subprocess.STDOUT))
+            wait_for(f"replica {i}", lambda: os.path.exists(port_file))
+            backends.append("127.0.0.1:" + open(port_file).read().strip())
+
+        router = f"127.0.0.1:{free_port()}"
+        conf = open(os.path.join(ROOT, "deploy", "nginx", "mcserve-router.conf.template")).read()
+        conf = (conf.replace("${LISTEN}", router).replace("${PREFIX}", tmp)
+                .replace("${BACKENDS}", "\n    ".join(f"server {b};" for b in backends)))
+        conf_path = os.path.join(tmp, "nginx.conf")
+        open(conf_path, "w").write("master_process off;\ndaemon off;\n" + conf)
+        nginx_log = open(os.path.join(tmp, "nginx.log"), "w")
+        procs.append(subprocess.Popen([args.nginx, "-p", tmp, "-c", conf_path],
+                                      stdout=nginx_log, stderr=subprocess.STDOUT))
+        wait_for("nginx", lambda: cli(router, "health")[0] == 0)
+        print(f"nginx {router} -> replicas {', '.join(backends)}")
+
+        ids = [f"user-{i:02d}" for i in range(SESSIONS)]
+        for sid in ids:
+            rc, out, err = cli(router, "session", "create", sid)
+            check(rc == 0 and out == sid, f"create {sid} through the router" + (f": {err}" if rc else ""))
+        for turn in range(TURNS):
+            for sid in ids:
+                rc, _, err = cli(router, "generate", f"--session={sid}", "--max_tokens=3",
+                                 "--ignore_eos", "--temperature=0", f"turn {turn} of {sid}. ")
+                if rc != 0:
+                    check(False, f"turn {turn} of {sid}: {err}")
+
+        print("where each session lives (asked of every replica directly):")
+        per_replica = [0] * REPLICAS
+        for sid in ids:
+            homes = []
+            via_router = cli(router, "session", "get", sid)
+            for i, b in enumerate(backends):
+                rc, out, _ = cli(b, "session", "get", sid)
+                if rc == 0:
+                    homes.append((i, out))
+            ok = len(homes) == 1 and homes[0][1] == via_router[1]
+            if ok:
+                per_replica[homes[0][0]] += 1
+            tokens = [l for l in (homes[0][1] if homes else "").splitlines() if "num_tokens" in l]
+            check(ok, f"{sid}: on replica {[h[0] for h in homes]} only, {tokens[0] if tokens else ''}")
+        check(sum(1 for n in per_replica if n > 0) >= 2,
+              f"sessions spread over replicas: {per_replica}")
+        # A one-shot request (no session) is served too.
+        rc, _, err = cli(router, "generate", "--max_tokens=2", "hello")
+        check(rc == 0, "one-shot request through the router" + (f": {err}" if rc else ""))
+        print("(nginx and the replicas ran on loopback; no Kubernetes cluster was run)")
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    if failures:
+        print(f"{len(failures)} check(s) failed; logs in {tmp}")
+        return 1
+    shutil.rmtree(tmp, ignore_errors=True)
+    print("all checks passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
