@@ -1,0 +1,96 @@
+// The session snapshot format (docs/snapshot.md) on its own: round trip and
+// each way a reader refuses bytes.
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include "server/engine/session_snapshot.h"
+#include "server/model/cache_tensors.h"
+#include "server/util/crc32c.h"
+
+namespace mcserve::engine {
+namespace {
+
+SessionSnapshot Sample(int n_ckpts, model::CkptDtype dtype) {
+  SessionSnapshot s;
+  s.session_id = "user:42";
+  s.model_fingerprint = 0x0123456789abcdefull;
+  s.n_layers = 2;
+  s.n_heads = 3;
+  s.head_dim = 4;
+  s.segment_length = 8;
+  s.ckpt_dtype = dtype;
+  s.position = 8 * n_ckpts + 5;
+  s.pending_token = 77;
+  s.eviction.offloaded = 3;
+  s.eviction.fetched = 2;
+  s.state = at::randn({2, 3, 4, 4});
+  s.key_sum = at::randn({2, 3, 4});
+  for (int i = 0; i < n_ckpts; ++i) {
+    s.ckpt_states.push_back(at::randn({2, 3, 4, 4}).to(model::CkptScalarType(dtype)));
+    s.ckpt_summary.push_back(at::randn({2, 3, 4}));
+    s.usefulness.push_back(0.25f * static_cast<float>(i));
+  }
+  return s;
+}
+
+// Re-stamps the trailing checksum after an edit, so a test reaches the
+// check behind it.
+void Reseal(std::string& b) {
+  const uint32_t crc = Crc32cExtend(0, b.data(), b.size() - 4);
+  std::memcpy(b.data() + b.size() - 4, &crc, 4);
+}
+
+TEST(SnapshotTest, RoundTripIsExact) {
+  for (model::CkptDtype dtype : {model::CkptDtype::kFloat32, model::CkptDtype::kBFloat16}) {
+    const SessionSnapshot a = Sample(3, dtype);
+    absl::StatusOr<SessionSnapshot> b = DecodeSnapshot(EncodeSnapshot(a));
+    ASSERT_TRUE(b.ok()) << b.status();
+    EXPECT_EQ(b->session_id, a.session_id);
+    EXPECT_EQ(b->model_fingerprint, a.model_fingerprint);
+    EXPECT_EQ(b->position, a.position);
+    EXPECT_EQ(b->pending_token, a.pending_token);
+    EXPECT_EQ(b->ckpt_dtype, dtype);
+    EXPECT_EQ(b->eviction.offloaded, 3);
+    EXPECT_TRUE(at::equal(b->state, a.state));
+    EXPECT_TRUE(at::equal(b->key_sum, a.key_sum));
+    ASSERT_EQ(b->ckpt_states.size(), 3u);
+    for (int i = 0; i < 3; ++i) {
+      EXPECT_TRUE(at::equal(b->ckpt_states[i], a.ckpt_states[i]));
+      EXPECT_TRUE(at::equal(b->ckpt_summary[i], a.ckpt_summary[i]));
+      EXPECT_EQ(b->usefulness[i], a.usefulness[i]);
+    }
+  }
+}
+
+TEST(SnapshotTest, EachDamageGetsItsOwnMessage) {
+  const std::string good = EncodeSnapshot(Sample(2, model::CkptDtype::kFloat32));
+  auto message = [](const std::string& bytes) {
+    absl::StatusOr<SessionSnapshot> s = DecodeSnapshot(bytes);
+    EXPECT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument);
+    return std::string(s.status().message());
+  };
+  EXPECT_NE(message("MCSNAP").find("wrong magic"), std::string::npos);
+
+  std::string v2 = good;
+  v2[8] = 2;
+  Reseal(v2);
+  EXPECT_NE(message(v2).find("format version 2 is not supported"), std::string::npos);
+
+  std::string flipped = good;
+  flipped[good.size() - 10] ^= 0x20;
+  EXPECT_NE(message(flipped).find("checksum mismatch"), std::string::npos);
+
+  std::string short_payload = good;
+  short_payload.erase(short_payload.size() - 40, 36);  // drop payload bytes, keep a crc slot
+  Reseal(short_payload);
+  EXPECT_NE(message(short_payload).find("shorter than its header"), std::string::npos);
+
+  std::string bad_header = good;
+  bad_header[16] = '[';  // the JSON header's opening brace
+  Reseal(bad_header);
+  EXPECT_NE(message(bad_header).find("bad header"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace mcserve::engine
