@@ -14,7 +14,7 @@ void Prepare(grpc::ClientContext& ctx, const CallOptions& o) {
 }
 
 // Session-scoped calls carry the session id as x-session-id metadata, so a
-// session-affine router (deploy/nginx) sends them to the session's replica.
+// session-affine router (helm/mcserve/files) sends them to the session's replica.
 void Route(grpc::ClientContext& ctx, const std::string& session_id) {
   if (!session_id.empty()) ctx.AddMetadata("x-session-id", session_id);
 }

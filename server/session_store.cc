@@ -1,9 +1,12 @@
 #include "server/session_store.h"
 
+#include <unistd.h>
+
 #include <filesystem>
 #include <fstream>
 #include <optional>
 #include <sstream>
+#include <string>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
@@ -82,13 +85,18 @@ absl::Status RestoreSessions(engine::Engine& engine, const std::string& dir) {
   for (const fs::directory_entry& e : fs::directory_iterator(dir)) {
     const std::string name = e.path().filename().string();
     if (!e.is_regular_file() || !name.ends_with(kSuffix)) continue;
-    std::ifstream in(e.path(), std::ios::binary);
+    // Claim the file first: replicas sharing one volume each restore a
+    // session exactly once (rename is atomic; the loser skips it).
+    const fs::path claimed = e.path().string() + ".restoring." + std::to_string(::getpid());
+    fs::rename(e.path(), claimed, ec);
+    if (ec) continue;
+    std::ifstream in(claimed, std::ios::binary);
     std::stringstream buf;
     buf << in.rdbuf();
     absl::StatusOr<engine::SessionInfo> info = Await<absl::StatusOr<engine::SessionInfo>>(
         [&](auto cb) { engine.ImportSession("", buf.str(), cb); });
     if (info.ok()) {
-      fs::remove(e.path(), ec);
+      fs::remove(claimed, ec);
       ++restored;
       continue;
     }
@@ -96,7 +104,7 @@ absl::Status RestoreSessions(engine::Engine& engine, const std::string& dir) {
     MCSERVE_LOG(kError, "session not restored")
         .Kv("file", e.path().string())
         .Kv("error", info.status().ToString());
-    fs::rename(e.path(), e.path().string() + ".rejected", ec);
+    fs::rename(claimed, e.path().string() + ".rejected", ec);
   }
   MCSERVE_LOG(kInfo, "sessions restored")
       .Kv("dir", dir)

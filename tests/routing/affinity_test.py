@@ -1,6 +1,6 @@
 """Session affinity through the router: nginx (Debian's) on loopback in front
 of three real mcserve processes, configured from
-deploy/nginx/mcserve-router.conf.template; every call of a session goes
+helm/mcserve/files/mcserve-router.conf.template; every call of a session goes
 through nginx with the session id as x-session-id metadata (mcserve-cli adds
 it), and each session must live, whole, on exactly one replica.
 
@@ -70,7 +70,7 @@ def main():
             backends.append("127.0.0.1:" + open(port_file).read().strip())
 
         router = f"127.0.0.1:{free_port()}"
-        conf = open(os.path.join(ROOT, "deploy", "nginx", "mcserve-router.conf.template")).read()
+        conf = open(os.path.join(ROOT, "helm", "mcserve", "files", "mcserve-router.conf.template")).read()
         conf = (conf.replace("${LISTEN}", router).replace("${PREFIX}", tmp)
                 .replace("${BACKENDS}", "\n    ".join(f"server {b};" for b in backends)))
         conf_path = os.path.join(tmp, "nginx.conf")

@@ -1,0 +1,181 @@
+"""The Helm chart (helm/mcserve) with the real helm binary, no cluster:
+  * helm lint --strict;
+  * helm template with the default values and each file in tests/helm/values,
+    the rendered YAML checked by yamllint and by assertions on probes,
+    ports, resources, security context and the grace period;
+  * the router's rendered nginx.conf passes `nginx -t`;
+  * the server flag file the chart renders is accepted by the real mcserve
+    binary, which then serves;
+  * bad values are refused (schema or chart checks), each with its reason.
+
+  /usr/bin/python3 tests/helm/chart_test.py --helm BIN --server BIN --cli BIN --model DIR
+"""
+import argparse
+import glob
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import yaml
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CHART = os.path.join(ROOT, "helm", "mcserve")
+VALUES = sorted(glob.glob(os.path.join(ROOT, "tests", "helm", "values", "*.yaml")))
+YAMLLINT = "{extends: default, rules: {line-length: disable, document-start: disable, " \
+           "comments: disable, comments-indentation: disable, indentation: {indent-sequences: whatever}}}"
+
+BAD_VALUES = [  # (--set arguments, expected text in helm's error)
+    (["server.lossyEviction=evict"], "lossyEviction"),
+    (["server.device=tpu"], "device"),
+    (["server.checkpointPool=lots"], "checkpointPool"),
+    (["replicaCount=0"], "replicaCount"),
+    (["ports.grpc=70000"], "grpc"),
+    (["server.typo=1"], "typo"),
+    (["terminationGracePeriodSeconds=40"], "must exceed server.shutdownGrace"),
+    (["persistence.enabled=true", "replicaCount=2"], "ReadWriteMany"),
+    (["server.extraFlags={not-a-flag}"], "extraFlags"),
+]
+
+
+def seconds(d):
+    m = re.fullmatch(r"(\d+)(s|m|h)", d)
+    return int(m.group(1)) * {"s": 1, "m": 60, "h": 3600}[m.group(2)] if m else 0
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--helm", required=True)
+    ap.add_argument("--server", required=True)
+    ap.add_argument("--cli", required=True)
+    ap.add_argument("--model", default=os.path.join(ROOT, "models", "default"))
+    ap.add_argument("--nginx", default=shutil.which("nginx") or "/usr/sbin/nginx")
+    args = ap.parse_args()
+    failures = []
+    tmp = tempfile.mkdtemp(prefix="mcserve_helm_")
+
+    def check(ok, msg):
+        print(("  ok    " if ok else "  FAIL  ") + msg)
+        if not ok:
+            failures.append(msg)
+
+    def helm(*a):
+        return subprocess.run([args.helm, *a], capture_output=True, text=True)
+
+    p = helm("lint", "--strict", CHART)
+    check(p.returncode == 0, "helm lint --strict" + ("" if p.returncode == 0 else "\n" + p.stdout + p.stderr))
+    for f in [None] + VALUES:
+        name = os.path.basename(f) if f else "default values"
+        print(f"\nhelm template ({name}):")
+        p = helm("template", "t", CHART, *(["-f", f] if f else []))
+        if p.returncode != 0:
+            check(False, f"renders: {p.stderr}")
+            continue
+        rendered = os.path.join(tmp, f"{name}.yaml")
+        open(rendered, "w").write(p.stdout)
+        lint = subprocess.run(["yamllint", "-d", YAMLLINT, rendered], capture_output=True, text=True)
+        check(lint.returncode == 0, "yamllint" + ("" if lint.returncode == 0 else "\n" + lint.stdout))
+        docs = [d for d in yaml.safe_load_all(p.stdout) if d]
+        by_kind = {}
+        for d in docs:
+            check(all(k in d for k in ("apiVersion", "kind", "metadata")),
+                  f"{d.get('kind')} {d.get('metadata', {}).get('name')}: apiVersion, kind, metadata")
+            by_kind.setdefault(d["kind"], []).append(d)
+        values = yaml.safe_load(open(os.path.join(CHART, "values.yaml")))
+        if f:
+            over = yaml.safe_load(open(f))
+            for k, v in over.items():
+                values[k] = {**values[k], **v} if isinstance(v, dict) and isinstance(values.get(k), dict) else v
+        server = [d for d in by_kind["Deployment"] if d["metadata"]["name"] == "t-mcserve"][0]
+        spec = server["spec"]["template"]["spec"]
+        c = spec["containers"][0]
+        ports = {x["name"]: x["containerPort"] for x in c["ports"]}
+        check(ports == {"grpc": values["ports"]["grpc"], "metrics": values["ports"]["metrics"]},
+              f"container ports {ports}")
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            check(c.get(probe, {}).get("grpc", {}).get("port") == values["ports"]["grpc"],
+                  f"{probe}: gRPC health on the gRPC port")
+        gpu = values["server"]["device"].startswith("cuda")
+        has_gpu = c.get("resources", {}).get("limits", {}).get("nvidia.com/gpu") == values["gpus"]
+        check(has_gpu == gpu, f"GPU limit {'present' if has_gpu else 'absent'} for device "
+              f"{values['server']['device']}")
+        grace = spec["terminationGracePeriodSeconds"]
+        check(grace > seconds(values["server"]["shutdownGrace"]),
+              f"terminationGracePeriodSeconds {grace} > shutdownGrace {values['server']['shutdownGrace']}")
+        psc, csc = spec["securityContext"], c["securityContext"]
+        check(psc.get("runAsNonRoot") and csc.get("readOnlyRootFilesystem")
+              and not csc.get("allowPrivilegeEscalation"), "non-root, read-only root fs")
+        check(c["args"] == ["--flagfile=/etc/mcserve/flags"], "server reads the ConfigMap flag file")
+        svcs = {d["metadata"]["name"]: d for d in by_kind["Service"]}
+        check(svcs["t-mcserve-headless"]["spec"]["clusterIP"] == "None", "headless Service")
+        check({x["name"] for x in svcs["t-mcserve"]["spec"]["ports"]} == {"grpc", "metrics"},
+              "Service exposes grpc and metrics")
+        expect = {"PodDisruptionBudget": values["podDisruptionBudget"]["enabled"],
+                  "PersistentVolumeClaim": values["persistence"]["enabled"],
+                  "ServiceMonitor": values["serviceMonitor"]["enabled"],
+                  "HorizontalPodAutoscaler": values["autoscaling"]["enabled"]}
+        for kind, want in expect.items():
+            check((kind in by_kind) == want, f"{kind} {'rendered' if want else 'absent'}")
+        check(("replicas" in server["spec"]) != values["autoscaling"]["enabled"],
+              "replicas set unless the HPA owns them")
+
+        # The flag file, run by the real server (device and paths made local).
+        flags = [x for x in by_kind["ConfigMap"] if x["metadata"]["name"] == "t-mcserve"][0]
+        flagfile = os.path.join(tmp, f"{name}.flags")
+        open(flagfile, "w").write(flags["data"]["flags"])
+        port_file = os.path.join(tmp, f"{name}.port")
+        log = open(os.path.join(tmp, f"{name}.server.log"), "w")
+        srv = subprocess.Popen(
+            [args.server, f"--flagfile={flagfile}", f"--model={args.model}", "--device=cpu",
+             "--listen=127.0.0.1:0", f"--port_file={port_file}", "--metrics_listen=127.0.0.1:0",
+             "--checkpoint_pool=64MiB", "--host_pool=64MiB", f"--session_dir={tmp}/sessions"],
+            stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 60
+        while not os.path.exists(port_file) and srv.poll() is None and time.time() < deadline:
+            time.sleep(0.1)
+        served = False
+        if os.path.exists(port_file):
+            addr = "127.0.0.1:" + open(port_file).read().strip()
+            h = subprocess.run([args.cli, f"--addr={addr}", "health"], capture_output=True, text=True)
+            served = h.stdout.strip() == "SERVING"
+            srv.send_signal(signal.SIGTERM)
+        code = srv.wait(timeout=60)
+        check(served and code == 0, "mcserve accepts the rendered flag file, serves, exits 0"
+              + ("" if served else "\n" + open(log.name).read()[-2000:]))
+
+        if "t-mcserve-router" in {d["metadata"]["name"] for d in by_kind.get("ConfigMap", [])}:
+            conf = [x for x in by_kind["ConfigMap"] if x["metadata"]["name"] == "t-mcserve-router"][0]
+            text = conf["data"]["nginx.conf"]
+            check("hash $mcserve_route consistent" in text and
+                  "t-mcserve-headless.default.svc.cluster.local" in text,
+                  "router hashes x-session-id over the headless Service")
+            local = re.sub(r"server t-mcserve-headless\S+;", "server 127.0.0.1:50051;", text)
+            local = local.replace("/tmp/", f"{tmp}/")
+            conf_path = os.path.join(tmp, "router.conf")
+            open(conf_path, "w").write(local)
+            t = subprocess.run([args.nginx, "-t", "-p", tmp, "-c", conf_path],
+                               capture_output=True, text=True)
+            check(t.returncode == 0, "nginx -t on the rendered router config"
+                  + ("" if t.returncode == 0 else "\n" + t.stderr))
+
+    print("\nbad values are refused:")
+    for sets, reason in BAD_VALUES:
+        p = helm("template", "t", CHART, *sum((["--set", s] for s in sets), []))
+        check(p.returncode != 0 and reason in p.stderr,
+              f"{' '.join(sets)}: refused ({reason})" + ("" if p.returncode else " -- it rendered"))
+
+    print("\n(no Kubernetes cluster was run: manifests were rendered and checked offline)")
+    if failures:
+        print(f"{len(failures)} check(s) failed; files in {tmp}")
+        return 1
+    shutil.rmtree(tmp, ignore_errors=True)
+    print("all checks passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
