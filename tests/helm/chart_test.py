@@ -1,8 +1,9 @@
 """The Helm chart (helm/mcserve) with the real helm binary, no cluster:
   * helm lint --strict;
   * helm template with the default values and each file in tests/helm/values,
-    the rendered YAML checked by yamllint and by assertions on probes,
-    ports, resources, security context and the grace period;
+    the rendered YAML checked by yamllint, against the Kubernetes API schema
+    (k8s_schema.py) and by assertions on probes, ports, resources, security
+    context and the grace period;
   * the router's rendered nginx.conf passes `nginx -t`;
   * the server flag file the chart renders is accepted by the real mcserve
     binary, which then serves;
@@ -22,6 +23,8 @@ import tempfile
 import time
 
 import yaml
+
+import k8s_schema
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CHART = os.path.join(ROOT, "helm", "mcserve")
@@ -82,8 +85,13 @@ def main():
         docs = [d for d in yaml.safe_load_all(p.stdout) if d]
         by_kind = {}
         for d in docs:
-            check(all(k in d for k in ("apiVersion", "kind", "metadata")),
-                  f"{d.get('kind')} {d.get('metadata', {}).get('name')}: apiVersion, kind, metadata")
+            what = f"{d.get('kind')} {d.get('metadata', {}).get('name')}"
+            checked, errors = k8s_schema.validate(d)
+            if checked:
+                check(not errors, f"{what}: valid against the Kubernetes API schema"
+                      + ("" if not errors else "\n    " + "\n    ".join(errors)))
+            else:
+                print(f"  --    {what}: custom resource, schema not available offline")
             by_kind.setdefault(d["kind"], []).append(d)
         values = yaml.safe_load(open(os.path.join(CHART, "values.yaml")))
         if f:
