@@ -20,10 +20,13 @@ const Histogram::BucketBoundaries kRequest = {0.3,  0.5,   0.8,   1.0,   1.5,   
                                               5.0,  10.0,  15.0,  20.0,  30.0,  40.0,   50.0,
                                               60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0};
 // Engine steps: 0.1 ms to ~13 s, doubling.
-Histogram::BucketBoundaries StepBuckets() {
-  Histogram::BucketBoundaries b;
-  for (double v = 1e-4; v < 15; v *= 2) b.push_back(v);
-  return b;
+const Histogram::BucketBoundaries& StepBuckets() {
+  static const Histogram::BucketBoundaries* b = [] {
+    auto* v = new Histogram::BucketBoundaries;
+    for (double x = 1e-4; x < 15; x *= 2) v->push_back(x);
+    return v;
+  }();
+  return *b;
 }
 
 }  // namespace

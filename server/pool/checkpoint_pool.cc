@@ -39,6 +39,7 @@ CkptId CheckpointPool::NewEntry() {
   Entry& e = entries_[id];
   e.refs = 1;
   e.usefulness = 1.0f;  // presumed useful until the model says otherwise
+  ++total_refs_;
   return id;
 }
 
@@ -67,11 +68,13 @@ std::optional<CkptId> CheckpointPool::CreateFrom(const at::Tensor& state,
 void CheckpointPool::Ref(CkptId id) {
   assert(entries_[id].refs > 0);
   ++entries_[id].refs;
+  ++total_refs_;
 }
 
 void CheckpointPool::Unref(CkptId id) {
   Entry& e = entries_[id];
   assert(e.refs > 0);
+  --total_refs_;
   if (--e.refs > 0) return;
   if (e.device_slot >= 0) device_slots_.Unref(e.device_slot);
   if (e.host_slot >= 0) host_slots_.Unref(e.host_slot);
@@ -138,12 +141,6 @@ at::Tensor CheckpointPool::state(CkptId id) const {
 at::Tensor CheckpointPool::summary(CkptId id) const {
   const Entry& e = entries_[id];
   return e.device_slot >= 0 ? device_summary_[e.device_slot] : host_summary_[e.host_slot];
-}
-
-int64_t CheckpointPool::total_refs() const {
-  int64_t n = 0;
-  for (const Entry& e : entries_) n += e.refs;
-  return n;
 }
 
 }  // namespace mcserve::pool

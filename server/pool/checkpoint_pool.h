@@ -103,7 +103,7 @@ class CheckpointPool {
   bool host_full() const { return host_used() == host_capacity(); }
   // Checkpoints alive (any tier) and the sum of their reference counts.
   int32_t live() const { return static_cast<int32_t>(entries_.size() - free_ids_.size()); }
-  int64_t total_refs() const;
+  int64_t total_refs() const { return total_refs_; }
   const PoolCounters& counters() const { return counters_; }
   void CountDrop() { ++counters_.drops; }
 
@@ -125,6 +125,7 @@ class CheckpointPool {
   at::Tensor device_state_, device_summary_;
   at::Tensor host_state_, host_summary_;
   uint64_t epoch_ = 1;
+  int64_t total_refs_ = 0;
   PoolCounters counters_;
 };
 
