@@ -99,22 +99,31 @@ def lr_at(step, args):
 
 @torch.no_grad()
 def recall_accuracy(model, n_pairs, n_queries, n_examples, chunk, seed=0, key_len=3,
-                    value_len=3):
+                    value_len=3, per_query=None):
     """Fraction of queried values whose digits are all predicted (argmax,
-    given the prefix): exactly what greedy decoding returns."""
+    given the prefix): exactly what greedy decoding returns. If `per_query`
+    is a list, it receives the accuracy of the 1st, 2nd, ... query of an
+    example (a model that only eliminates values already asked for scores
+    1/n, 1/(n-1), ... there; one that recalls scores evenly)."""
     model.eval()
     toks, spans = recall_eval_set(n_examples, n_pairs, n_queries, seed, key_len=key_len,
                                   value_len=value_len)
     correct = total = 0
+    by_pos = [[0, 0] for _ in range(n_queries)]
     for i in range(0, n_examples, 32):
         logits = forward(model, toks[i:i + 32], chunk)
         pred = logits.argmax(-1)
         for j, sp in enumerate(spans[i:i + 32]):
-            for s, e in sp:
+            for q, (s, e) in enumerate(sp):
                 total += 1
                 # the token at position p is predicted by logits at p - 1
-                correct += bool((pred[j, s - 1:e - 1] == toks[i + j, s:e]).all())
+                ok = bool((pred[j, s - 1:e - 1] == toks[i + j, s:e]).all())
+                correct += ok
+                by_pos[q][0] += ok
+                by_pos[q][1] += 1
     model.train()
+    if per_query is not None:
+        per_query[:] = [c / max(1, n) for c, n in by_pos if n]
     return correct / max(1, total)
 
 
@@ -169,11 +178,12 @@ def train(args):
             torch.save({"model": model.state_dict(), "opt": opt.state_dict(),
                         "data_rng": data.rng.getstate(), "step": step}, args.ckpt + ".tmp")
             os.replace(args.ckpt + ".tmp", args.ckpt)
+    per_query = []
     acc = recall_accuracy(model, args.eval_pairs, args.n_queries, args.eval_examples, args.chunk,
-                          key_len=args.key_len, value_len=args.value_len)
+                          key_len=args.key_len, value_len=args.value_len, per_query=per_query)
     if not args.quiet:
-        print(f"recall accuracy ({args.eval_pairs} pairs, {args.n_queries} queries): {acc:.3f}",
-              flush=True)
+        print(f"recall accuracy ({args.eval_pairs} pairs, {args.n_queries} queries): {acc:.3f}"
+              f" (by query: {' '.join(f'{a:.2f}' for a in per_query)})", flush=True)
     if args.out and isinstance(model, MCLM):
         export.export(model, args.out, metadata={"trained_by": "mcref.train",
                                                  "args": json.dumps(vars(args), default=str)})
