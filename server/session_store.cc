@@ -9,7 +9,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/notification.h"
+#include "server/util/await.h"
 #include "server/util/log.h"
 
 namespace mcserve {
@@ -17,19 +17,6 @@ namespace {
 
 namespace fs = std::filesystem;
 constexpr char kSuffix[] = ".mcsnap";
-
-// Runs an engine call that answers through a callback and waits for it.
-template <typename T, typename Call>
-T Await(Call call) {
-  absl::Notification done;
-  std::optional<T> out;
-  call([&](T v) {
-    out = std::move(v);
-    done.Notify();
-  });
-  done.WaitForNotification();
-  return *std::move(out);
-}
 
 absl::Status WriteAtomically(const fs::path& path, const std::string& bytes) {
   const fs::path tmp = path.string() + ".tmp";

@@ -24,7 +24,10 @@ import time
 
 import yaml
 
-import k8s_schema
+import k8s_schema  # noqa: E402 (beside this file)
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "support"))
+from checks import Checks  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CHART = os.path.join(ROOT, "helm", "mcserve")
@@ -58,13 +61,9 @@ def main():
     ap.add_argument("--model", default=os.path.join(ROOT, "models", "default"))
     ap.add_argument("--nginx", default=shutil.which("nginx") or "/usr/sbin/nginx")
     args = ap.parse_args()
-    failures = []
+    checks = Checks()
+    check = checks.check
     tmp = tempfile.mkdtemp(prefix="mcserve_helm_")
-
-    def check(ok, msg):
-        print(("  ok    " if ok else "  FAIL  ") + msg)
-        if not ok:
-            failures.append(msg)
 
     def helm(*a):
         return subprocess.run([args.helm, *a], capture_output=True, text=True)
@@ -177,12 +176,7 @@ def main():
               f"{' '.join(sets)}: refused ({reason})" + ("" if p.returncode else " -- it rendered"))
 
     print("\n(no Kubernetes cluster was run: manifests were rendered and checked offline)")
-    if failures:
-        print(f"{len(failures)} check(s) failed; files in {tmp}")
-        return 1
-    shutil.rmtree(tmp, ignore_errors=True)
-    print("all checks passed")
-    return 0
+    return checks.finish(tmp)
 
 
 if __name__ == "__main__":

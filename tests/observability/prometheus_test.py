@@ -20,7 +20,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,29 +27,13 @@ import time
 import urllib.parse
 import urllib.request
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "support"))
+from checks import Checks, free_port, wait_for  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEPLOY = os.path.join(ROOT, "deploy")
 # Checkpoint bytes of the default model: 2 layers x (4 heads x 32 x 32 x 4 + 4 x 32 x 4).
 CKPT_BYTES = 33792
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(what, fn, timeout=60.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            v = fn()
-            if v:
-                return v
-        except Exception:  # not up yet
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def http_get(url):
@@ -84,16 +67,6 @@ class Tee:
             s.flush()
 
 
-class Failures:
-    def __init__(self):
-        self.items = []
-
-    def check(self, ok, msg):
-        print(("  ok    " if ok else "  FAIL  ") + msg)
-        if not ok:
-            self.items.append(msg)
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--server", required=True)
@@ -105,7 +78,7 @@ def main():
     args = ap.parse_args()
     if args.report:
         sys.stdout = Tee(sys.stdout, open(args.report, "w"))
-    f = Failures()
+    f = Checks()
     tmp = tempfile.mkdtemp(prefix="mcserve_prom_")
     procs = []
     try:
@@ -253,12 +226,7 @@ scrape_configs:
             if p.poll() is None:
                 p.kill()
                 p.wait()
-    if f.items:
-        print(f"\n{len(f.items)} check(s) failed; logs in {tmp}")
-        return 1
-    shutil.rmtree(tmp, ignore_errors=True)
-    print("\nall checks passed")
-    return 0
+    return f.finish(tmp)
 
 
 if __name__ == "__main__":

@@ -10,31 +10,17 @@ import argparse
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "support"))
+from checks import Checks, free_port, wait_for  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 REPLICAS = 3
 SESSIONS = 12
 TURNS = 3
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(what, fn, timeout=60.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if fn():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def main():
@@ -45,12 +31,8 @@ def main():
     ap.add_argument("--nginx", default=shutil.which("nginx") or "/usr/sbin/nginx")
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="mcserve_router_")
-    procs, failures = [], []
-
-    def check(ok, msg):
-        print(("  ok    " if ok else "  FAIL  ") + msg)
-        if not ok:
-            failures.append(msg)
+    procs, checks = [], Checks()
+    check = checks.check
 
     def cli(addr, *a):
         p = subprocess.run([args.cli, f"--addr={addr}", *a], capture_output=True, text=True,
@@ -121,12 +103,7 @@ def main():
                 p.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 p.kill()
-    if failures:
-        print(f"{len(failures)} check(s) failed; logs in {tmp}")
-        return 1
-    shutil.rmtree(tmp, ignore_errors=True)
-    print("all checks passed")
-    return 0
+    return checks.finish(tmp)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "server/model/weights.h"
+#include "server/util/await.h"
 #include "tests/support/test_models.h"
 
 namespace mcserve::testing {
@@ -35,23 +36,6 @@ EngineResult PendingRequest::Wait() {
   absl::MutexLock l(&channel_->mu);
   return channel_->result;
 }
-
-namespace {
-
-// Runs an engine call that answers through a callback and waits for it.
-template <typename T, typename Call>
-T Await(Call call) {
-  absl::Notification done;
-  std::optional<T> out;
-  call([&](T v) {
-    out = std::move(v);
-    done.Notify();
-  });
-  done.WaitForNotification();
-  return *std::move(out);
-}
-
-}  // namespace
 
 EngineHarness::EngineHarness(const std::string& model_dir, const engine::EngineOptions& options,
                              Clock* clock) {

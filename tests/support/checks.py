@@ -1,0 +1,49 @@
+"""Helpers shared by the Python system tests (observability, routing, helm):
+free ports, waiting for a condition, and a list of named checks that prints
+each result and ends the run with an exit code."""
+import shutil
+import socket
+import time
+
+
+def free_port():
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(what, fn, timeout=60.0, interval=0.1):
+    """Calls fn until it returns something true (exceptions count as not yet)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            v = fn()
+            if v:
+                return v
+        except Exception:  # not up yet
+            pass
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class Checks:
+    """Named pass/fail checks, printed as they happen."""
+
+    def __init__(self):
+        self.failed = []
+
+    def check(self, ok, msg):
+        print(("  ok    " if ok else "  FAIL  ") + msg)
+        if not ok:
+            self.failed.append(msg)
+        return ok
+
+    def finish(self, tmp):
+        """Exit code for the run; keeps `tmp` (logs) only when a check failed."""
+        if self.failed:
+            print(f"\n{len(self.failed)} check(s) failed; logs and files in {tmp}")
+            return 1
+        shutil.rmtree(tmp, ignore_errors=True)
+        print("\nall checks passed")
+        return 0
