@@ -160,6 +160,10 @@ class Engine {
   void FreeSessionState(Session& s);
   void ExpireIdleSessions();
   absl::StatusOr<Session*> AddSession(std::string id);
+  absl::StatusOr<Session*> FindSession(const std::string& id);  // NOT_FOUND
+  // A session that exists, has no request in flight and is not damaged;
+  // `action` names what the caller wants to do, for the message.
+  absl::StatusOr<Session*> IdleSession(const std::string& id, absl::string_view action);
   SessionInfo Describe(const Session& s) const;
   Active* FindByRequestId(const std::string& request_id);
 

@@ -6,6 +6,7 @@
 #include "server/engine/engine.h"
 #include "server/model/cache_tensors.h"
 #include "server/util/log.h"
+#include "server/util/status_macros.h"
 
 namespace mcserve::engine {
 namespace {
@@ -60,21 +61,12 @@ absl::StatusOr<Session*> Engine::AddSession(std::string id) {
 void Engine::ForkSession(std::string parent_id, std::string child_id, SessionCallback done) {
   Post([this, parent_id = std::move(parent_id), child_id = std::move(child_id),
         done = std::move(done)]() mutable {
-    auto it = sessions_.find(parent_id);
-    if (it == sessions_.end()) {
-      done(absl::NotFoundError(absl::StrCat("session '", parent_id, "' not found")));
+    absl::StatusOr<Session*> found = IdleSession(parent_id, "fork");
+    if (!found.ok()) {
+      done(found.status());
       return;
     }
-    Session& parent = *it->second;
-    if (parent.busy_with != 0) {
-      done(absl::FailedPreconditionError(
-          absl::StrCat("session '", parent_id, "' has a request in flight; fork it when idle")));
-      return;
-    }
-    if (parent.broken) {
-      done(absl::DataLossError(absl::StrCat("session '", parent_id, "' was damaged; delete it")));
-      return;
-    }
+    Session& parent = **found;
     absl::StatusOr<Session*> child = AddSession(std::move(child_id));
     if (!child.ok()) {
       done(child.status());
@@ -121,28 +113,48 @@ void Engine::ListSessions(std::function<void(std::vector<std::string>)> done) {
   });
 }
 
+absl::StatusOr<Session*> Engine::FindSession(const std::string& id) {
+  auto it = sessions_.find(id);
+  if (it == sessions_.end()) {
+    return absl::NotFoundError(absl::StrCat("session '", id, "' not found"));
+  }
+  return it->second.get();
+}
+
+absl::StatusOr<Session*> Engine::IdleSession(const std::string& id, absl::string_view action) {
+  ASSIGN_OR_RETURN(Session * s, FindSession(id));
+  if (s->busy_with != 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("session '", id, "' has a request in flight; ", action, " it when idle"));
+  }
+  if (s->broken) {
+    return absl::DataLossError(absl::StrCat("session '", id, "' was damaged; delete it"));
+  }
+  return s;
+}
+
 void Engine::GetSession(std::string session_id, SessionCallback done) {
   Post([this, id = std::move(session_id), done = std::move(done)] {
-    auto it = sessions_.find(id);
-    if (it == sessions_.end()) {
-      done(absl::NotFoundError(absl::StrCat("session '", id, "' not found")));
+    absl::StatusOr<Session*> s = FindSession(id);
+    if (!s.ok()) {
+      done(s.status());
       return;
     }
-    done(Describe(*it->second));
+    done(Describe(**s));
   });
 }
 
 void Engine::DeleteSession(std::string session_id, DoneCallback done) {
   Post([this, id = std::move(session_id), done = std::move(done)] {
-    auto it = sessions_.find(id);
-    if (it == sessions_.end()) {
-      done(absl::NotFoundError(absl::StrCat("session '", id, "' not found")));
+    absl::StatusOr<Session*> found = FindSession(id);
+    if (!found.ok()) {
+      done(found.status());
       return;
     }
-    Session& s = *it->second;
+    Session& s = **found;
     if (s.busy_with != 0) Finish(*active_.at(s.busy_with), FinishReason::kCancelled);
     FreeSessionState(s);
-    sessions_.erase(it);
+    sessions_.erase(id);
     done(absl::OkStatus());
   });
 }

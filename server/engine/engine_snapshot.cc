@@ -29,22 +29,12 @@ uint64_t Engine::ComputeFingerprint(const model::McModel& m) {
 void Engine::ExportSession(std::string session_id,
                            std::function<void(absl::StatusOr<std::string>)> done) {
   Post([this, id = std::move(session_id), done = std::move(done)] {
-    auto it = sessions_.find(id);
-    if (it == sessions_.end()) {
-      done(absl::NotFoundError(absl::StrCat("session '", id, "' not found")));
+    absl::StatusOr<Session*> s = IdleSession(id, "export");
+    if (!s.ok()) {
+      done(s.status());
       return;
     }
-    const Session& s = *it->second;
-    if (s.busy_with != 0) {
-      done(absl::FailedPreconditionError(
-          absl::StrCat("session '", id, "' has a request in flight; export it when idle")));
-      return;
-    }
-    if (s.broken) {
-      done(absl::DataLossError(absl::StrCat("session '", id, "' was damaged; delete it")));
-      return;
-    }
-    done(EncodeSnapshot(Snapshot(s)));
+    done(EncodeSnapshot(Snapshot(**s)));
   });
 }
 

@@ -79,11 +79,9 @@ absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
   std::unique_ptr<ServerProcess> p(new ServerProcess());
   const std::string port_file = TempPath("port");
   p->log_path_ = TempPath("server.log");
-  const std::string metrics_port_file = TempPath("metrics_port");
   std::vector<std::string> args = {absl::StrCat("--model=", model_dir), "--listen=127.0.0.1:0",
                                    absl::StrCat("--port_file=", port_file),
-                                   "--metrics_listen=127.0.0.1:0",
-                                   absl::StrCat("--metrics_port_file=", metrics_port_file)};
+                                   "--metrics_listen=127.0.0.1:0"};
   args.insert(args.end(), extra_args.begin(), extra_args.end());
   p->pid_ = Spawn(args, p->log_path_);
   const absl::Time deadline = absl::Now() + timeout;
@@ -100,10 +98,6 @@ absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
   }
   p->port_ = std::stoi(ReadFile(port_file));
   std::filesystem::remove(port_file);
-  if (std::filesystem::exists(metrics_port_file)) {  // absent with --metrics_listen=
-    p->metrics_port_ = std::stoi(ReadFile(metrics_port_file));
-    std::filesystem::remove(metrics_port_file);
-  }
   p->client_ = std::make_unique<client::Client>(p->address());
   return p;
 }

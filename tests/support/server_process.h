@@ -27,7 +27,6 @@ class ServerProcess {
   ~ServerProcess();
 
   int port() const { return port_; }
-  int metrics_port() const { return metrics_port_; }  // 0 without metrics
   std::string address() const;
   client::Client& client() { return *client_; }
   pid_t pid() const { return pid_; }
@@ -43,7 +42,6 @@ class ServerProcess {
 
   pid_t pid_ = -1;
   int port_ = 0;
-  int metrics_port_ = 0;
   std::string log_path_;
   std::unique_ptr<client::Client> client_;
 };
