@@ -19,7 +19,8 @@ fi
 
 if [ "${MCSERVE_SANITIZE:-1}" != 0 ]; then
   asan="$MCSERVE_ROOT/build-asan"
-  MCSERVE_BUILD="$asan" "$MCSERVE_ROOT/scripts/build.sh" -DMCSERVE_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+  MCSERVE_BUILD="$asan" "$MCSERVE_ROOT/scripts/build.sh" -DMCSERVE_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug \
+    -DMCSERVE_CUDA=OFF
   log "running the C++ tests under AddressSanitizer + UBSan in $asan"
   (cd "$asan" && ctest --output-on-failure --timeout 600 -j "$(nproc)" -LE "lint|reference" "$@")
 fi

@@ -6,11 +6,7 @@
 #include <cstdint>
 #include <cstring>
 
-#ifdef __CUDACC__
-#define MCSERVE_HD __host__ __device__ __forceinline__
-#else
-#define MCSERVE_HD inline
-#endif
+#include "server/kernels/hd.h"
 
 namespace mcserve::kernels {
 

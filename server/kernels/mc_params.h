@@ -5,6 +5,8 @@
 
 #include <cstdint>
 
+#include "server/kernels/hd.h"
+
 namespace mcserve::kernels {
 
 // How the online memory S (d x d per head) absorbs a token (mc-model.md §4).
@@ -37,10 +39,10 @@ struct McLayerParams {
 };
 
 // True when the aggregation keeps a cache of checkpoints at all.
-inline bool KeepsCheckpoints(Aggregation a) { return a != Aggregation::kNone; }
+MCSERVE_HD bool KeepsCheckpoints(Aggregation a) { return a != Aggregation::kNone; }
 
 // True when the token at 0-based `position` closes its segment.
-inline bool ClosesSegment(int64_t position, int32_t segment_length) {
+MCSERVE_HD bool ClosesSegment(int64_t position, int32_t segment_length) {
   return (position + 1) % segment_length == 0;
 }
 

@@ -106,7 +106,7 @@ absl::StatusOr<DecodeResult> McModel::Decode(const CacheTensors& cache,
   DecodeResult r;
   if (batch.empty()) return r;
   try {
-    r.logits = DecodeImpl(cache, batch, &r.ckpt_weights);
+    ASSIGN_OR_RETURN(r.logits, DecodeImpl(cache, batch, &r.ckpt_weights));
   } catch (const std::exception& e) {
     return absl::InternalError(absl::StrCat("decode step failed: ", e.what()));
   }

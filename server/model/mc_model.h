@@ -87,8 +87,9 @@ class McModel {
   at::Tensor MixerOut(const LayerWeights& lw, const at::Tensor& o, const at::Tensor& g) const;
   absl::Status CheckDecode(const CacheTensors& cache, absl::Span<const DecodeSeq> batch) const;
   absl::Status CheckPrefill(const CacheTensors& cache, const PrefillSeq& seq) const;
-  at::Tensor DecodeImpl(const CacheTensors& cache, absl::Span<const DecodeSeq> batch,
-                        at::Tensor* ckpt_weights);
+  absl::StatusOr<at::Tensor> DecodeImpl(const CacheTensors& cache,
+                                        absl::Span<const DecodeSeq> batch,
+                                        at::Tensor* ckpt_weights);
   at::Tensor PrefillPiece(const CacheTensors& cache, const PrefillSeq& seq, int64_t begin,
                           int64_t end, int64_t n_ckpt, int32_t new_slot);
 

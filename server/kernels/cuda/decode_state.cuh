@@ -1,0 +1,117 @@
+// Kernel 1 of the decode step: one block per (session, head) updates the
+// online state S and the key sum in place, computes the gates, and writes
+// the online part of the output. Device-only.
+#ifndef MCSERVE_SERVER_KERNELS_CUDA_DECODE_STATE_CUH_
+#define MCSERVE_SERVER_KERNELS_CUDA_DECODE_STATE_CUH_
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "server/kernels/cuda/decode_gates.cuh"
+#include "server/kernels/cuda/tile.cuh"
+#include "server/kernels/cuda/workspace.cuh"
+#include "server/kernels/mc_decode.h"
+#include "server/kernels/mc_params.h"
+
+namespace mcserve::kernels::cuda {
+
+// Shared floats the kernel needs for head_dim d.
+__host__ __device__ inline int64_t StateKernelSharedBytes(int d, const Tile& t) {
+  return (int64_t{7} * d + int64_t{t.groups} * d + kWarp) * 4 + kWarp * 4;
+}
+
+// grid (B, H), block t.threads, dynamic shared StateKernelSharedBytes.
+template <int V, bool kDelta>
+__global__ void __launch_bounds__(kMaxThreads)
+    DecodeStateKernel(McLayerParams p, McDecodeArgs a, Workspace ws) {
+  const int d = p.head_dim, H = p.n_heads;
+  const int b = blockIdx.x, h = blockIdx.y;
+  const int64_t row = (int64_t{b} * H + h) * d;
+  const int64_t bh = int64_t{b} * H + h;
+  const int32_t slot = a.state_slots[b];
+  if (slot < 0) {  // padding row
+    for (int j = threadIdx.x; j < d; j += blockDim.x) a.out[row + j] = 0.0f;
+    if (threadIdx.x == 0) ws.n_read[bh] = 0;
+    return;
+  }
+  const Tile t = MakeTile(d);
+  extern __shared__ float smem[];
+  float* q = smem;
+  float* k = q + d;
+  float* v = k + d;
+  float* u = v + d;
+  float* ks = u + d;
+  float* kts = ks + d;
+  float* read = kts + d;
+  float* red = read + d;
+  GateScratch gs{red + t.groups * d, reinterpret_cast<int32_t*>(red + t.groups * d + kWarp)};
+
+  float* ks_global = a.key_sum + slot * a.key_sum_slot_stride + int64_t{h} * d;
+  for (int j = threadIdx.x; j < d; j += blockDim.x) {
+    q[j] = a.q[row + j];
+    k[j] = a.k[row + j];
+    v[j] = a.v[row + j];
+    u[j] = a.u != nullptr ? a.u[row + j] : 0.0f;
+    ks[j] = ks_global[j] + k[j];
+    ks_global[j] = ks[j];
+  }
+  __syncthreads();
+  const float alpha = p.scalar_decay ? a.alpha[bh] : 1.0f;
+  const float beta = kDelta ? a.beta[bh] : 1.0f;
+
+  // This thread's rows of S, in registers between the delta rule's passes.
+  const int g = static_cast<int>(threadIdx.x) / t.tpr;
+  const int col = (static_cast<int>(threadIdx.x) % t.tpr) * V;
+  const bool owns = g < t.groups;
+  float* s_global = a.state + slot * a.state_slot_stride + int64_t{h} * d * d;
+  float s[kMaxRowsPerThread][V];
+#pragma unroll
+  for (int r = 0; r < kMaxRowsPerThread; ++r) {
+    const int i = g + r * t.groups;
+    if (owns && i < d) LoadRow<V>(s_global + int64_t{i} * d + col, s[r]);
+  }
+  float part[V];
+  if constexpr (kDelta) {  // kts = k^T S
+#pragma unroll
+    for (int c = 0; c < V; ++c) part[c] = 0.0f;
+#pragma unroll
+    for (int r = 0; r < kMaxRowsPerThread; ++r) {
+      const int i = g + r * t.groups;
+      if (owns && i < d) {
+#pragma unroll
+        for (int c = 0; c < V; ++c) part[c] += k[i] * s[r][c];
+      }
+    }
+    SumOverGroups<V>(t, d, part, red, kts);
+  }
+#pragma unroll
+  for (int c = 0; c < V; ++c) part[c] = 0.0f;
+#pragma unroll
+  for (int r = 0; r < kMaxRowsPerThread; ++r) {
+    const int i = g + r * t.groups;
+    if (owns && i < d) {
+#pragma unroll
+      for (int c = 0; c < V; ++c) {
+        const float x =
+            kDelta ? alpha * (s[r][c] - beta * k[i] * kts[col + c]) + beta * k[i] * v[col + c]
+                   : alpha * s[r][c] + k[i] * v[col + c];
+        s[r][c] = x;
+        part[c] += q[i] * x;
+      }
+      StoreRow<V>(s_global + int64_t{i} * d + col, s[r]);
+    }
+  }
+  SumOverGroups<V>(t, d, part, red, read);
+
+  const int32_t n = KeepsCheckpoints(p.aggregation) ? a.ckpt_counts[b] : 0;
+  const int64_t count = a.positions[b] % p.segment_length + 1;
+  const int64_t top_k = p.top_k > 0 ? p.top_k : 0;
+  const float w_on = ComputeGates(p, a, b, h, u, ks, n, count, ws.weight + bh * a.ckpt_table_stride,
+                                  ws.sel + bh * top_k, ws.sel_z + bh * top_k, ws.n_read + bh, gs);
+  for (int j = threadIdx.x; j < d; j += blockDim.x) a.out[row + j] = w_on * read[j];
+}
+
+}  // namespace mcserve::kernels::cuda
+
+#endif  // MCSERVE_SERVER_KERNELS_CUDA_DECODE_STATE_CUH_
