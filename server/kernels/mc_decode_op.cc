@@ -21,8 +21,8 @@ absl::Status CheckTensor(const at::Tensor& t, const char* name, std::vector<int6
                          at::ScalarType dtype, const at::Device& device) {
   if (!t.defined()) return absl::InvalidArgumentError(absl::StrCat(name, " is missing"));
   if (t.sizes() != at::IntArrayRef(shape)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(name, " has shape ", c10::str(t.sizes()), ", expected ", c10::str(shape)));
+    return absl::InvalidArgumentError(absl::StrCat(
+        name, " has shape ", c10::str(t.sizes()), ", expected ", c10::str(at::IntArrayRef(shape))));
   }
   if (t.scalar_type() != dtype) {
     return absl::InvalidArgumentError(absl::StrCat(

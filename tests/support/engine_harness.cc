@@ -6,6 +6,7 @@
 #include "absl/synchronization/notification.h"
 #include "server/model/weights.h"
 #include "server/util/await.h"
+#include "tests/support/test_device.h"
 #include "tests/support/test_models.h"
 
 namespace mcserve::testing {
@@ -39,7 +40,9 @@ EngineResult PendingRequest::Wait() {
 
 EngineHarness::EngineHarness(const std::string& model_dir, const engine::EngineOptions& options,
                              Clock* clock) {
-  auto m = model::McModel::Load(model_dir, model::ModelOptions{});
+  model::ModelOptions opts;
+  opts.device = TestDevice();
+  auto m = model::McModel::Load(model_dir, opts);
   EXPECT_TRUE(m.ok()) << m.status();
   auto e = engine::Engine::Create(*std::move(m), options, clock ? clock : Clock::Real());
   EXPECT_TRUE(e.ok()) << e.status();

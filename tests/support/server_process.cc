@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "tests/support/test_device.h"
 
 #ifndef MCSERVE_SERVER_BIN
 #error "MCSERVE_SERVER_BIN must name the mcserve binary"
@@ -81,7 +82,7 @@ absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
   p->log_path_ = TempPath("server.log");
   std::vector<std::string> args = {absl::StrCat("--model=", model_dir), "--listen=127.0.0.1:0",
                                    absl::StrCat("--port_file=", port_file),
-                                   "--metrics_listen=127.0.0.1:0"};
+                                   "--metrics_listen=127.0.0.1:0", TestDeviceFlag()};
   args.insert(args.end(), extra_args.begin(), extra_args.end());
   p->pid_ = Spawn(args, p->log_path_);
   const absl::Time deadline = absl::Now() + timeout;
@@ -141,7 +142,7 @@ ProcessResult RunProgram(const std::string& bin, const std::vector<std::string>&
 
 ProcessResult RunServerToExit(const std::vector<std::string>& args, absl::Duration timeout) {
   // Tests run servers side by side: never the fixed default metrics port.
-  std::vector<std::string> all = {"--metrics_listen=127.0.0.1:0"};
+  std::vector<std::string> all = {"--metrics_listen=127.0.0.1:0", TestDeviceFlag()};
   all.insert(all.end(), args.begin(), args.end());
   return RunProgram(MCSERVE_SERVER_BIN, all, timeout);
 }

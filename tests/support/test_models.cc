@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/model/weights.h"
+#include "tests/support/test_device.h"
 
 namespace mcserve::testing {
 
@@ -44,6 +45,7 @@ std::unique_ptr<model::McModel> MakeModel(const model::ModelConfig& config, uint
   absl::Status s = model::WriteRandomModel(config, dir, seed);
   EXPECT_TRUE(s.ok()) << s;
   model::ModelOptions opts;
+  opts.device = TestDevice();
   opts.ckpt_dtype = dtype;
   opts.prefill_piece = prefill_piece;
   auto m = model::McModel::Load(dir, opts);

@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "server/model/mc_model.h"
 #include "server/model/safetensors.h"
+#include "tests/support/test_device.h"
 #include "tests/support/test_models.h"
 
 #ifndef MCSERVE_PARITY_DIR
@@ -74,6 +75,7 @@ class ParityTest : public ::testing::TestWithParam<Variant> {
   }
   std::unique_ptr<model::McModel> Load(model::CkptDtype dtype) const {
     model::ModelOptions opts;
+    opts.device = testing::TestDevice();
     opts.ckpt_dtype = dtype;
     opts.prefill_piece = 4;  // several pieces per segment as well
     auto m = model::McModel::Load(Dir(), opts);
