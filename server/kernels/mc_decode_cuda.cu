@@ -36,16 +36,16 @@ bool VectorAligned(const McLayerParams& p, const McDecodeArgs& a) {
          a.ckpt_slot_stride % 4 == 0;
 }
 
-template <int V>
+template <int V, int R>
 cudaError_t Launch(const McLayerParams& p, const McDecodeArgs& a, const McDecodeCudaPlan& plan,
                    const cuda::Workspace& ws, cudaStream_t stream) {
   const cuda::Tile t = cuda::MakeTile(p.head_dim);
   const dim3 state_grid(a.batch, p.n_heads);
   const size_t state_smem = cuda::StateKernelSharedBytes(p.head_dim, t);
   if (p.rule == MemoryRule::kDelta) {
-    cuda::DecodeStateKernel<V, true><<<state_grid, t.threads, state_smem, stream>>>(p, a, ws);
+    cuda::DecodeStateKernel<V, R, true><<<state_grid, t.threads, state_smem, stream>>>(p, a, ws);
   } else {
-    cuda::DecodeStateKernel<V, false><<<state_grid, t.threads, state_smem, stream>>>(p, a, ws);
+    cuda::DecodeStateKernel<V, R, false><<<state_grid, t.threads, state_smem, stream>>>(p, a, ws);
   }
   if (!KeepsCheckpoints(p.aggregation)) {
     if (a.ckpt_weight_out != nullptr) {
@@ -59,12 +59,22 @@ cudaError_t Launch(const McLayerParams& p, const McDecodeArgs& a, const McDecode
   const dim3 read_grid(plan.num_splits, p.n_heads, a.batch);
   const size_t read_smem = cuda::ReadKernelSharedBytes(p.head_dim, t);
   if (p.ckpt_dtype == CkptDtype::kBFloat16) {
-    cuda::DecodeReadKernel<V, uint16_t><<<read_grid, t.threads, read_smem, stream>>>(p, a, ws);
+    cuda::DecodeReadKernel<V, R, uint16_t><<<read_grid, t.threads, read_smem, stream>>>(p, a, ws);
   } else {
-    cuda::DecodeReadKernel<V, float><<<read_grid, t.threads, read_smem, stream>>>(p, a, ws);
+    cuda::DecodeReadKernel<V, R, float><<<read_grid, t.threads, read_smem, stream>>>(p, a, ws);
   }
   cuda::DecodeReduceKernel<<<a.batch, 256, 0, stream>>>(p, a, ws, plan.num_splits);
   return cudaGetLastError();
+}
+
+// Picks the register tile: heads up to d = 64 own at most 4 rows per thread.
+template <int V>
+cudaError_t LaunchTiled(const McLayerParams& p, const McDecodeArgs& a, const McDecodeCudaPlan& plan,
+                        const cuda::Workspace& ws, cudaStream_t stream) {
+  const cuda::Tile t = cuda::MakeTile(p.head_dim);
+  const int rows = (p.head_dim + t.groups - 1) / t.groups;
+  if (rows <= 4) return Launch<V, 4>(p, a, plan, ws, stream);
+  return Launch<V, cuda::kMaxRowsPerThread>(p, a, plan, ws, stream);
 }
 
 // grid (B, H), block 256: freezes S into the checkpoint slot, writes the
@@ -145,9 +155,9 @@ cudaError_t McDecodeCuda(const McLayerParams& p, const McDecodeArgs& a,
   cuda::Workspace ws;
   cuda::CarveWorkspace(workspace, a.batch, p.n_heads, p.head_dim, a.ckpt_table_stride, TopK(p),
                        plan.num_splits, &ws);
-  if (p.head_dim % 4 != 0) return Launch<1>(p, a, plan, ws, stream);
+  if (p.head_dim % 4 != 0) return LaunchTiled<1>(p, a, plan, ws, stream);
   if (!VectorAligned(p, a)) return cudaErrorMisalignedAddress;
-  return Launch<4>(p, a, plan, ws, stream);
+  return LaunchTiled<4>(p, a, plan, ws, stream);
 }
 
 cudaError_t McCheckpointCuda(const McLayerParams& p, const McCheckpointArgs& a,

@@ -24,7 +24,7 @@ __host__ __device__ inline int64_t ReadKernelSharedBytes(int d, const Tile& t) {
 // and writes sum_i w_i M_i^T q to partial[s, b, h]. Every split writes its
 // partial, zeros when it has nothing to read, so the reduction never reads
 // stale scratch.
-template <int V, typename T>
+template <int V, int R, typename T>
 __global__ void __launch_bounds__(kMaxThreads)
     DecodeReadKernel(McLayerParams p, McDecodeArgs a, Workspace ws) {
   const int d = p.head_dim, H = p.n_heads;
@@ -46,9 +46,9 @@ __global__ void __launch_bounds__(kMaxThreads)
   const int32_t* table = a.ckpt_table + b * a.ckpt_table_stride;
   const T* ckpt = static_cast<const T*>(a.ckpt) + int64_t{h} * d * d;
 
-  float q[kMaxRowsPerThread];
+  float q[R];
 #pragma unroll
-  for (int r = 0; r < kMaxRowsPerThread; ++r) {
+  for (int r = 0; r < R; ++r) {
     const int i = g + r * t.groups;
     q[r] = owns && i < d ? a.q[bh * d + i] : 0.0f;
   }
@@ -61,7 +61,7 @@ __global__ void __launch_bounds__(kMaxThreads)
     if (wi == 0.0f) continue;  // same for the whole block: no divergence
     const T* mat = ckpt + table[idx] * a.ckpt_slot_stride;
 #pragma unroll
-    for (int r = 0; r < kMaxRowsPerThread; ++r) {
+    for (int r = 0; r < R; ++r) {
       const int i = g + r * t.groups;
       if (owns && i < d) {
         float x[V];

@@ -21,8 +21,9 @@ __host__ __device__ inline int64_t StateKernelSharedBytes(int d, const Tile& t) 
   return (int64_t{7} * d + int64_t{t.groups} * d + kWarp) * 4 + kWarp * 4;
 }
 
-// grid (B, H), block t.threads, dynamic shared StateKernelSharedBytes.
-template <int V, bool kDelta>
+// grid (B, H), block t.threads, dynamic shared StateKernelSharedBytes; R is
+// at least the rows each thread owns (fewer registers when d is small).
+template <int V, int R, bool kDelta>
 __global__ void __launch_bounds__(kMaxThreads)
     DecodeStateKernel(McLayerParams p, McDecodeArgs a, Workspace ws) {
   const int d = p.head_dim, H = p.n_heads;
@@ -65,9 +66,9 @@ __global__ void __launch_bounds__(kMaxThreads)
   const int col = (static_cast<int>(threadIdx.x) % t.tpr) * V;
   const bool owns = g < t.groups;
   float* s_global = a.state + slot * a.state_slot_stride + int64_t{h} * d * d;
-  float s[kMaxRowsPerThread][V];
+  float s[R][V];
 #pragma unroll
-  for (int r = 0; r < kMaxRowsPerThread; ++r) {
+  for (int r = 0; r < R; ++r) {
     const int i = g + r * t.groups;
     if (owns && i < d) LoadRow<V>(s_global + int64_t{i} * d + col, s[r]);
   }
@@ -76,7 +77,7 @@ __global__ void __launch_bounds__(kMaxThreads)
 #pragma unroll
     for (int c = 0; c < V; ++c) part[c] = 0.0f;
 #pragma unroll
-    for (int r = 0; r < kMaxRowsPerThread; ++r) {
+    for (int r = 0; r < R; ++r) {
       const int i = g + r * t.groups;
       if (owns && i < d) {
 #pragma unroll
@@ -88,7 +89,7 @@ __global__ void __launch_bounds__(kMaxThreads)
 #pragma unroll
   for (int c = 0; c < V; ++c) part[c] = 0.0f;
 #pragma unroll
-  for (int r = 0; r < kMaxRowsPerThread; ++r) {
+  for (int r = 0; r < R; ++r) {
     const int i = g + r * t.groups;
     if (owns && i < d) {
 #pragma unroll
