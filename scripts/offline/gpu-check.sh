@@ -5,7 +5,9 @@
 #   2. compute-sanitizer memcheck, racecheck and initcheck on the kernels;
 #   3. the model's parity with the Python reference, the engine and the
 #      real gRPC server tests, all on the GPU (MCSERVE_TEST_DEVICE=cuda);
-#   4. mcserve-kernel-bench, its tables written to $REPORT_DIR.
+#   4. mcserve-kernel-bench, its tables written to $REPORT_DIR;
+#   5. with FLA_PATH (a local flash-linear-attention checkout), the no-cache
+#      peer bench/fla_peer.py against our aggregation-none step.
 #   scripts/offline/gpu-check.sh [BUNDLE] [--quick]
 # --quick benchmarks fewer shapes. Needs python3 with torch (the reference).
 set -euo pipefail
@@ -46,4 +48,9 @@ log "4. kernel benchmark"
 bench_args=()
 [ "$quick" = --quick ] && bench_args=(--contexts=4096,65536 --batches=1,64)
 "$MCSERVE_BUILD/bench/mcserve-kernel-bench" "${bench_args[@]}" | tee "$report/kernel-bench.md"
+if [ -n "${FLA_PATH:-}" ]; then  # a local flash-linear-attention checkout, never committed
+  log "5. no-cache peer: flash-linear-attention fused recurrent"
+  python3 "$MCSERVE_ROOT/bench/fla_peer.py" --fla "$FLA_PATH" --ours "$report/kernel-bench.md" |
+    tee "$report/fla-peer.md"
+fi
 log "GPU checks passed; reports in $report"
