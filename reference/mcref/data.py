@@ -22,6 +22,11 @@ import torch
 
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 DIGITS = "0123456789"
+# Between a key and its value, in facts and queries. "=" is the documented
+# format; "" (set by mcref.train --kv_sep "") makes recall a one-back
+# induction (the value directly follows its key), a diagnostic of how much
+# the separator's two-back lookup costs a model.
+KV_SEP = "="
 
 
 def recall_example(rng: random.Random, n_pairs: int, n_queries: int, key_len=3, value_len=3):
@@ -36,10 +41,10 @@ def recall_example(rng: random.Random, n_pairs: int, n_queries: int, key_len=3, 
     keys = list(keys)
     rng.shuffle(keys)
     vals = {k: "".join(rng.choice(DIGITS) for _ in range(value_len)) for k in keys}
-    text = "@ " + " ".join(f"{k}={vals[k]}" for k in keys) + " ?"
+    text = "@ " + " ".join(f"{k}{KV_SEP}{vals[k]}" for k in keys) + " ?"
     spans = []
     for k in rng.sample(keys, min(n_queries, n_pairs)):
-        text += f" {k}="
+        text += f" {k}{KV_SEP}"
         spans.append((len(text), len(text) + value_len))
         text += vals[k]
     return text + "\n", spans

@@ -16,6 +16,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+from . import data as data_mod
 from . import export
 from .config import MCConfig
 from .data import Mixture, recall_eval_set
@@ -59,6 +60,8 @@ def build_parser():
     ap.add_argument("--key_len", type=int, default=3, help="letters per recall key")
     ap.add_argument("--value_len", type=int, default=3, help="digits per recall value")
     ap.add_argument("--recall_frac", type=float, default=0.7)
+    ap.add_argument("--kv_sep", default="=",
+                    help='key-value separator of the recall task ("" for a one-back lookup)')
     ap.add_argument("--no_packing", action="store_true",
                     help="one recall example per training sequence (padded), not packed")
     ap.add_argument("--recall_only_loss", action="store_true",
@@ -128,6 +131,7 @@ def recall_accuracy(model, n_pairs, n_queries, n_examples, chunk, seed=0, key_le
 
 
 def train(args):
+    data_mod.KV_SEP = getattr(args, "kv_sep", "=")
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
