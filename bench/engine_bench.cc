@@ -16,6 +16,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "bench/int_list.h"
 #include "server/engine/scheduler.h"
 #include "server/model/cache_tensors.h"
 #include "server/util/log.h"
@@ -35,15 +36,6 @@ namespace mcserve::bench {
 namespace {
 
 using SteadyClock = std::chrono::steady_clock;
-
-std::vector<int> IntList(const std::string& csv) {
-  std::vector<int> out;
-  for (absl::string_view p : absl::StrSplit(csv, ',')) {
-    int v = 0;
-    if (absl::SimpleAtoi(p, &v)) out.push_back(v);
-  }
-  return out;
-}
 
 std::vector<int32_t> Tokens(int n, int seed) {
   std::vector<int32_t> t(n);
@@ -130,8 +122,10 @@ int Main() {
     std::fprintf(stderr, "%s\n", c.status().ToString().c_str());
     return 1;
   }
-  const std::vector<int> sessions = IntList(absl::GetFlag(FLAGS_sessions));
-  const std::vector<int> ckpts = IntList(absl::GetFlag(FLAGS_checkpoints));
+  const std::vector<int64_t> session_flag = IntList(absl::GetFlag(FLAGS_sessions));
+  const std::vector<int64_t> ckpt_flag = IntList(absl::GetFlag(FLAGS_checkpoints));
+  const std::vector<int> sessions(session_flag.begin(), session_flag.end());
+  const std::vector<int> ckpts(ckpt_flag.begin(), ckpt_flag.end());
   std::printf("model %s: D=%d L=%d H=%d d=%d C=%d aggregation=%s; %d tokens per session\n\n",
               absl::GetFlag(FLAGS_model).c_str(), c->d_model, c->n_layers, c->n_heads, c->head_dim,
               c->segment_length, std::string(model::AggregationName(c->aggregation)).c_str(),

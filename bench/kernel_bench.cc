@@ -26,6 +26,7 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include "bench/int_list.h"
 #include "server/kernels/mc_decode.h"
 #include "server/kernels/mc_decode_cuda.h"
 
@@ -55,15 +56,6 @@ constexpr int64_t kL2Bytes = 50 << 20;  // H100: 50 MB; rotate past twice that
       std::exit(1);                                                    \
     }                                                                  \
   } while (0)
-
-std::vector<int64_t> Ints(const std::string& csv) {
-  std::vector<int64_t> out;
-  for (absl::string_view s : absl::StrSplit(csv, ',')) {
-    int64_t v = 0;
-    if (absl::SimpleAtoi(s, &v)) out.push_back(v);
-  }
-  return out;
-}
 
 at::TensorOptions Cuda(at::ScalarType t) { return at::TensorOptions(at::kCUDA).dtype(t); }
 
@@ -322,8 +314,8 @@ int Main() {
       "| batch | context | ckpts | floor bytes | fused grm | eager grm (x fused) | "
       "achieved | none (grm/none) | ssc k=4 (grm/ssc) | sdpa (x fused) | "
       "per session MC / KV |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
-  for (int64_t ctx : Ints(absl::GetFlag(FLAGS_contexts))) {
-    for (int64_t b : Ints(absl::GetFlag(FLAGS_batches))) RunCase(b, ctx, copy_bw);
+  for (int64_t ctx : IntList(absl::GetFlag(FLAGS_contexts))) {
+    for (int64_t b : IntList(absl::GetFlag(FLAGS_batches))) RunCase(b, ctx, copy_bw);
   }
   return 0;
 }

@@ -1,6 +1,6 @@
-// Device memory for the CUDA kernel tests: uploaded from a host vector or
-// poisoned (every byte 0xFF, a NaN in float) so a kernel that skips a write
-// is caught. Aborts the test binary on CUDA errors (tests only).
+// Device memory for the CUDA kernel tests, and whether there is a device: uploaded from a host
+// vector or poisoned (every byte 0xFF, a NaN in float) so a kernel that skips a write is caught.
+// Aborts the test binary on CUDA errors (tests only).
 #ifndef MCSERVE_TESTS_CUDA_DEVICE_BUFFER_H_
 #define MCSERVE_TESTS_CUDA_DEVICE_BUFFER_H_
 
@@ -17,6 +17,12 @@ inline void CheckCuda(cudaError_t e, const char* what) {
   if (e == cudaSuccess) return;
   std::fprintf(stderr, "%s: %s\n", what, cudaGetErrorString(e));
   std::abort();
+}
+
+// True when a CUDA device is usable; device tests skip (not run) otherwise.
+inline bool HaveDevice() {
+  int n = 0;
+  return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
 }
 
 class DeviceBuffer {

@@ -17,11 +17,7 @@ namespace mcserve::kernels {
 namespace {
 
 using cuda_test::DeviceBuffer;
-
-bool HaveDevice() {
-  int n = 0;
-  return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
-}
+using cuda_test::HaveDevice;
 
 McLayerParams Layer(int32_t head_dim, Aggregation agg = Aggregation::kGrm, int32_t top_k = 0) {
   McLayerParams p;

@@ -30,11 +30,7 @@ namespace mcserve::kernels {
 namespace {
 
 using cuda_test::DeviceBuffer;
-
-bool HaveDevice() {
-  int n = 0;
-  return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
-}
+using cuda_test::HaveDevice;
 
 #define REQUIRE_DEVICE() \
   if (!HaveDevice()) GTEST_SKIP() << "no CUDA device: not run"
