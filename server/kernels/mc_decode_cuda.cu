@@ -20,10 +20,6 @@ namespace {
 constexpr int32_t kMinCkptsPerSplit = 4;
 constexpr int32_t kMaxSplits = 64;
 
-int64_t TopK(const McLayerParams& p) {
-  return p.aggregation == Aggregation::kSsc && p.top_k > 0 ? p.top_k : 0;
-}
-
 bool Aligned(const void* p, uintptr_t bytes) {
   return p == nullptr || reinterpret_cast<uintptr_t>(p) % bytes == 0;
 }
@@ -127,7 +123,7 @@ cudaError_t PlanMcDecodeCudaSplits(const McLayerParams& p, int32_t batch, int64_
   plan->num_splits = num_splits;
   cuda::Workspace ws;
   plan->workspace_bytes = cuda::CarveWorkspace(nullptr, batch, p.n_heads, p.head_dim, max_ckpts,
-                                               TopK(p), num_splits, &ws);
+                                               cuda::SelectionSlots(p), num_splits, &ws);
   return cudaSuccess;
 }
 
@@ -137,7 +133,8 @@ cudaError_t PlanMcDecodeCuda(const McLayerParams& p, int32_t batch, int64_t max_
   if (KeepsCheckpoints(p.aggregation) && batch > 0) {
     const int64_t blocks = int64_t{batch} * p.n_heads;
     const int64_t want = (2 * int64_t{std::max(sm_count, 1)} + blocks - 1) / blocks;
-    const int64_t walked = TopK(p) > 0 ? std::min<int64_t>(TopK(p), max_ckpts) : max_ckpts;
+    const int64_t top_k = cuda::SelectionSlots(p);
+    const int64_t walked = top_k > 0 ? std::min(top_k, max_ckpts) : max_ckpts;
     const int64_t most = (walked + kMinCkptsPerSplit - 1) / kMinCkptsPerSplit;
     splits = std::clamp<int64_t>(std::min(want, most), 1, kMaxSplits);
   }
@@ -153,8 +150,8 @@ cudaError_t McDecodeCuda(const McLayerParams& p, const McDecodeArgs& a,
   if (a.batch == 0) return cudaSuccess;
   if (!Aligned(workspace, 256)) return cudaErrorMisalignedAddress;
   cuda::Workspace ws;
-  cuda::CarveWorkspace(workspace, a.batch, p.n_heads, p.head_dim, a.ckpt_table_stride, TopK(p),
-                       plan.num_splits, &ws);
+  cuda::CarveWorkspace(workspace, a.batch, p.n_heads, p.head_dim, a.ckpt_table_stride,
+                       cuda::SelectionSlots(p), plan.num_splits, &ws);
   if (p.head_dim % 4 != 0) return LaunchTiled<1>(p, a, plan, ws, stream);
   if (!VectorAligned(p, a)) return cudaErrorMisalignedAddress;
   return LaunchTiled<4>(p, a, plan, ws, stream);

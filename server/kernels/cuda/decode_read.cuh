@@ -40,7 +40,7 @@ __global__ void __launch_bounds__(kMaxThreads)
   const int32_t r0 = split * per;
   const int32_t r1 = r0 + per < m ? r0 + per : m;
   const bool ssc = p.aggregation == Aggregation::kSsc;
-  const int64_t top_k = p.top_k > 0 ? p.top_k : 0;
+  const int64_t top_k = SelectionSlots(p);
   const float* w = ws.weight + bh * a.ckpt_table_stride;
   const int32_t* sel = ws.sel + bh * top_k;
   const int32_t* table = a.ckpt_table + b * a.ckpt_table_stride;

@@ -107,7 +107,7 @@ __global__ void __launch_bounds__(kMaxThreads)
 
   const int32_t n = KeepsCheckpoints(p.aggregation) ? a.ckpt_counts[b] : 0;
   const int64_t count = a.positions[b] % p.segment_length + 1;
-  const int64_t top_k = p.top_k > 0 ? p.top_k : 0;
+  const int64_t top_k = SelectionSlots(p);
   const float w_on = ComputeGates(p, a, b, h, u, ks, n, count, ws.weight + bh * a.ckpt_table_stride,
                                   ws.sel + bh * top_k, ws.sel_z + bh * top_k, ws.n_read + bh, gs);
   for (int j = threadIdx.x; j < d; j += blockDim.x) a.out[row + j] = w_on * read[j];

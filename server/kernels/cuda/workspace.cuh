@@ -5,6 +5,9 @@
 
 #include <cstdint>
 
+#include "server/kernels/hd.h"
+#include "server/kernels/mc_params.h"
+
 namespace mcserve::kernels::cuda {
 
 struct Workspace {
@@ -14,6 +17,11 @@ struct Workspace {
   int32_t* n_read = nullptr;  // [B, H] entries the read kernel walks (ssc: selected)
   float* partial = nullptr;   // [splits, B, H, d] checkpoint reads per split
 };
+
+// Entries of sel / sel_z per (session, head): top_k for ssc, none otherwise.
+MCSERVE_HD int64_t SelectionSlots(const McLayerParams& p) {
+  return p.aggregation == Aggregation::kSsc && p.top_k > 0 ? p.top_k : 0;
+}
 
 inline int64_t AlignUp(int64_t bytes) { return (bytes + 255) / 256 * 256; }
 
