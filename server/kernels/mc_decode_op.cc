@@ -99,6 +99,9 @@ absl::Status CheckInputs(const McLayerParams& p, const McPools& pools, int64_t l
         absl::StrCat("layer ", layer, " outside the pools' ", pools.state.size(1), " layers"));
   }
   const int64_t H = p.n_heads, d = p.head_dim;
+  if (pools.state.size(2) != H || pools.state.size(3) != d) {
+    return absl::InvalidArgumentError("the pools' heads differ from the layer's");
+  }
   const at::Device dev = pools.state.device();
   RETURN_IF_ERROR(CheckTensor(in.q, "q", {B, H, d}, at::kFloat, dev));
   RETURN_IF_ERROR(CheckTensor(in.k, "k", {B, H, d}, at::kFloat, dev));
@@ -198,6 +201,11 @@ bool CudaKernelsBuilt() {
 #endif
 }
 
+bool DecodeBatch::MadeFor(const McPools& pools) const {
+  return pools_.state.is_same(pools.state) && pools_.key_sum.is_same(pools.key_sum) &&
+         pools_.ckpt.is_same(pools.ckpt) && pools_.summary.is_same(pools.summary);
+}
+
 absl::StatusOr<DecodeBatch> DecodeBatch::Create(const McLayerParams& params, const McPools& pools,
                                                 DecodeIndex index) {
   RETURN_IF_ERROR(CheckPools(params, pools));
@@ -206,7 +214,7 @@ absl::StatusOr<DecodeBatch> DecodeBatch::Create(const McLayerParams& params, con
   batch.index_ = std::move(index);
   const DecodeIndex& ix = batch.index_;
   const at::Device dev = pools.state.device();
-  batch.device_ = dev;
+  batch.pools_ = pools;
   if (dev.is_cpu()) {
     batch.state_slots_ = ix.state_slots.data();
     batch.positions_ = ix.positions.data();
@@ -246,14 +254,13 @@ absl::StatusOr<DecodeBatch> DecodeBatch::Create(const McLayerParams& params, con
 absl::StatusOr<at::Tensor> DecodeLayer(const McLayerParams& params, const McPools& pools,
                                        int64_t layer, const DecodeBatch& batch,
                                        const DecodeInputs& in, at::Tensor* ckpt_weights) {
-  RETURN_IF_ERROR(CheckPools(params, pools));
+  if (!batch.MadeFor(pools)) {
+    return absl::InvalidArgumentError("decode batch was made for other pools");
+  }
   const int64_t B = batch.size();
   RETURN_IF_ERROR(CheckInputs(params, pools, layer, B, in));
   const at::Device dev = pools.state.device();
-  if (batch.device() != dev) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("decode batch is on ", batch.device().str(), ", the pools on ", dev.str()));
-  }
+
   try {
     at::Tensor out = at::empty({B, params.n_heads, params.head_dim}, in.q.options());
     LayerPointers lp = Pointers(params, pools, layer, batch, in);

@@ -55,7 +55,8 @@ class DecodeBatch {
   DecodeBatch(const DecodeBatch&) = delete;  // CPU pointers alias index_
   DecodeBatch& operator=(const DecodeBatch&) = delete;
 
-  const at::Device& device() const { return device_; }
+  // True when the batch was validated against exactly these pool tensors.
+  bool MadeFor(const McPools& pools) const;
   int32_t size() const { return static_cast<int32_t>(index_.state_slots.size()); }
   int64_t table_stride() const { return index_.table_stride; }
   int32_t closing() const { return static_cast<int32_t>(index_.closing_state_slots.size()); }
@@ -72,7 +73,7 @@ class DecodeBatch {
  private:
   DecodeBatch() = default;
 
-  at::Device device_{at::kCPU};
+  McPools pools_;  // what the index was validated against
   DecodeIndex index_;
   at::Tensor device_copy_;  // one buffer holding every array, on CUDA
   const int32_t* state_slots_ = nullptr;
@@ -91,7 +92,8 @@ struct DecodeInputs {
   at::Tensor beta;     // [B, H] sigmoid write strength for delta; undefined otherwise
 };
 
-// Runs layer `layer`'s decode step (mc_decode.h): updates the sessions'
+// Runs layer `layer`'s decode step (mc_decode.h) with a batch made for
+// `pools` (validated there, so not again per layer): updates the sessions'
 // online state in place and returns the aggregated read [B, H, d]. When
 // `ckpt_weights` is set, it receives [B, table_stride] gate weights (device
 // tensor). Then freezes the checkpoints of the sessions whose segment closed.
