@@ -1,15 +1,17 @@
 """The recall table: how much of the recall gap between a plain RNN and
 attention does Memory Caching close?
 
-  /usr/bin/python3 -m mcref.recall_table --out docs/recall.md
+  /usr/bin/python3 -m mcref.recall_table      # writes docs/recall-table.md
 
-Trains small models of equal width on the pure recall task (loss on the
-queried values only) with aggregation none, residual, grm, soup, ssc (k = 2
-and 4), plus a softmax-attention model of the same width, each over several
-seeds, and evaluates each at several difficulties (facts per example). The
-defaults are sized for about an hour on 2 CPU cores.
+Trains small models of equal width on the pure recall task (one example per
+sequence, loss on the queried values only) with aggregation none, residual,
+grm, soup, ssc (k = 2 and 4), plus a softmax-attention model of the same
+width, each over several seeds, and evaluates each at several difficulties
+(facts per example). Runs go to --jobs worker processes of one thread each.
+The defaults are sized for about an hour on 2 CPU cores.
 """
 import argparse
+import multiprocessing
 import os
 import platform
 import statistics
@@ -19,6 +21,9 @@ import time
 import torch
 
 from . import train
+
+DEFAULT_OUT = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "..", "docs",
+                                           "recall-table.md"))
 
 MODELS = [
     ("none", dict(arch="mc", aggregation="none")),
@@ -32,6 +37,8 @@ MODELS = [
 
 
 def run_args(base, overrides, seed):
+    """mcref.train's arguments for one run: its defaults, then the table's
+    shared settings, then the model's own."""
     args = train.build_parser().parse_args([])
     for k, v in vars(base).items():
         if hasattr(args, k):
@@ -39,82 +46,144 @@ def run_args(base, overrides, seed):
     for k, v in overrides.items():
         setattr(args, k, v)
     args.seed = seed
+    args.threads = 1
     args.quiet = True
     args.out = None
     args.ckpt = None
     return args
 
 
-def main():
+def run_one(job):
+    """Trains one (model, seed) and returns its accuracy at each difficulty
+    and by query position at the hardest one (worker process entry)."""
+    name, overrides, seed, base, diffs = job
+    t0 = time.time()
+    args = run_args(base, overrides, seed)
+    model, _ = train.train(args)
+    accs, by_query = {}, []
+    for d in diffs:
+        pq = []
+        accs[d] = train.recall_accuracy(model, d, base.n_queries, base.eval_examples, args.chunk,
+                                        seed=100 + seed, key_len=base.key_len,
+                                        value_len=base.value_len, per_query=pq)
+        by_query = pq
+    return name, seed, accs, by_query, time.time() - t0
+
+
+def parse_cli(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default="docs/recall.md")
+    ap.add_argument("--out", default=DEFAULT_OUT)
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--difficulties", default="4,8,16,24")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--steps", type=int, default=800)
+    ap.add_argument("--difficulties", default="4,8,16",
+                    help="facts per example at evaluation")
+    ap.add_argument("--train_pairs", type=train.parse_pairs, default=(2, 4),
+                    help="facts per training example: N or LO-HI")
+    ap.add_argument("--jobs", type=int, default=2, help="parallel runs (one thread each)")
+    ap.add_argument("--steps", type=int, default=6000)
     ap.add_argument("--key_len", type=int, default=1)
     ap.add_argument("--value_len", type=int, default=1)
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--seq_len", type=int, default=256)
+    ap.add_argument("--kv_sep", default="",
+                    help='key-value separator ("": "a4 b7 ? b7", the one-back form)')
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--seq_len", type=int, default=0,
+                    help="training sequence length (0: fits the hardest example)")
     ap.add_argument("--d_model", type=int, default=64)
     ap.add_argument("--n_layers", type=int, default=2)
     ap.add_argument("--n_heads", type=int, default=2)
     ap.add_argument("--head_dim", type=int, default=16)
     ap.add_argument("--d_ff", type=int, default=192)
     ap.add_argument("--segment_length", type=int, default=16)
-    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--weight_decay", type=float, default=0.0)
+    ap.add_argument("--schedule", default="constant", choices=("cosine", "constant"))
     ap.add_argument("--models", default=",".join(name for name, _ in MODELS))
     ap.add_argument("--eval_examples", type=int, default=128)
-    base = ap.parse_args()
-    diffs = [int(x) for x in base.difficulties.split(",")]
-    wanted = base.models.split(",")
-    base.n_pairs = (2, max(diffs))
+    base = ap.parse_args(argv)
+    base.diffs = [int(x) for x in base.difficulties.split(",")]
+    base.n_pairs = base.train_pairs
     base.n_queries = 4
     base.recall_frac = 1.0
     base.recall_only_loss = True
-    t0 = time.time()
-    rows = []
-    for name, overrides in MODELS:
-        if name not in wanted:
-            continue
-        accs = {d: [] for d in diffs}
-        for seed in range(base.seeds):
-            args = run_args(base, overrides, seed)
-            model, _ = train.train(args)
-            for d in diffs:
-                accs[d].append(train.recall_accuracy(model, d, 4, base.eval_examples, args.chunk,
-                                                     seed=100 + seed, key_len=base.key_len,
-                                                     value_len=base.value_len))
-            print(f"[{time.time() - t0:6.0f}s] {name} seed {seed}: "
-                  + " ".join(f"{d}:{accs[d][-1]:.2f}" for d in diffs), flush=True)
-        rows.append((name, accs))
-    elapsed = time.time() - t0
+    base.no_packing = True
+    if base.seq_len <= 0:
+        fact = base.key_len + len(base.kv_sep) + base.value_len + 1
+        top = base.n_pairs if isinstance(base.n_pairs, int) else base.n_pairs[1]
+        base.seq_len = 8 + fact * (top + base.n_queries)
+    return base
+
+
+def render(base, rows, elapsed):
+    diffs = base.diffs
     state = base.n_heads * base.head_dim * base.head_dim
+    pairs = (base.n_pairs if isinstance(base.n_pairs, int)
+             else f"{base.n_pairs[0]}-{base.n_pairs[1]}")
     lines = [
-        "# Recall: MC against a plain RNN and attention",
+        "| model | " + " | ".join(f"{d} facts" for d in diffs)
+        + f" | by query at {diffs[-1]} facts |",
+        "|---|" + "---|" * (len(diffs) + 1),
+    ]
+    for name, accs, by_query in rows:
+        cells = [f"{statistics.mean(a):.2f} ({min(a):.2f}-{max(a):.2f})" for a in accs.values()]
+        bq = " ".join(f"{statistics.mean(q):.2f}" for q in zip(*by_query))
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {bq} |")
+    head = [
+        "# The recall table",
+        "",
+        "Generated by `mcref.recall_table`; what it shows: [recall.md](recall.md).",
         "",
         f"Command: `/usr/bin/python3 -m mcref.recall_table {' '.join(sys.argv[1:])}` "
         f"(from reference/), {time.strftime('%Y-%m-%d')}, {platform.machine()} "
-        f"{os.cpu_count()} cores, torch {torch.__version__}, {elapsed / 60:.0f} min.",
+        f"{os.cpu_count()} cores, torch {torch.__version__}, {base.jobs} jobs, "
+        f"{elapsed / 60:.0f} min.",
         "",
-        f"Task: multi-query associative recall (reference/mcref/data.py) with {base.key_len}-letter "
-        f"keys and {base.value_len}-digit values (chance: {10.0 ** -base.value_len:g}); accuracy = "
-        f"fraction of queried values predicted exactly, {base.eval_examples} held-out examples "
-        f"x 4 queries, mean (min-max) over {base.seeds} seeds. Models: d_model {base.d_model}, "
-        f"{base.n_layers} layers, {base.n_heads} heads of {base.head_dim} (state "
-        f"{state} floats per layer), delta rule with scalar decay, segments of "
-        f"{base.segment_length} tokens; {base.steps} steps of {base.batch} x {base.seq_len} "
-        f"tokens, trained on 2-{max(diffs)} facts per example.",
+        f"Task: multi-query associative recall (reference/mcref/data.py), {base.key_len}-letter "
+        f"keys, {base.value_len}-digit values, separator \"{base.kv_sep}\" (chance: "
+        f"{10.0 ** -base.value_len:g}); accuracy = fraction of queried values predicted exactly, "
+        f"{base.eval_examples} held-out examples x {base.n_queries} queries, mean (min-max) over "
+        f"{base.seeds} seeds; by query = accuracy of the 1st..{base.n_queries}th query (flat "
+        f"when the model recalls, rising when it only eliminates values already asked for). "
+        f"Models: d_model {base.d_model}, {base.n_layers} layers, {base.n_heads} heads of "
+        f"{base.head_dim} (state {state} floats per layer), delta rule with scalar decay, "
+        f"segments of {base.segment_length} tokens. Training: {base.steps} steps of "
+        f"{base.batch} x {base.seq_len} tokens, one example of {pairs} facts per "
+        f"sequence, AdamW lr {base.lr:g} ({base.schedule} after 100 warmup steps), weight "
+        f"decay {base.weight_decay:g}.",
         "",
-        "| model | " + " | ".join(f"{d} facts" for d in diffs) + " |",
-        "|---|" + "---|" * len(diffs),
     ]
-    for name, accs in rows:
-        cells = [f"{statistics.mean(a):.2f} ({min(a):.2f}-{max(a):.2f})" for a in accs.values()]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(head + lines) + "\n"
+
+
+def main():
+    base = parse_cli()
+    wanted = base.models.split(",")
+    unknown = [w for w in wanted if w not in dict(MODELS)]
+    if unknown:
+        sys.exit(f"unknown model(s) {unknown}; known: {[n for n, _ in MODELS]}")
+    jobs = [(name, ov, seed, base, base.diffs)
+            for name, ov in MODELS if name in wanted for seed in range(base.seeds)]
+    # the attention baseline first: the cheapest runs, and the first sign of
+    # whether the budget is enough to learn binding at all
+    jobs.sort(key=lambda j: j[1]["arch"] != "attention")
+    t0 = time.time()
+    results = {}
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(base.jobs) as pool:
+        for name, seed, accs, by_query, secs in pool.imap_unordered(run_one, jobs):
+            results[(name, seed)] = (accs, by_query)
+            print(f"[{time.time() - t0:6.0f}s] {name} seed {seed} ({secs:.0f}s): "
+                  + " ".join(f"{d}:{a:.2f}" for d, a in accs.items())
+                  + "  by query " + " ".join(f"{q:.2f}" for q in by_query), flush=True)
+    rows = []
+    for name, _ in MODELS:
+        if name not in wanted:
+            continue
+        runs = [results[(name, s)] for s in range(base.seeds)]
+        accs = {d: [r[0][d] for r in runs] for d in base.diffs}
+        rows.append((name, accs, [r[1] for r in runs]))
+    text = render(base, rows, time.time() - t0)
     with open(base.out, "w") as f:
-        f.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+        f.write(text)
+    print(text)
 
 
 if __name__ == "__main__":

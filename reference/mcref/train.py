@@ -2,7 +2,7 @@
 
   /usr/bin/python3 -m mcref.train --out models/default --steps 3000 ...
 
-AdamW with linear warmup and cosine decay, gradient clipping, a training
+AdamW with linear warmup and cosine decay (or a constant rate), gradient clipping, a training
 checkpoint every --save_every steps (resumed automatically from --ckpt), a
 progress line every --log_every steps, and recall accuracy on held-out
 examples. At the end the model is exported as the server loads it.
@@ -53,6 +53,8 @@ def build_parser():
     ap.add_argument("--chunk", type=int, default=64, help="parallel piece length")
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--warmup", type=int, default=100)
+    ap.add_argument("--schedule", default="cosine", choices=("cosine", "constant"),
+                    help="after warmup: cosine decay to 0.1x, or a constant rate")
     ap.add_argument("--weight_decay", type=float, default=0.1)
     ap.add_argument("--n_pairs", type=parse_pairs, default=(2, 16),
                     help="facts per recall example: N or LO-HI")
@@ -96,6 +98,8 @@ def forward(model, tokens, chunk):
 def lr_at(step, args):
     if step < args.warmup:
         return args.lr * (step + 1) / args.warmup
+    if getattr(args, "schedule", "cosine") == "constant":
+        return args.lr
     t = (step - args.warmup) / max(1, args.steps - args.warmup)
     return args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
 
