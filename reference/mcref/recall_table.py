@@ -56,12 +56,12 @@ def run_args(base, overrides, seed):
 def run_one(job):
     """Trains one (model, seed) and returns its accuracy at each difficulty
     and by query position at the hardest one (worker process entry)."""
-    name, overrides, seed, base, diffs = job
+    name, overrides, seed, base = job
     t0 = time.time()
     args = run_args(base, overrides, seed)
     model, _ = train.train(args)
     accs, by_query = {}, []
-    for d in diffs:
+    for d in base.diffs:
         pq = []
         accs[d] = train.recall_accuracy(model, d, base.n_queries, base.eval_examples, args.chunk,
                                         seed=100 + seed, key_len=base.key_len,
@@ -159,7 +159,7 @@ def main():
     unknown = [w for w in wanted if w not in dict(MODELS)]
     if unknown:
         sys.exit(f"unknown model(s) {unknown}; known: {[n for n, _ in MODELS]}")
-    jobs = [(name, ov, seed, base, base.diffs)
+    jobs = [(name, ov, seed, base)
             for name, ov in MODELS if name in wanted for seed in range(base.seeds)]
     # the attention baseline first: the cheapest runs, and the first sign of
     # whether the budget is enough to learn binding at all
