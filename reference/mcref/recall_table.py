@@ -53,6 +53,11 @@ def run_args(base, overrides, seed):
     return args
 
 
+def pair_range(n_pairs):
+    """(lo, hi) facts per example from --train_pairs' N or (LO, HI)."""
+    return (n_pairs, n_pairs) if isinstance(n_pairs, int) else n_pairs
+
+
 def run_one(job):
     """Trains one (model, seed) and returns its accuracy at each difficulty
     and by query position at the hardest one (worker process entry)."""
@@ -62,11 +67,10 @@ def run_one(job):
     model, _ = train.train(args)
     accs, by_query = {}, []
     for d in base.diffs:
-        pq = []
         accs[d] = train.recall_accuracy(model, d, base.n_queries, base.eval_examples, args.chunk,
                                         seed=100 + seed, key_len=base.key_len,
-                                        value_len=base.value_len, per_query=pq)
-        by_query = pq
+                                        value_len=base.value_len,
+                                        per_query=by_query if d == base.diffs[-1] else None)
     return name, seed, accs, by_query, time.time() - t0
 
 
@@ -76,7 +80,7 @@ def parse_cli(argv=None):
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--difficulties", default="4,8,16",
                     help="facts per example at evaluation")
-    ap.add_argument("--train_pairs", type=train.parse_pairs, default=(2, 4),
+    ap.add_argument("--train_pairs", dest="n_pairs", type=train.parse_pairs, default=(2, 4),
                     help="facts per training example: N or LO-HI")
     ap.add_argument("--jobs", type=int, default=2, help="parallel runs (one thread each)")
     ap.add_argument("--steps", type=int, default=6000)
@@ -100,23 +104,20 @@ def parse_cli(argv=None):
     ap.add_argument("--eval_examples", type=int, default=128)
     base = ap.parse_args(argv)
     base.diffs = [int(x) for x in base.difficulties.split(",")]
-    base.n_pairs = base.train_pairs
     base.n_queries = 4
     base.recall_frac = 1.0
     base.recall_only_loss = True
     base.no_packing = True
     if base.seq_len <= 0:
         fact = base.key_len + len(base.kv_sep) + base.value_len + 1
-        top = base.n_pairs if isinstance(base.n_pairs, int) else base.n_pairs[1]
-        base.seq_len = 8 + fact * (top + base.n_queries)
+        base.seq_len = 8 + fact * (pair_range(base.n_pairs)[1] + base.n_queries)
     return base
 
 
 def render(base, rows, elapsed):
     diffs = base.diffs
     state = base.n_heads * base.head_dim * base.head_dim
-    pairs = (base.n_pairs if isinstance(base.n_pairs, int)
-             else f"{base.n_pairs[0]}-{base.n_pairs[1]}")
+    pairs = "{}-{}".format(*pair_range(base.n_pairs))
     lines = [
         "| model | " + " | ".join(f"{d} facts" for d in diffs)
         + f" | by query at {diffs[-1]} facts |",
@@ -146,7 +147,7 @@ def render(base, rows, elapsed):
         f"{base.head_dim} (state {state} floats per layer), delta rule with scalar decay, "
         f"segments of {base.segment_length} tokens. Training: {base.steps} steps of "
         f"{base.batch} x {base.seq_len} tokens, one example of {pairs} facts per "
-        f"sequence, AdamW lr {base.lr:g} ({base.schedule} after 100 warmup steps), weight "
+        f"sequence, AdamW lr {base.lr:g} ({base.schedule} after {train.build_parser().get_default('warmup')} warmup steps), weight "
         f"decay {base.weight_decay:g}.",
         "",
     ]

@@ -98,7 +98,7 @@ def forward(model, tokens, chunk):
 def lr_at(step, args):
     if step < args.warmup:
         return args.lr * (step + 1) / args.warmup
-    if getattr(args, "schedule", "cosine") == "constant":
+    if args.schedule == "constant":
         return args.lr
     t = (step - args.warmup) / max(1, args.steps - args.warmup)
     return args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
