@@ -2,6 +2,8 @@
 
 #include <cassert>
 
+#include "absl/strings/str_cat.h"
+
 namespace mcserve::pool {
 namespace {
 
@@ -65,21 +67,30 @@ std::optional<CkptId> CheckpointPool::CreateFrom(const at::Tensor& state,
   return id;
 }
 
-void CheckpointPool::Ref(CkptId id) {
-  assert(entries_[id].refs > 0);
+absl::Status CheckpointPool::Ref(CkptId id) {
+  if (!alive(id)) {
+    return absl::InternalError(
+        absl::StrCat("Ref of checkpoint ", id, " which is not alive: reference count bug"));
+  }
   ++entries_[id].refs;
   ++total_refs_;
+  return absl::OkStatus();
 }
 
-void CheckpointPool::Unref(CkptId id) {
+absl::Status CheckpointPool::Unref(CkptId id) {
+  if (!alive(id)) {
+    return absl::InternalError(
+        absl::StrCat("Unref of checkpoint ", id, " which is not alive: reference count bug"));
+  }
   Entry& e = entries_[id];
-  assert(e.refs > 0);
   --total_refs_;
-  if (--e.refs > 0) return;
-  if (e.device_slot >= 0) device_slots_.Unref(e.device_slot);
-  if (e.host_slot >= 0) host_slots_.Unref(e.host_slot);
+  if (--e.refs > 0) return absl::OkStatus();
+  absl::Status st;
+  if (e.device_slot >= 0) st.Update(device_slots_.Unref(e.device_slot));
+  if (e.host_slot >= 0) st.Update(host_slots_.Unref(e.host_slot));
   e = Entry{};
   free_ids_.push_back(id);
+  return st;
 }
 
 bool CheckpointPool::Offload(CkptId id) {
@@ -89,7 +100,7 @@ bool CheckpointPool::Offload(CkptId id) {
   if (!slot) return false;
   host_state_[*slot].copy_(device_state_[e.device_slot]);
   host_summary_[*slot].copy_(device_summary_[e.device_slot]);
-  device_slots_.Unref(e.device_slot);
+  device_slots_.Unref(e.device_slot).IgnoreError();  // held by this entry
   e.device_slot = -1;
   e.host_slot = *slot;
   ++counters_.offloads;
@@ -103,7 +114,7 @@ bool CheckpointPool::Fetch(CkptId id) {
   if (!slot) return false;
   device_state_[*slot].copy_(host_state_[e.host_slot]);
   device_summary_[*slot].copy_(host_summary_[e.host_slot]);
-  host_slots_.Unref(e.host_slot);
+  host_slots_.Unref(e.host_slot).IgnoreError();  // held by this entry
   e.host_slot = -1;
   e.device_slot = *slot;
   ++counters_.fetches;
@@ -120,7 +131,7 @@ void CheckpointPool::Merge(CkptId keep, CkptId gone) {
   Entry& k = entries_[keep];
   k.usefulness = 0.5f * (k.usefulness + entries_[gone].usefulness);
   ++counters_.merges;
-  Unref(gone);
+  Unref(gone).IgnoreError();  // alive: the caller holds it
 }
 
 void CheckpointPool::Observe(CkptId id, float weight) {

@@ -25,6 +25,7 @@
 #include <optional>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "server/model/config.h"
 #include "server/pool/slot_allocator.h"
 
@@ -51,6 +52,7 @@ struct PoolCounters {
 
 class CheckpointPool {
  public:
+  CheckpointPool() = default;  // no slots
   CheckpointPool(const model::ModelConfig& config, const PoolOptions& options);
 
   // A new checkpoint with one reference in a free device slot, or nullopt
@@ -61,9 +63,14 @@ class CheckpointPool {
   // [L, H, d], placed on the device if a slot is free, else on the host; or
   // nullopt when both tiers are full.
   std::optional<CkptId> CreateFrom(const at::Tensor& state, const at::Tensor& summary);
-  void Ref(CkptId id);
+  // Reference counts are checked in every build: an id that is not alive is
+  // an INTERNAL error and nothing changes.
+  absl::Status Ref(CkptId id);
   // Drops one reference; at zero the checkpoint's slot is free again.
-  void Unref(CkptId id);
+  absl::Status Unref(CkptId id);
+  bool alive(CkptId id) const {
+    return id >= 0 && id < static_cast<CkptId>(entries_.size()) && entries_[id].refs > 0;
+  }
 
   // Device -> host. False (nothing moved) when the host tier is full.
   bool Offload(CkptId id);

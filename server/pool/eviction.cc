@@ -88,7 +88,7 @@ bool DropOne(CheckpointPool& pool, absl::Span<const Holder> holders) {
   if (best_h == nullptr) return false;
   const CkptId id = (*best_h->ckpts)[best_i];
   best_h->ckpts->erase(best_h->ckpts->begin() + static_cast<std::ptrdiff_t>(best_i));
-  pool.Unref(id);
+  pool.Unref(id).IgnoreError();  // alive: the holder held it
   pool.CountDrop();
   ++best_h->stats->dropped;
   MarkLossy(*best_h);
@@ -161,12 +161,13 @@ absl::string_view LossyPolicyName(LossyPolicy p) {
 }
 
 absl::Status FreeDeviceSlots(CheckpointPool& pool, absl::Span<const Holder> holders,
-                             LossyPolicy policy, int32_t batch) {
+                             LossyPolicy policy, int32_t batch, Reclaimer* cache) {
   // Each pass offloads up to `batch` victims (as the host has room); with
   // nothing offloadable a lossy step frees a slot in one of the tiers. The
   // bound only guards against a logic error.
-  for (int pass = 0; pass <= pool.host_capacity() + pool.device_capacity() + 1; ++pass) {
+  for (int pass = 0; pass <= 2 * (pool.host_capacity() + pool.device_capacity()) + 2; ++pass) {
     if (!pool.device_full()) return absl::OkStatus();
+    if (cache != nullptr && cache->ReclaimSlot(Tier::kDevice)) continue;
     const int32_t room = pool.host_capacity() - pool.host_used();
     if (room > 0) {
       const std::vector<Victim> victims =
@@ -180,6 +181,7 @@ absl::Status FreeDeviceSlots(CheckpointPool& pool, absl::Span<const Holder> hold
       }
       continue;
     }
+    if (cache != nullptr && cache->ReclaimSlot(Tier::kHost)) continue;
     if (!LossyStep(pool, holders, policy)) {
       return Exhausted(pool, policy, "and nothing can be offloaded or dropped");
     }

@@ -2,12 +2,16 @@
 // checkpoint must be written or fetched and no device slot is free.
 //
 // Order (FreeDeviceSlots):
+//   0. release cached state nobody is using (the prefix cache, through a
+//      Reclaimer): its least recently used entry whose checkpoint alone
+//      holds a device slot;
 //   1. offload a checkpoint of an idle session to the host tier, least
 //      recently used session first (its oldest checkpoint first);
 //   2. offload the least useful checkpoint of a running session (usefulness:
 //      the running average of the gate weight it received); the engine
 //      fetches it back before the session next reads it;
-//   3. when the host tier is full too, the lossy policy: kDrop removes the
+//   3. when the host tier is full too, first the Reclaimer again for a host
+//      slot, then the lossy policy: kDrop removes the
 //      least useful checkpoint from its session; kMerge replaces the
 //      adjacent pair of one session's checkpoints with the smallest summed
 //      usefulness by their mean (states and summaries). Only checkpoints no
@@ -54,11 +58,21 @@ struct Holder {
   EvictionStats* stats;
 };
 
+// Cached state that can be given up before any session loses anything.
+class Reclaimer {
+ public:
+  virtual ~Reclaimer() = default;
+  // Releases cached state so that one slot of `tier` becomes free; false
+  // when nothing cached holds one alone.
+  virtual bool ReclaimSlot(Tier tier) = 0;
+};
+
 // Makes a device slot free (see the order above), or returns
 // RESOURCE_EXHAUSTED. Offloads up to `batch` victims in one pass, so a
 // caller that needs many slots pays for one scan of the pool, not many.
+// `cache` may be null.
 absl::Status FreeDeviceSlots(CheckpointPool& pool, absl::Span<const Holder> holders,
-                             LossyPolicy policy, int32_t batch = 1);
+                             LossyPolicy policy, int32_t batch = 1, Reclaimer* cache = nullptr);
 
 // For a session that alone needs more device slots than exist: applies the
 // lossy policy to its own (unshared) checkpoints until it holds at most

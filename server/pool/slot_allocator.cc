@@ -1,6 +1,6 @@
 #include "server/pool/slot_allocator.h"
 
-#include <cassert>
+#include "absl/strings/str_cat.h"
 
 namespace mcserve::pool {
 
@@ -17,14 +17,29 @@ std::optional<int32_t> SlotAllocator::Allocate() {
   return s;
 }
 
-void SlotAllocator::Ref(int32_t slot) {
-  assert(refs_[slot] > 0);
-  ++refs_[slot];
+namespace {
+
+absl::Status NotAllocated(int32_t slot, int32_t capacity, absl::string_view op) {
+  return absl::InternalError(absl::StrCat(op, " of slot ", slot, " which is not allocated (",
+                                          capacity, " slots): reference count bug"));
 }
 
-void SlotAllocator::Unref(int32_t slot) {
-  assert(refs_[slot] > 0);
+}  // namespace
+
+absl::Status SlotAllocator::Ref(int32_t slot) {
+  if (slot < 0 || slot >= capacity() || refs_[slot] <= 0) {
+    return NotAllocated(slot, capacity(), "Ref");
+  }
+  ++refs_[slot];
+  return absl::OkStatus();
+}
+
+absl::Status SlotAllocator::Unref(int32_t slot) {
+  if (slot < 0 || slot >= capacity() || refs_[slot] <= 0) {
+    return NotAllocated(slot, capacity(), "Unref");
+  }
   if (--refs_[slot] == 0) free_.push_back(slot);
+  return absl::OkStatus();
 }
 
 }  // namespace mcserve::pool

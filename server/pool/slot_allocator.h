@@ -7,17 +7,21 @@
 #include <optional>
 #include <vector>
 
+#include "absl/status/status.h"
+
 namespace mcserve::pool {
 
 class SlotAllocator {
  public:
-  explicit SlotAllocator(int32_t capacity);
+  explicit SlotAllocator(int32_t capacity = 0);
 
   // A free slot with reference count 1, or nullopt when all are taken.
   std::optional<int32_t> Allocate();
-  void Ref(int32_t slot);
+  // Reference counts are checked in every build: a slot that is not
+  // allocated (or out of range) is an INTERNAL error and nothing changes.
+  absl::Status Ref(int32_t slot);
   // Drops one reference; the slot is free again at zero.
-  void Unref(int32_t slot);
+  absl::Status Unref(int32_t slot);
 
   int32_t capacity() const { return static_cast<int32_t>(refs_.size()); }
   int32_t used() const { return capacity() - static_cast<int32_t>(free_.size()); }

@@ -50,12 +50,36 @@ TEST(SlotAllocatorTest, RefcountsAndReuse) {
   auto y = a.Allocate();
   ASSERT_TRUE(x && y);
   EXPECT_FALSE(a.Allocate().has_value());
-  a.Ref(*x);
-  a.Unref(*x);
+  EXPECT_TRUE(a.Ref(*x).ok());
+  EXPECT_TRUE(a.Unref(*x).ok());
   EXPECT_EQ(a.used(), 2);
-  a.Unref(*x);
+  EXPECT_TRUE(a.Unref(*x).ok());
   EXPECT_EQ(a.used(), 1);
   EXPECT_EQ(a.Allocate(), x);
+}
+
+TEST(SlotAllocatorTest, ReferenceBugsAreErrorsInEveryBuild) {
+  SlotAllocator a(2);
+  const int32_t x = *a.Allocate();
+  EXPECT_EQ(a.Unref(1).code(), absl::StatusCode::kInternal);  // never allocated
+  EXPECT_EQ(a.Ref(7).code(), absl::StatusCode::kInternal);    // out of range
+  EXPECT_TRUE(a.Unref(x).ok());
+  const absl::Status twice = a.Unref(x);
+  EXPECT_EQ(twice.code(), absl::StatusCode::kInternal);
+  EXPECT_NE(twice.message().find("reference count bug"), std::string::npos) << twice;
+  EXPECT_EQ(a.used(), 0);  // the bad calls changed nothing
+}
+
+TEST(CheckpointPoolTest, ReferenceBugsAreErrorsInEveryBuild) {
+  CheckpointPool p(TinyConfig(), Slots(2, 0));
+  const CkptId a = Filled(p, 1);
+  EXPECT_TRUE(p.Unref(a).ok());
+  EXPECT_EQ(p.Unref(a).code(), absl::StatusCode::kInternal);
+  EXPECT_EQ(p.Ref(a).code(), absl::StatusCode::kInternal);
+  EXPECT_EQ(p.Ref(-1).code(), absl::StatusCode::kInternal);
+  EXPECT_EQ(p.live(), 0);
+  EXPECT_EQ(p.total_refs(), 0);
+  EXPECT_EQ(p.device_used(), 0);
 }
 
 class PoolDtypeTest : public ::testing::TestWithParam<at::ScalarType> {};
@@ -96,13 +120,13 @@ TEST(CheckpointPoolTest, TiersRefuseWhenFull) {
 TEST(CheckpointPoolTest, ReferencesFreeSlotsAtZero) {
   CheckpointPool p(TinyConfig(), Slots(2, 2));
   const CkptId a = Filled(p, 1);
-  p.Ref(a);
+  ASSERT_TRUE(p.Ref(a).ok());
   EXPECT_EQ(p.total_refs(), 2);
   ASSERT_TRUE(p.Offload(a));
-  p.Unref(a);
+  ASSERT_TRUE(p.Unref(a).ok());
   EXPECT_EQ(p.live(), 1);
   EXPECT_EQ(p.host_used(), 1);
-  p.Unref(a);
+  ASSERT_TRUE(p.Unref(a).ok());
   EXPECT_EQ(p.live(), 0);
   EXPECT_EQ(p.host_used(), 0);
   EXPECT_EQ(p.device_used(), 0);
@@ -248,7 +272,7 @@ TEST(EvictionTest, SharedCheckpointsAreNeitherDroppedNorMerged) {
   FakeSession a("a"), b("b");
   a.ckpts = {Filled(p, 0), Filled(p, 1)};
   b.ckpts = a.ckpts;  // a fork
-  for (CkptId id : b.ckpts) p.Ref(id);
+  for (CkptId id : b.ckpts) ASSERT_TRUE(p.Ref(id).ok());
   std::vector<Holder> h = {a.holder(), b.holder()};
   EXPECT_EQ(FreeDeviceSlots(p, h, LossyPolicy::kDrop).code(), absl::StatusCode::kResourceExhausted);
   EXPECT_EQ(FreeDeviceSlots(p, h, LossyPolicy::kMerge).code(),
