@@ -6,21 +6,29 @@ at::ScalarType CkptScalarType(CkptDtype d) {
   return d == CkptDtype::kBFloat16 ? at::kBFloat16 : at::kFloat;
 }
 
-CacheTensors AllocateCache(const ModelConfig& c, int64_t state_slots, int64_t ckpt_slots,
-                           CkptDtype dtype, const at::Device& device) {
+CacheTensors AllocateCache(const ModelConfig& c, const StateLayout& layout, int64_t state_slots,
+                           int64_t ckpt_slots, CkptDtype dtype, const at::Device& device) {
   const int64_t L = c.n_layers, H = c.n_heads, d = c.head_dim;
-  const auto f32 = at::TensorOptions().dtype(at::kFloat).device(device);
+  const auto opts = at::TensorOptions().device(device);
   CacheTensors t;
-  t.state = at::zeros({state_slots, L, H, d, d}, f32);
-  t.key_sum = at::zeros({state_slots, L, H, d}, f32);
-  t.ckpt = at::zeros({ckpt_slots, L, H, d, d}, f32.dtype(CkptScalarType(dtype)));
-  t.ckpt_summary = at::zeros({ckpt_slots, L, H, d}, f32);
+  for (const StateTensorSpec& spec : layout) {
+    std::vector<int64_t> shape = {state_slots, L};
+    shape.insert(shape.end(), spec.shape.begin(), spec.shape.end());
+    t.online.push_back(at::zeros(shape, opts.dtype(spec.dtype)));
+  }
+  t.ckpt = at::zeros({ckpt_slots, L, H, d, d}, opts.dtype(CkptScalarType(dtype)));
+  t.ckpt_summary = at::zeros({ckpt_slots, L, H, d}, opts.dtype(at::kFloat));
   return t;
 }
 
-int64_t StateBytes(const ModelConfig& c) {
-  const int64_t per_layer = int64_t{c.n_heads} * c.head_dim * (c.head_dim + 1);
-  return per_layer * c.n_layers * 4;
+int64_t StateBytes(const ModelConfig& c, const StateLayout& layout) {
+  int64_t bytes = 0;
+  for (const StateTensorSpec& spec : layout) {
+    int64_t n = c.n_layers;
+    for (int64_t s : spec.shape) n *= s;
+    bytes += n * static_cast<int64_t>(c10::elementSize(spec.dtype));
+  }
+  return bytes;
 }
 
 int64_t CheckpointBytes(const ModelConfig& c, CkptDtype dtype) {

@@ -1,32 +1,55 @@
-// The device tensors that hold MC state, addressed by slot index. The engine
-// owns the slot bookkeeping (which slot belongs to whom); the model reads and
-// writes the tensors in place.
+// The tensors that hold MC state, addressed by slot index, and the layout of
+// a sequence's online state. The layout comes from the model family: a list
+// of named per-layer tensors (the linear memory has its matrix S and the key
+// sum of the open segment; a convolution cache or a deep memory's momentum
+// would be further entries). The state store (server/state) allocates one
+// pool per entry and owns every slot; the model only reads and writes the
+// tensors in place, by the slot indices it is given.
 #ifndef MCSERVE_SERVER_MODEL_CACHE_TENSORS_H_
 #define MCSERVE_SERVER_MODEL_CACHE_TENSORS_H_
 
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <string>
+#include <vector>
 
 #include "server/model/config.h"
 
 namespace mcserve::model {
 
+// One named tensor of a sequence's online state, per layer.
+struct StateTensorSpec {
+  std::string name;
+  std::vector<int64_t> shape;  // of one layer
+  at::ScalarType dtype = at::kFloat;
+};
+using StateLayout = std::vector<StateTensorSpec>;
+
+// What a sequence's online state is at a segment boundary, compared with
+// the checkpoint that boundary wrote. It decides what a prefix-cache entry
+// must keep beside the checkpoint.
+enum class BoundaryState {
+  kCheckpoint,  // the memory equals the checkpoint; every other entry is zero
+  kZero,        // every entry is zero (boundary = reset)
+  kStored,      // neither: the state must be stored as it is
+};
+
 struct CacheTensors {
-  at::Tensor state;         // [state_slots, L, H, d, d] float32: online memory S
-  at::Tensor key_sum;       // [state_slots, L, H, d]    float32: keys of the open segment
+  // One pool per StateLayout entry, in layout order: [state_slots, L, shape...].
+  std::vector<at::Tensor> online;
   at::Tensor ckpt;          // [ckpt_slots, L, H, d, d]  float32 or bfloat16
   at::Tensor ckpt_summary;  // [ckpt_slots, L, H, d]     float32: mean key of the segment
 };
 
 at::ScalarType CkptScalarType(CkptDtype d);
 
-// Zero-filled pools on `device`.
-CacheTensors AllocateCache(const ModelConfig& c, int64_t state_slots, int64_t ckpt_slots,
-                           CkptDtype dtype, const at::Device& device);
+// Zero-filled pools on `device`: one per layout entry, then the checkpoints.
+CacheTensors AllocateCache(const ModelConfig& c, const StateLayout& layout, int64_t state_slots,
+                           int64_t ckpt_slots, CkptDtype dtype, const at::Device& device);
 
-// Bytes of one session's online state (S and key sum, all layers).
-int64_t StateBytes(const ModelConfig& c);
+// Bytes of one sequence's online state (every layout entry, all layers).
+int64_t StateBytes(const ModelConfig& c, const StateLayout& layout);
 // Bytes of one checkpoint (state in `dtype` plus float32 summary, all layers).
 int64_t CheckpointBytes(const ModelConfig& c, CkptDtype dtype);
 

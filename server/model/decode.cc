@@ -42,7 +42,8 @@ absl::StatusOr<at::Tensor> McModel::DecodeImpl(const CacheTensors& cache,
                                                absl::Span<const DecodeSeq> batch,
                                                at::Tensor* ckpt_weights) {
   const int64_t L = config_.n_layers;
-  const kernels::McPools pools{cache.state, cache.key_sum, cache.ckpt, cache.ckpt_summary};
+  const kernels::McPools pools{cache.online[kMemory], cache.online[kKeySum], cache.ckpt,
+                               cache.ckpt_summary};
   ASSIGN_OR_RETURN(
       const kernels::DecodeBatch ix,
       kernels::DecodeBatch::Create(params_, pools, IndexBatch(batch, config_.segment_length)));

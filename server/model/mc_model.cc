@@ -28,7 +28,21 @@ McModel::McModel(ModelConfig config, Weights weights, ModelOptions options)
     : config_(std::move(config)),
       weights_(std::move(weights)),
       options_(options),
-      params_(config_.LayerParams(options.ckpt_dtype)) {}
+      params_(config_.LayerParams(options.ckpt_dtype)) {
+  const int64_t H = config_.n_heads, d = config_.head_dim;
+  layout_ = {{"memory", {H, d, d}, at::kFloat}, {"key_sum", {H, d}, at::kFloat}};
+}
+
+BoundaryState McModel::boundary_state() const {
+  if (config_.boundary == Boundary::kReset) return BoundaryState::kZero;
+  // The key sum restarts at every boundary; the memory carries on and is
+  // what the checkpoint froze, exactly when that is kept in float32.
+  if (kernels::KeepsCheckpoints(config_.aggregation) &&
+      options_.ckpt_dtype == CkptDtype::kFloat32) {
+    return BoundaryState::kCheckpoint;
+  }
+  return BoundaryState::kStored;
+}
 
 int64_t McModel::CheckpointsClosed(int64_t position, int64_t count) const {
   if (!kernels::KeepsCheckpoints(config_.aggregation)) return 0;
@@ -37,7 +51,7 @@ int64_t McModel::CheckpointsClosed(int64_t position, int64_t count) const {
 }
 
 CacheTensors McModel::AllocateCache(int64_t state_slots, int64_t ckpt_slots) const {
-  return model::AllocateCache(config_, state_slots, ckpt_slots, options_.ckpt_dtype,
+  return model::AllocateCache(config_, layout_, state_slots, ckpt_slots, options_.ckpt_dtype,
                               options_.device);
 }
 
@@ -56,7 +70,7 @@ at::Tensor McModel::MixerOut(const LayerWeights& lw, const at::Tensor& o,
 
 absl::Status McModel::CheckDecode(const CacheTensors& cache,
                                   absl::Span<const DecodeSeq> batch) const {
-  const int64_t n_state = cache.state.size(0), n_ckpt = cache.ckpt.size(0);
+  const int64_t n_state = cache.online[kMemory].size(0), n_ckpt = cache.ckpt.size(0);
   std::set<int32_t> seen;
   for (const DecodeSeq& s : batch) {
     if (s.token < 0 || s.token >= config_.vocab_size) {
@@ -79,7 +93,7 @@ absl::Status McModel::CheckDecode(const CacheTensors& cache,
 
 absl::Status McModel::CheckPrefill(const CacheTensors& cache, const PrefillSeq& seq) const {
   const int64_t n_ckpt = cache.ckpt.size(0);
-  if (seq.state_slot < 0 || seq.state_slot >= cache.state.size(0)) {
+  if (seq.state_slot < 0 || seq.state_slot >= cache.online[kMemory].size(0)) {
     return absl::InternalError(absl::StrCat("bad state slot ", seq.state_slot));
   }
   for (int32_t t : seq.tokens) {
@@ -106,6 +120,7 @@ absl::StatusOr<DecodeResult> McModel::Decode(const CacheTensors& cache,
   DecodeResult r;
   if (batch.empty()) return r;
   try {
+    if (options_.faults != nullptr) options_.faults->MaybeFail("model.decode", "");
     ASSIGN_OR_RETURN(r.logits, DecodeImpl(cache, batch, &r.ckpt_weights));
   } catch (const std::exception& e) {
     return absl::InternalError(absl::StrCat("decode step failed: ", e.what()));
@@ -121,6 +136,7 @@ absl::StatusOr<at::Tensor> McModel::Prefill(const CacheTensors& cache, const Pre
   int64_t n_ckpt = static_cast<int64_t>(seq.ckpt_slots.size());
   size_t next_new = 0;
   try {
+    if (options_.faults != nullptr) options_.faults->MaybeFail("model.prefill", seq.tag);
     for (int64_t begin = 0; begin < total;) {
       const int64_t pos = seq.position + begin;
       const int64_t to_boundary = (pos / c + 1) * c - pos;

@@ -1,6 +1,8 @@
 // The MC language model (mc-model.md): a batched decode step over many
 // sessions and a chunked-parallel prefill of one session, both reading and
-// writing MC state in engine-owned pools (CacheTensors) by slot index.
+// writing MC state in pools owned by the state store (CacheTensors), by slot
+// index. The model says what a sequence's state is made of (state_layout)
+// and what it is at a segment boundary (boundary_state).
 //
 // Thread-compatibility: a McModel is used by one thread at a time (the
 // engine thread). Const accessors are thread-safe.
@@ -18,6 +20,7 @@
 #include "server/model/cache_tensors.h"
 #include "server/model/config.h"
 #include "server/model/weights.h"
+#include "server/util/fault_injector.h"
 
 namespace mcserve::model {
 
@@ -27,6 +30,9 @@ struct ModelOptions {
   // Longest piece the parallel prefill processes at once (pieces also stop
   // at segment boundaries).
   int32_t prefill_piece = 64;
+  // Test hook: sites "model.prefill" (tag: PrefillSeq::tag) and
+  // "model.decode" (tag: "") fail as LibTorch would. Null: none.
+  FaultInjector* faults = nullptr;
 };
 
 // One session's token in a decode step.
@@ -53,6 +59,7 @@ struct PrefillSeq {
   absl::Span<const int32_t> ckpt_slots;      // checkpoints held before these tokens
   absl::Span<const int32_t> new_ckpt_slots;  // one per segment these tokens close
   bool want_logits = false;
+  absl::string_view tag;  // who the tokens belong to, for fault injection
 };
 
 class McModel {
@@ -70,6 +77,17 @@ class McModel {
   // Number of checkpoints written by feeding `count` tokens from `position`.
   int64_t CheckpointsClosed(int64_t position, int64_t count) const;
 
+  // A sequence's online state, per layer: kMemory [H, d, d] float32 (S),
+  // kKeySum [H, d] float32 (keys of the open segment).
+  static constexpr int kMemory = 0;
+  static constexpr int kKeySum = 1;
+  const StateLayout& state_layout() const { return layout_; }
+  BoundaryState boundary_state() const;
+  int64_t state_bytes() const { return StateBytes(config_, layout_); }
+  int64_t checkpoint_bytes() const { return CheckpointBytes(config_, options_.ckpt_dtype); }
+
+  // Zeroed pools in the model's layout (for tests and benchmarks; the server
+  // gets its pools from the state store).
   CacheTensors AllocateCache(int64_t state_slots, int64_t ckpt_slots) const;
 
   // Feeds one token per session and returns next-token logits. Sessions must
@@ -97,6 +115,7 @@ class McModel {
   Weights weights_;
   ModelOptions options_;
   kernels::McLayerParams params_;
+  StateLayout layout_;
 };
 
 }  // namespace mcserve::model

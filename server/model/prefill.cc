@@ -39,8 +39,8 @@ at::Tensor McModel::PrefillPiece(const CacheTensors& cache, const PrefillSeq& se
   for (int64_t l = 0; l < config_.n_layers; ++l) {
     const LayerWeights& lw = weights_.layers[l];
     const MixerInputs m = ProjectMixer(config_, lw, RmsNorm(x, lw.mixer_norm, config_.rms_eps));
-    at::Tensor s = cache.state[seq.state_slot][l];     // [H, d, d] view
-    at::Tensor ks = cache.key_sum[seq.state_slot][l];  // [H, d] view
+    at::Tensor s = cache.online[kMemory][seq.state_slot][l];   // [H, d, d] view
+    at::Tensor ks = cache.online[kKeySum][seq.state_slot][l];  // [H, d] view
     ChunkMixerInputs in;
     in.q = HeadsFirst(m.q);
     in.k = HeadsFirst(m.k);
