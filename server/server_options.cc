@@ -36,6 +36,11 @@ ABSL_FLAG(std::string, lossy_eviction, "none",
           "When both checkpoint tiers are full: none (refuse new work with RESOURCE_EXHAUSTED), "
           "drop (forget a session's least useful checkpoint) or merge (average two adjacent "
           "ones); sessions that lose information are marked lossy");
+ABSL_FLAG(bool, prefix_cache, true,
+          "Start new sessions and one-shot requests from cached segment-boundary states of "
+          "earlier requests with the same leading tokens");
+ABSL_FLAG(std::string, prefix_cache_bytes, "64MiB",
+          "Most checkpoint-pool (and state) bytes the prefix cache may keep alive");
 ABSL_FLAG(absl::Duration, session_idle_ttl, absl::ZeroDuration(),
           "Delete sessions unused for this long (e.g. 30m); 0: keep until deleted");
 ABSL_FLAG(int32_t, threads, 0, "Intra-op CPU threads for the model (0: LibTorch default)");
@@ -103,6 +108,10 @@ absl::StatusOr<ServerOptions> ServerOptionsFromFlags() {
   if (!lossy.ok())
     return absl::InvalidArgumentError(absl::StrCat("--lossy_eviction: ", lossy.status().message()));
   e.lossy_eviction = *lossy;
+  ASSIGN_OR_RETURN(
+      e.prefix_cache_bytes,
+      Flag("prefix_cache_bytes", ParseByteSize(absl::GetFlag(FLAGS_prefix_cache_bytes))));
+  if (!absl::GetFlag(FLAGS_prefix_cache)) e.prefix_cache_bytes = 0;
   e.session_idle_ttl = absl::GetFlag(FLAGS_session_idle_ttl);
   e.intra_op_threads = absl::GetFlag(FLAGS_threads);
   RETURN_IF_ERROR(Positive("max_running", e.max_running));

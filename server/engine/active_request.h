@@ -21,6 +21,8 @@ struct Engine::Active {
   std::vector<int32_t> feed;     // the session's pending token, then the prompt
   int64_t fed = 0;               // feed tokens already prefilled
   int32_t prompt_tokens = 0;
+  state::PrefixMatch prefix;  // found at submission, adopted at admission
+  int64_t cached_tokens = 0;  // prompt tokens the prefix cache supplied
   OutputProcessor out;
   model::SamplerRng rng;
   absl::Time arrival;                            // when the engine received it

@@ -5,7 +5,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/engine/active_request.h"
-#include "server/model/cache_tensors.h"
 #include "server/util/blas_threads.h"
 #include "server/util/log.h"
 
@@ -15,58 +14,41 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(std::unique_ptr<model::Mc
                                                        const EngineOptions& options, Clock* clock,
                                                        metrics::Metrics* metrics) {
   if (options.max_running < 1 || options.max_sessions < 0 || options.max_waiting < 0 ||
-      options.prefill_tokens_per_step < 1) {
+      options.prefill_tokens_per_step < 1 || options.prefix_cache_bytes < 0) {
     return absl::InvalidArgumentError(
         "engine limits must be positive (max_running, prefill_tokens_per_step >= 1)");
   }
-  const model::ModelConfig& c = model->config();
-  const int64_t per_ckpt = model::CheckpointBytes(c, model->options().ckpt_dtype);
-  if (kernels::KeepsCheckpoints(c.aggregation) && options.checkpoint_pool_bytes < per_ckpt) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("checkpoint pool of ", options.checkpoint_pool_bytes,
-                     " bytes cannot hold one checkpoint (", per_ckpt, " bytes)"));
-  }
-  return std::unique_ptr<Engine>(new Engine(std::move(model), options, clock, metrics));
+  state::StoreOptions so;
+  // One-shot requests need a state each while running.
+  so.max_sequences = options.max_sessions + options.max_running;
+  so.checkpoint_pool_bytes = options.checkpoint_pool_bytes;
+  so.host_pool_bytes = options.host_pool_bytes;
+  so.lossy_eviction = options.lossy_eviction;
+  so.prefix_cache_bytes = options.prefix_cache_bytes;
+  so.faults = options.faults;
+  absl::StatusOr<std::unique_ptr<state::StateStore>> store = state::StateStore::Create(*model, so);
+  if (!store.ok()) return store.status();
+  return std::unique_ptr<Engine>(
+      new Engine(std::move(model), *std::move(store), options, clock, metrics));
 }
 
-namespace {
-
-pool::PoolOptions PoolFor(const model::McModel& m, const EngineOptions& o) {
-  pool::PoolOptions p;
-  p.dtype = model::CkptScalarType(m.options().ckpt_dtype);
-  p.device = m.options().device;
-  if (!kernels::KeepsCheckpoints(m.config().aggregation)) {
-    p.device_slots = 1;  // never used
-    return p;
-  }
-  const int64_t per = model::CheckpointBytes(m.config(), m.options().ckpt_dtype);
-  p.device_slots = static_cast<int32_t>(std::min<int64_t>(o.checkpoint_pool_bytes / per, 1 << 30));
-  p.host_slots = static_cast<int32_t>(std::min<int64_t>(o.host_pool_bytes / per, 1 << 30));
-  return p;
-}
-
-}  // namespace
-
-Engine::Engine(std::unique_ptr<model::McModel> model, const EngineOptions& options, Clock* clock,
-               metrics::Metrics* metrics)
+Engine::Engine(std::unique_ptr<model::McModel> model, std::unique_ptr<state::StateStore> store,
+               const EngineOptions& options, Clock* clock, metrics::Metrics* metrics)
     : model_(std::move(model)),
       options_(options),
       clock_(clock),
       metrics_(metrics),
       tokenizer_(model_->config().bos_id, model_->config().eos_id),
       fingerprint_(ComputeFingerprint(*model_)),
-      pool_(model_->config(), PoolFor(*model_, options)),
-      // One-shot requests need a state slot each while running.
-      state_slots_(options.max_sessions + options.max_running),
+      store_(std::move(store)),
       scheduler_(SchedulerOptions{options.max_running, options.prefill_tokens_per_step}) {
-  cache_ = model_->AllocateCache(state_slots_.capacity(), 0);
-  cache_.ckpt = pool_.device_states();
-  cache_.ckpt_summary = pool_.device_summaries();
+  const state::StoreStatus st = store_->status();
   MCSERVE_LOG(kInfo, "engine ready")
-      .Kv("state_slots", state_slots_.capacity())
-      .Kv("checkpoint_slots", pool_.device_capacity())
-      .Kv("host_checkpoint_slots", pool_.host_capacity())
+      .Kv("state_slots", st.state_slots_total)
+      .Kv("checkpoint_slots", st.checkpoint_slots_total)
+      .Kv("host_checkpoint_slots", st.host_checkpoint_slots_total)
       .Kv("lossy_eviction", pool::LossyPolicyName(options_.lossy_eviction))
+      .Kv("prefix_cache_bytes", options_.prefix_cache_bytes)
       .Kv("checkpoint_bytes", checkpoint_bytes())
       .Kv("state_bytes", state_bytes());
   PublishStatus();
@@ -89,13 +71,10 @@ Engine::~Engine() {
   draining_ = true;
   for (Command& c : late) c();
   AbortAllNow();
+  // Sessions hold handles into the store: they go first.
+  active_.clear();
+  sessions_.clear();
 }
-
-int64_t Engine::checkpoint_bytes() const {
-  return model::CheckpointBytes(model_->config(), model_->options().ckpt_dtype);
-}
-
-int64_t Engine::state_bytes() const { return model::StateBytes(model_->config()); }
 
 void Engine::Post(Command c) {
   absl::MutexLock l(&mu_);
@@ -128,10 +107,21 @@ void Engine::Loop() {
       commands.swap(inbox_);
       stop = stop_;
     }
-    for (Command& c : commands) c();
+    for (Command& c : commands) {
+      try {
+        c();
+      } catch (const std::exception& e) {  // a bug, never expected: keep serving
+        MCSERVE_LOG(kError, "engine command failed").Kv("error", e.what());
+      }
+    }
     if (stop) break;
     ExpireIdleSessions();
-    if (scheduler_.HasWork()) Step();
+    if (scheduler_.HasWork()) {
+      Step();
+      audited_ = false;
+    } else {
+      AuditWhenIdle();
+    }
     PublishStatus();
   }
   AbortAllNow();
@@ -149,16 +139,23 @@ void Engine::PublishStatus() {
     g.waiting = s.waiting;
     g.sessions = s.sessions;
     g.lossy_sessions = s.lossy_sessions;
-    g.device_checkpoints = s.ckpt_slots_used;
-    g.host_checkpoints = s.host_slots_used;
-    g.device_bytes = int64_t{s.ckpt_slots_used} * checkpoint_bytes();
-    g.host_bytes = int64_t{s.host_slots_used} * checkpoint_bytes();
-    g.device_capacity_bytes = int64_t{s.ckpt_slots_total} * checkpoint_bytes();
-    g.host_capacity_bytes = int64_t{s.host_slots_total} * checkpoint_bytes();
+    g.checkpoint_slots_used = s.checkpoint_slots_used;
+    g.host_checkpoint_slots_used = s.host_checkpoint_slots_used;
+    g.device_bytes = int64_t{s.checkpoint_slots_used} * checkpoint_bytes();
+    g.host_bytes = int64_t{s.host_checkpoint_slots_used} * checkpoint_bytes();
+    g.device_capacity_bytes = int64_t{s.checkpoint_slots_total} * checkpoint_bytes();
+    g.host_capacity_bytes = int64_t{s.host_checkpoint_slots_total} * checkpoint_bytes();
     g.offloads = s.evictions.offloads;
     g.fetches = s.evictions.fetches;
     g.drops = s.evictions.drops;
     g.merges = s.evictions.merges;
+    const state::PrefixStats& p = s.prefix_cache;
+    g.prefix_entries_device = p.entries_device + p.entries_state_only;
+    g.prefix_entries_host = p.entries_host;
+    g.prefix_bytes_device = p.bytes_device;
+    g.prefix_bytes_host = p.bytes_host;
+    g.prefix_query_tokens = p.query_tokens;
+    g.prefix_hit_tokens = p.hit_tokens;
     metrics_->Publish(g);
   }
   absl::MutexLock l(&mu_);
@@ -171,17 +168,19 @@ EngineStatus Engine::ComputeStatus() const {
   s.waiting = scheduler_.num_waiting();
   s.sessions = static_cast<int32_t>(sessions_.size());
   s.max_sessions = options_.max_sessions;
-  if (kernels::KeepsCheckpoints(model_->config().aggregation)) {
-    s.ckpt_slots_used = pool_.device_used();
-    s.ckpt_slots_total = pool_.device_capacity();
-    s.host_slots_used = pool_.host_used();
-    s.host_slots_total = pool_.host_capacity();
+  const state::StoreStatus st = store_->status();
+  s.checkpoint_slots_used = st.checkpoint_slots_used;
+  s.checkpoint_slots_total = st.checkpoint_slots_total;
+  s.host_checkpoint_slots_used = st.host_checkpoint_slots_used;
+  s.host_checkpoint_slots_total = st.host_checkpoint_slots_total;
+  s.checkpoints = st.checkpoints;
+  s.checkpoint_refs = st.checkpoint_refs;
+  s.state_slots_used = st.state_slots_used;
+  for (const auto& [id, session] : sessions_) {
+    s.lossy_sessions += session->state.valid() && store_->lossy(session->state) ? 1 : 0;
   }
-  s.checkpoints = pool_.live();
-  s.checkpoint_refs = pool_.total_refs();
-  s.state_slots_used = state_slots_.used();
-  for (const auto& [id, session] : sessions_) s.lossy_sessions += session->eviction.lossy ? 1 : 0;
-  s.evictions = pool_.counters();
+  s.evictions = st.evictions;
+  s.prefix_cache = st.prefix;
   s.draining = draining_;
   return s;
 }
@@ -197,7 +196,7 @@ uint64_t Engine::Submit(NewRequest request) {
   return handle;
 }
 
-void Engine::Cancel(uint64_t handle) {
+void Engine::Drop(uint64_t handle) {
   Post([this, handle] {
     auto it = active_.find(handle);
     if (it == active_.end()) return;
@@ -207,7 +206,7 @@ void Engine::Cancel(uint64_t handle) {
   });
 }
 
-void Engine::Abort(std::string request_id, DoneCallback done) {
+void Engine::Cancel(std::string request_id, DoneCallback done) {
   Post([this, id = std::move(request_id), done = std::move(done)] {
     Active* a = FindByRequestId(id);
     if (a == nullptr) {
@@ -233,6 +232,19 @@ void Engine::AbortAllNow() {
   for (RequestId id : ids) {
     auto it = active_.find(id);
     if (it != active_.end()) Finish(*it->second, FinishReason::kAborted);
+  }
+}
+
+void Engine::AuditState(DoneCallback done) {
+  Post([this, done = std::move(done)] { done(store_->Audit()); });
+}
+
+void Engine::AuditWhenIdle() {
+  if (audited_) return;
+  audited_ = true;
+  absl::Status st = store_->Audit();
+  if (!st.ok()) {
+    MCSERVE_LOG(kError, "state store audit failed").Kv("error", st.ToString());
   }
 }
 

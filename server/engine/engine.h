@@ -1,6 +1,13 @@
-// The engine: one thread owns the model and the MC state pools and runs the
-// step loop; every public method only posts a command to that thread and
-// returns, so gRPC threads never wait on the model.
+// The engine: one thread owns the model and the state store and runs the
+// step loop (drain the inbox, ask the scheduler and planner for a step, run
+// the model, emit); every public method only posts a command to that thread
+// and returns, so gRPC threads never wait on the model. The engine never
+// touches a tensor: per-session state lives in the state store
+// (server/state), which hands the model its views.
+//
+// Failures never take the thread down: a LibTorch exception inside a step
+// ends the requests of that step with a status (their sessions are marked
+// damaged when their state may be half-written), and the loop goes on.
 //
 // Commands answer through callbacks (session and abort calls) or through the
 // request's StreamChannel (Generate); both run on the engine thread and must
@@ -21,6 +28,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "server/engine/output_processor.h"
+#include "server/engine/planner.h"
 #include "server/engine/request.h"
 #include "server/engine/scheduler.h"
 #include "server/engine/session.h"
@@ -28,10 +36,10 @@
 #include "server/metrics/metrics.h"
 #include "server/model/mc_model.h"
 #include "server/model/sampler.h"
-#include "server/pool/checkpoint_pool.h"
 #include "server/pool/eviction.h"
-#include "server/pool/slot_allocator.h"
+#include "server/state/state_store.h"
 #include "server/util/clock.h"
+#include "server/util/fault_injector.h"
 
 namespace mcserve::engine {
 
@@ -46,6 +54,9 @@ struct EngineOptions {
   // Sessions unused this long are deleted; zero: never.
   absl::Duration session_idle_ttl = absl::ZeroDuration();
   int32_t intra_op_threads = 0;  // 0: LibTorch's default
+  // Prefix cache budget (state_store.h); 0: off.
+  int64_t prefix_cache_bytes = 64ll << 20;
+  FaultInjector* faults = nullptr;  // test hook (fault_injector.h); null: none
 };
 
 struct SessionInfo {
@@ -65,15 +76,18 @@ struct EngineStatus {
   int32_t waiting = 0;
   int32_t sessions = 0;
   int32_t max_sessions = 0;
-  int32_t ckpt_slots_used = 0;  // device tier
-  int32_t ckpt_slots_total = 0;
-  int32_t host_slots_used = 0;
-  int32_t host_slots_total = 0;
+  // Checkpoint slots in use and in all, by tier (the names of
+  // GetServerStatus's fields).
+  int32_t checkpoint_slots_used = 0;  // device tier
+  int32_t checkpoint_slots_total = 0;
+  int32_t host_checkpoint_slots_used = 0;
+  int32_t host_checkpoint_slots_total = 0;
   int32_t checkpoints = 0;      // alive, either tier
-  int64_t checkpoint_refs = 0;  // references to them from sessions
+  int64_t checkpoint_refs = 0;  // references to them (sessions and the prefix cache)
   int32_t state_slots_used = 0;
   int32_t lossy_sessions = 0;
   pool::PoolCounters evictions;
+  state::PrefixStats prefix_cache;
   bool draining = false;
 };
 
@@ -82,8 +96,9 @@ class Engine {
   using SessionCallback = std::function<void(absl::StatusOr<SessionInfo>)>;
   using DoneCallback = std::function<void(absl::Status)>;
 
-  // Takes the model, allocates the pools and starts the engine thread.
-  // `metrics` (optional) must outlive the engine.
+  // Takes the model, allocates the state store and starts the engine thread.
+  // `metrics` (optional) must outlive the engine. RESOURCE_EXHAUSTED when
+  // the pools do not fit in memory.
   static absl::StatusOr<std::unique_ptr<Engine>> Create(std::unique_ptr<model::McModel> model,
                                                         const EngineOptions& options, Clock* clock,
                                                         metrics::Metrics* metrics = nullptr);
@@ -92,14 +107,16 @@ class Engine {
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
-  // Queues a request. Returns the handle Cancel takes. Problems (unknown or
+  // Queues a request. Returns the handle Drop takes. Problems (unknown or
   // busy session, duplicate id, full queue, draining) end the stream with a
   // status.
   uint64_t Submit(NewRequest request);
-  // The RPC went away (client cancel, deadline): drop the request quietly.
-  void Cancel(uint64_t handle);
-  // Ends the in-flight request with this request_id (finish reason CANCELLED).
-  void Abort(std::string request_id, DoneCallback done);
+  // The RPC went away (client cancel, deadline): drop the request without
+  // sending anything more on its stream.
+  void Drop(uint64_t handle);
+  // Ends the in-flight request with this request_id: its stream gets a last
+  // message with finish reason CANCELLED.
+  void Cancel(std::string request_id, DoneCallback done);
 
   void CreateSession(std::string session_id, SessionCallback done);
   void GetSession(std::string session_id, SessionCallback done);
@@ -120,7 +137,8 @@ class Engine {
 
   // From now on new requests and sessions are refused with UNAVAILABLE.
   void StartDrain();
-  // Ends every request in flight with finish reason ABORTED.
+  // Ends every request in flight: each stream gets a last message with
+  // finish reason ABORTED (shutdown).
   void AbortAll();
   // Thread-safe snapshot, refreshed after every loop iteration (may lag a
   // command that just answered).
@@ -128,16 +146,20 @@ class Engine {
   // The status as of now, after every command posted before this one.
   void GetStatus(std::function<void(EngineStatus)> done);
 
+  // Recounts every reference the state store holds, as of now (the engine
+  // also does this whenever it goes idle, logging a mismatch as an error).
+  void AuditState(DoneCallback done);
+
   const model::McModel& model() const { return *model_; }
-  int64_t checkpoint_bytes() const;
-  int64_t state_bytes() const;
+  int64_t checkpoint_bytes() const { return model_->checkpoint_bytes(); }
+  int64_t state_bytes() const { return model_->state_bytes(); }
 
  private:
   struct Active;
   using Command = std::function<void()>;
 
-  Engine(std::unique_ptr<model::McModel> model, const EngineOptions& options, Clock* clock,
-         metrics::Metrics* metrics);
+  Engine(std::unique_ptr<model::McModel> model, std::unique_ptr<state::StateStore> store,
+         const EngineOptions& options, Clock* clock, metrics::Metrics* metrics);
   void Post(Command c);
   void Loop();
   void PublishStatus();
@@ -146,19 +168,30 @@ class Engine {
   // Engine-thread work (engine.cc, engine_step.cc, engine_sessions.cc).
   void DoSubmit(uint64_t handle, NewRequest request);
   void AbortAllNow();
+  // Runs `f`; an exception escaping it fails every request in `ids` (their
+  // sessions marked damaged) instead of ending the thread.
+  template <typename F>
+  void Contain(absl::string_view what, const std::vector<RequestId>& ids, F&& f);
   void Step();
   void Admit(Active& a);
+  absl::Status StartFromPrefix(Active& a);
   absl::Status RunPrefill(Active& a, int64_t tokens);
   void RunDecode(const std::vector<Active*>& batch);
+  void RunDecodeGroup(const std::vector<Active*>& group);
   void Emit(Active& a, const float* logits);
   void Finish(Active& a, FinishReason reason, GenerateUpdate u = {});
   void Fail(Active& a, absl::Status status);
   void Release(Active& a);
   void RecordEnd(const Active& a, absl::string_view reason);
-  void RunDecodeGroup(const std::vector<Active*>& group);
-  absl::Status NewSessionState(Session& s);
-  void FreeSessionState(Session& s);
+  // The session just fed `tokens` (ending at most at a segment boundary):
+  // extends its token chain and publishes the boundary it reached.
+  void Advance(Session& s, absl::Span<const int32_t> tokens);
+  MemoryShape Shape() const;
+  // Tells the store whether `s` runs and when it was last used (eviction).
+  void Touch(Session& s);
+  static std::string OwnerName(const Active& a);
   void ExpireIdleSessions();
+  void AuditWhenIdle();
   absl::StatusOr<Session*> AddSession(std::string id);
   absl::StatusOr<Session*> FindSession(const std::string& id);  // NOT_FOUND
   // A session that exists, has no request in flight and is not damaged;
@@ -174,18 +207,6 @@ class Engine {
   // Creates a session from snapshot bytes, or nothing.
   absl::StatusOr<Session*> RestoreSession(const std::string& id, absl::string_view bytes);
 
-  // Checkpoint residency (engine_residency.cc).
-  // Every session holding checkpoints, as eviction sees it.
-  std::vector<pool::Holder> Holders();
-  pool::Holder HolderOf(Session& s);
-  // Pins `s`'s checkpoints on the device (fetching any on the host) and
-  // creates `n_new` pinned checkpoints for it, evicting as needed. Call
-  // pool_.BeginEpoch() first; pins last until the next epoch.
-  absl::StatusOr<std::vector<pool::CkptId>> Reserve(Session& s, int64_t n_new);
-  // Gives `s` a state slot of its own if it shares one with a fork.
-  absl::Status OwnState(Session& s);
-  std::vector<int32_t> DeviceSlots(const std::vector<pool::CkptId>& ids) const;
-
   std::unique_ptr<model::McModel> model_;
   const EngineOptions options_;
   Clock* const clock_;
@@ -194,9 +215,7 @@ class Engine {
   const uint64_t fingerprint_;  // of the model, stamped on snapshots
 
   // Engine-thread state.
-  pool::CheckpointPool pool_;
-  model::CacheTensors cache_;  // state pools + pool_'s device tier
-  pool::SlotAllocator state_slots_;
+  std::unique_ptr<state::StateStore> store_;
   Scheduler scheduler_;
   std::map<std::string, std::unique_ptr<Session>> sessions_;
   std::unordered_map<RequestId, std::unique_ptr<Active>> active_;
@@ -204,6 +223,7 @@ class Engine {
   bool draining_ = false;
   absl::Time next_expiry_check_ = absl::InfinitePast();
   bool reverse_groups_ = false;  // decode group order alternates (RunDecode)
+  bool audited_ = true;          // since the engine last did work
 
   mutable absl::Mutex mu_;
   std::deque<Command> inbox_ ABSL_GUARDED_BY(mu_);

@@ -4,7 +4,6 @@
 #include "absl/strings/str_format.h"
 #include "server/engine/active_request.h"
 #include "server/engine/engine.h"
-#include "server/model/cache_tensors.h"
 #include "server/util/log.h"
 #include "server/util/status_macros.h"
 
@@ -25,12 +24,14 @@ void Engine::CreateSession(std::string session_id, SessionCallback done) {
       done(s.status());
       return;
     }
-    absl::Status st = NewSessionState(**s);
+    absl::StatusOr<state::SeqState> st = store_->Create((*s)->id);
     if (!st.ok()) {
       sessions_.erase((*s)->id);
-      done(st);
+      done(st.status());
       return;
     }
+    (*s)->state = *std::move(st);
+    Touch(**s);
     done(Describe(**s));
   });
 }
@@ -52,6 +53,7 @@ absl::StatusOr<Session*> Engine::AddSession(std::string id) {
   auto s = std::make_unique<Session>();
   s->id = id;
   s->pending_token = tokenizer_.bos_id();
+  s->chain = state::TokenChain(model_->config().segment_length);
   s->last_used = clock_->Now();
   Session* raw = s.get();
   sessions_[id] = std::move(s);
@@ -73,14 +75,19 @@ void Engine::ForkSession(std::string parent_id, std::string child_id, SessionCal
       return;
     }
     Session& c = **child;
+    absl::StatusOr<state::SeqState> st = store_->Fork(parent.state, c.id);
+    if (!st.ok()) {
+      sessions_.erase(c.id);
+      done(st.status());
+      return;
+    }
+    c.state = *std::move(st);
     c.position = parent.position;
     c.pending_token = parent.pending_token;
-    c.ckpts = parent.ckpts;
-    for (pool::CkptId id : c.ckpts) pool_.Ref(id);
-    c.state_slot = parent.state_slot;
-    state_slots_.Ref(c.state_slot);  // copied when either writes (OwnState)
-    c.eviction.lossy = parent.eviction.lossy;
+    c.chain = parent.chain;
     parent.last_used = clock_->Now();
+    Touch(parent);
+    Touch(c);
     done(Describe(c));
   });
 }
@@ -97,8 +104,7 @@ void Engine::ExpireIdleSessions() {
       MCSERVE_LOG(kInfo, "session expired")
           .Kv("session", s.id)
           .Kv("idle_s", absl::ToDoubleSeconds(now - s.last_used));
-      FreeSessionState(s);
-      it = sessions_.erase(it);
+      it = sessions_.erase(it);  // frees its state
     } else {
       ++it;
     }
@@ -153,44 +159,23 @@ void Engine::DeleteSession(std::string session_id, DoneCallback done) {
     }
     Session& s = **found;
     if (s.busy_with != 0) Finish(*active_.at(s.busy_with), FinishReason::kCancelled);
-    FreeSessionState(s);
-    sessions_.erase(id);
+    sessions_.erase(id);  // frees its state
     done(absl::OkStatus());
   });
-}
-
-absl::Status Engine::NewSessionState(Session& s) {
-  std::optional<int32_t> slot = state_slots_.Allocate();
-  if (!slot) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("no free state slot (", state_slots_.capacity(), " in all)"));
-  }
-  s.state_slot = *slot;
-  cache_.state[*slot].zero_();
-  cache_.key_sum[*slot].zero_();
-  return absl::OkStatus();
-}
-
-void Engine::FreeSessionState(Session& s) {
-  for (pool::CkptId c : s.ckpts) pool_.Unref(c);
-  s.ckpts.clear();
-  if (s.state_slot >= 0) state_slots_.Unref(s.state_slot);
-  s.state_slot = -1;
 }
 
 SessionInfo Engine::Describe(const Session& s) const {
   SessionInfo info;
   info.id = s.id;
   info.num_tokens = s.num_tokens();
-  info.num_checkpoints = static_cast<int32_t>(s.ckpts.size());
+  const state::SeqInfo st = s.state.valid() ? store_->Describe(s.state) : state::SeqInfo{};
+  info.num_checkpoints = st.checkpoints;
   info.checkpoint_bytes = info.num_checkpoints * checkpoint_bytes();
   info.state_bytes = state_bytes();
   info.busy = s.busy_with != 0;
-  for (pool::CkptId c : s.ckpts) {
-    ++(pool_.tier(c) == pool::Tier::kDevice ? info.checkpoints_on_device
-                                            : info.checkpoints_on_host);
-  }
-  info.eviction = s.eviction;
+  info.checkpoints_on_device = st.on_device;
+  info.checkpoints_on_host = st.on_host;
+  info.eviction = st.eviction;
   return info;
 }
 

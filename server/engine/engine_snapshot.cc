@@ -50,14 +50,15 @@ SessionSnapshot Engine::Snapshot(const Session& s) const {
   snap.ckpt_dtype = model_->options().ckpt_dtype;
   snap.position = s.position;
   snap.pending_token = s.pending_token;
-  snap.eviction = s.eviction;
-  snap.state = cache_.state[s.state_slot].cpu();
-  snap.key_sum = cache_.key_sum[s.state_slot].cpu();
-  for (pool::CkptId id : s.ckpts) {
-    snap.ckpt_states.push_back(pool_.state(id).cpu());
-    snap.ckpt_summary.push_back(pool_.summary(id).cpu());
-    snap.usefulness.push_back(pool_.usefulness(id));
+  state::StateImage image = store_->Export(s.state);
+  const model::StateLayout& layout = model_->state_layout();
+  for (size_t i = 0; i < layout.size(); ++i) {
+    snap.online.push_back({layout[i].name, std::move(image.online[i])});
   }
+  snap.eviction = image.eviction;
+  snap.ckpt_states = std::move(image.ckpt_states);
+  snap.ckpt_summary = std::move(image.ckpt_summary);
+  snap.usefulness = std::move(image.usefulness);
   return snap;
 }
 
@@ -101,41 +102,36 @@ absl::StatusOr<Session*> Engine::RestoreSession(const std::string& id, absl::str
   absl::StatusOr<SessionSnapshot> snap = DecodeSnapshot(bytes);
   if (!snap.ok()) return snap.status();
   RETURN_IF_ERROR(CheckSnapshot(*snap));
-  const int64_t n = static_cast<int64_t>(snap->ckpt_states.size());
-  const int64_t free =
-      (pool_.device_capacity() - pool_.device_used()) + (pool_.host_capacity() - pool_.host_used());
-  if (n > free) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("snapshot holds ", n, " checkpoints but the pool has ", free,
-                     " free slots (raise --checkpoint_pool or --host_pool)"));
-  }
-  ASSIGN_OR_RETURN(Session * s, AddSession(id.empty() ? snap->session_id : id));
-  absl::Status st = NewSessionState(*s);
-  if (!st.ok()) {
-    sessions_.erase(s->id);
-    return st;
-  }
-  cache_.state[s->state_slot].copy_(snap->state);
-  cache_.key_sum[s->state_slot].copy_(snap->key_sum);
-  const at::ScalarType dtype = model::CkptScalarType(model_->options().ckpt_dtype);
-  for (int64_t i = 0; i < n; ++i) {
-    std::optional<pool::CkptId> c =
-        pool_.CreateFrom(snap->ckpt_states[i].to(dtype), snap->ckpt_summary[i]);
-    if (!c) {  // counted free above, so this is a bug: undo everything
-      FreeSessionState(*s);
-      sessions_.erase(s->id);
-      return absl::InternalError("checkpoint pool ran out of slots during import");
+  state::StateImage image;
+  const model::StateLayout& layout = model_->state_layout();
+  for (size_t i = 0; i < snap->online.size(); ++i) {
+    if (i >= layout.size() || snap->online[i].name != layout[i].name) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "snapshot's online state '", snap->online[i].name, "' is not the model's (", i, ")"));
     }
-    pool_.Observe(*c, snap->usefulness[i]);
-    s->ckpts.push_back(*c);
+    image.online.push_back(snap->online[i].tensor);
   }
+  image.ckpt_states = std::move(snap->ckpt_states);
+  image.ckpt_summary = std::move(snap->ckpt_summary);
+  image.usefulness = std::move(snap->usefulness);
+  image.eviction = snap->eviction;
+  const std::string name = id.empty() ? snap->session_id : id;
+  // The session id is checked (taken, limit) before any state is made.
+  ASSIGN_OR_RETURN(Session * s, AddSession(name));
+  absl::StatusOr<state::SeqState> st = store_->Import(image, name);
+  if (!st.ok()) {
+    sessions_.erase(name);
+    return st.status();
+  }
+  s->state = *std::move(st);
   s->position = snap->position;
   s->pending_token = snap->pending_token;
-  s->eviction = snap->eviction;
+  s->chain.Invalidate();  // the tokens behind an imported state are unknown
+  Touch(*s);
   MCSERVE_LOG(kInfo, "session imported")
       .Kv("session", s->id)
       .Kv("tokens", s->num_tokens())
-      .Kv("checkpoints", n);
+      .Kv("checkpoints", store_->num_checkpoints(s->state));
   return s;
 }
 

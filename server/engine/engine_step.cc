@@ -42,6 +42,7 @@ void Engine::DoSubmit(uint64_t handle, NewRequest request) {
     a->own = std::make_unique<Session>();
     a->own->ephemeral = true;
     a->own->pending_token = tokenizer_.bos_id();
+    a->own->chain = state::TokenChain(model_->config().segment_length);
     a->session = a->own.get();
   } else {
     auto it = sessions_.find(a->req.session_id);
@@ -68,23 +69,42 @@ void Engine::DoSubmit(uint64_t handle, NewRequest request) {
   Session& s = *a->session;
   // Every checkpoint a session reads must fit on the device at once: refuse
   // a prompt that cannot, before any of it is absorbed.
-  const int64_t after = static_cast<int64_t>(s.ckpts.size()) +
-                        model_->CheckpointsClosed(s.position, a->req.prompt.size() + 1);
-  if (options_.lossy_eviction == pool::LossyPolicy::kNone && after > pool_.device_capacity()) {
-    SendError(channel,
-              absl::ResourceExhaustedError(absl::StrCat(
-                  "this prompt would leave the session with ", after,
-                  " checkpoints, more than the device tier's ", pool_.device_capacity(),
-                  " slots (raise --checkpoint_pool, or allow --lossy_eviction=drop|merge)")));
+  const int64_t held = s.state.valid() ? store_->num_checkpoints(s.state) : 0;
+  absl::Status fits =
+      FitsDevice(Shape(), s.position, held, static_cast<int64_t>(a->req.prompt.size()) + 1,
+                 options_.lossy_eviction != pool::LossyPolicy::kNone);
+  if (!fits.ok()) {
+    SendError(channel, fits);
     return;
   }
   a->feed.push_back(s.pending_token);
   a->feed.insert(a->feed.end(), a->req.prompt.begin(), a->req.prompt.end());
   a->prompt_tokens = static_cast<int32_t>(a->req.prompt.size()) + (s.position == 0 ? 1 : 0);
+  // A new sequence may start from a cached prefix (adopted at admission);
+  // at least the last token is left to feed, for its logits.
+  if (s.position == 0 && held == 0 && s.chain.valid()) {
+    a->prefix = store_->Lookup(a->feed, static_cast<int64_t>(a->feed.size()) - 1);
+  }
   s.busy_with = handle;
-  scheduler_.Enqueue(handle, static_cast<int64_t>(a->feed.size()) - 1);
+  Touch(s);
+  scheduler_.Enqueue(handle, static_cast<int64_t>(a->feed.size()) - 1 - a->prefix.tokens);
   by_request_id_[a->req.request_id] = handle;
   active_[handle] = std::move(a);
+}
+
+template <typename F>
+void Engine::Contain(absl::string_view what, const std::vector<RequestId>& ids, F&& f) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    MCSERVE_LOG(kError, "engine step failed").Kv("phase", what).Kv("error", e.what());
+    for (RequestId id : ids) {
+      auto it = active_.find(id);
+      if (it == active_.end()) continue;
+      it->second->session->broken = true;  // its state may be half-written
+      Fail(*it->second, absl::InternalError(absl::StrCat(what, " failed: ", e.what())));
+    }
+  }
 }
 
 void Engine::Step() {
@@ -94,23 +114,26 @@ void Engine::Step() {
     return it == active_.end() ? nullptr : it->second.get();
   };
   for (RequestId id : plan.admitted) {
-    if (Active* a = find(id)) Admit(*a);
+    if (Active* a = find(id)) Contain("admission", {id}, [&] { Admit(*a); });
   }
   for (const PrefillWork& w : plan.prefills) {
     Active* a = find(w.id);
     if (a == nullptr) continue;
     const absl::Time t0 = clock_->Now();
-    absl::Status s = RunPrefill(*a, w.tokens);
+    Contain("prefill", {w.id}, [&] {
+      absl::Status s = RunPrefill(*a, w.tokens);
+      if (!s.ok()) Fail(*a, s);
+    });
     if (metrics_ != nullptr) {
       metrics_->Step("prefill", 1, absl::ToDoubleSeconds(clock_->Now() - t0));
     }
-    if (!s.ok()) Fail(*a, s);
   }
   scheduler_.Update(plan);
   std::vector<Active*> batch;
   for (RequestId id : plan.decodes) {
     Active* a = find(id);
-    if (a == nullptr) continue;
+    // A request whose cached prefix went before admission has more to feed.
+    if (a == nullptr || a->fed + 1 != static_cast<int64_t>(a->feed.size())) continue;
     if (a->req.params.max_tokens == 0) {
       Finish(*a, FinishReason::kLength);
       continue;
@@ -128,126 +151,157 @@ void Engine::Step() {
 
 void Engine::Admit(Active& a) {
   a.admitted = clock_->Now();
-  if (a.session->state_slot >= 0) return;
-  absl::Status s = NewSessionState(*a.session);
-  if (!s.ok()) Fail(a, s);
+  Session& s = *a.session;
+  if (a.prefix.tokens > 0) {
+    absl::Status st = StartFromPrefix(a);
+    if (st.ok()) return;
+    // Gone or not restorable: prefill the whole prompt instead.
+    MCSERVE_LOG(kDebug, "prefix cache hit lost").Kv("id", a.req.request_id).Kv("why", st.message());
+    scheduler_.AddPrefill(a.id, a.prefix.tokens);
+    a.prefix = {};
+  }
+  if (s.state.valid()) return;
+  absl::StatusOr<state::SeqState> st = store_->Create(OwnerName(a));
+  if (!st.ok()) {
+    Fail(a, st.status());
+    return;
+  }
+  s.state = *std::move(st);
+  Touch(s);
+}
+
+absl::Status Engine::StartFromPrefix(Active& a) {
+  Session& s = *a.session;
+  ASSIGN_OR_RETURN(state::SeqState st, store_->Adopt(a.prefix, OwnerName(a)));
+  const int64_t n = a.prefix.tokens;
+  s.state = std::move(st);  // the session's empty state, if it had one, goes
+  s.position = n;
+  s.pending_token = a.feed[n];
+  s.chain = state::TokenChain::AfterPrefix(model_->config().segment_length, a.prefix.key,
+                                           n / model_->config().segment_length);
+  a.fed = n;
+  a.cached_tokens = n;
+  Touch(s);
+  return absl::OkStatus();
 }
 
 absl::Status Engine::RunPrefill(Active& a, int64_t tokens) {
   Session& s = *a.session;
-  RETURN_IF_ERROR(OwnState(s));
-  const bool keeps = kernels::KeepsCheckpoints(model_->config().aggregation);
-  const int64_t c = model_->config().segment_length;
+  const MemoryShape shape = Shape();
+  const bool publish = store_->prefix_cache_enabled() && s.chain.valid();
   for (int64_t left = tokens; left > 0;) {
-    // A piece may close only as many segments as the device tier has room
-    // for beside the checkpoints the session reads.
-    int64_t n = left;
-    if (keeps) {
-      const int64_t room = pool_.device_capacity() - static_cast<int64_t>(s.ckpts.size());
-      n = std::min(left, (c - s.position % c) + (std::max<int64_t>(room, 1) - 1) * c);
-    }
-    pool_.BeginEpoch();
-    absl::StatusOr<std::vector<pool::CkptId>> fresh =
-        Reserve(s, model_->CheckpointsClosed(s.position, n));
-    if (!fresh.ok()) {
-      if (n == tokens) return fresh.status();
+    const int64_t n =
+        PrefillPiece(shape, s.position, store_->num_checkpoints(s.state), left, publish);
+    store_->BeginStep();
+    absl::StatusOr<state::Reservation> r =
+        store_->Reserve(s.state, model_->CheckpointsClosed(s.position, n));
+    if (!r.ok()) {
+      if (left == tokens) return r.status();
       return absl::Status(
-          fresh.status().code(),
-          absl::StrCat(fresh.status().message(), " (the session absorbed ", tokens - left,
+          r.status().code(),
+          absl::StrCat(r.status().message(), " (the session absorbed ", tokens - left,
                        " of this step's ", tokens, " prompt tokens before this)"));
     }
-    const std::vector<int32_t> slots = DeviceSlots(s.ckpts), fresh_slots = DeviceSlots(*fresh);
     model::PrefillSeq seq;
     seq.tokens = absl::MakeConstSpan(a.feed).subspan(a.fed, n);
     seq.position = s.position;
-    seq.state_slot = s.state_slot;
-    seq.ckpt_slots = slots;
-    seq.new_ckpt_slots = fresh_slots;
-    absl::StatusOr<at::Tensor> r = model_->Prefill(cache_, seq);
-    if (!r.ok()) {
-      for (pool::CkptId id : *fresh) pool_.Unref(id);
+    seq.state_slot = r->state_slot();
+    seq.ckpt_slots = r->ckpt_slots();
+    seq.new_ckpt_slots = r->new_ckpt_slots();
+    seq.tag = a.req.request_id;
+    absl::StatusOr<at::Tensor> out = model_->Prefill(store_->tensors(), seq);
+    if (!out.ok()) {
       s.broken = true;  // some layers may have absorbed the tokens
       MCSERVE_LOG(kError, "prefill failed")
           .Kv("id", a.req.request_id)
-          .Kv("error", r.status().ToString());
-      return r.status();
+          .Kv("error", out.status().ToString());
+      return out.status();  // `r` gives its new checkpoints back
     }
+    store_->Commit(s.state, *std::move(r));
     s.position += n;
-    s.ckpts.insert(s.ckpts.end(), fresh->begin(), fresh->end());
     a.fed += n;
     s.pending_token = a.feed[a.fed];
+    Advance(s, seq.tokens);
     left -= n;
   }
   return absl::OkStatus();
 }
 
+void Engine::Advance(Session& s, absl::Span<const int32_t> tokens) {
+  if (!store_->prefix_cache_enabled() || !s.chain.valid()) return;
+  if (store_->lossy(s.state)) {
+    s.chain.Invalidate();  // its state no longer follows from its tokens
+    return;
+  }
+  s.chain.Append(tokens);
+  if (!s.chain.block_full()) return;
+  store_->Publish(s.state, s.chain);
+  s.chain.Close();
+}
+
+MemoryShape Engine::Shape() const {
+  MemoryShape m;
+  m.segment_length = model_->config().segment_length;
+  m.keeps_checkpoints = kernels::KeepsCheckpoints(model_->config().aggregation);
+  m.device_slots = store_->device_checkpoint_slots();
+  return m;
+}
+
 void Engine::RunDecode(const std::vector<Active*>& batch) {
-  // Sessions decode in groups whose checkpoints all fit on the device at
-  // once; usually that is the whole batch. When there are several, every
-  // other step runs them in reverse, starting with the group whose
-  // checkpoints are still resident from the step before.
-  const int64_t capacity = pool_.device_capacity();
-  std::vector<std::vector<Active*>> groups(1);
-  int64_t need = 0;
-  for (Active* a : batch) {
+  const MemoryShape shape = Shape();
+  std::vector<int64_t> needs;
+  needs.reserve(batch.size());
+  for (const Active* a : batch) {
     const Session& s = *a->session;
-    const int64_t n =
-        static_cast<int64_t>(s.ckpts.size()) + model_->CheckpointsClosed(s.position, 1);
-    if (!groups.back().empty() && need + n > capacity) {
-      groups.emplace_back();
-      need = 0;
+    needs.push_back(CheckpointsAfter(shape, s.position, store_->num_checkpoints(s.state), 1));
+  }
+  reverse_groups_ = !reverse_groups_;
+  for (const std::vector<size_t>& g : GroupDecodes(needs, shape.device_slots, reverse_groups_)) {
+    std::vector<Active*> group;
+    std::vector<RequestId> ids;
+    for (size_t i : g) {
+      group.push_back(batch[i]);
+      ids.push_back(batch[i]->id);
     }
-    groups.back().push_back(a);
-    need += n;
+    Contain("decode", ids, [&] { RunDecodeGroup(group); });
   }
-  if (groups.size() > 1) {
-    reverse_groups_ = !reverse_groups_;
-    if (reverse_groups_) std::reverse(groups.begin(), groups.end());
-  }
-  for (const std::vector<Active*>& g : groups) RunDecodeGroup(g);
 }
 
 void Engine::RunDecodeGroup(const std::vector<Active*>& group) {
-  pool_.BeginEpoch();
+  store_->BeginStep();
   std::vector<Active*> live;
-  std::vector<std::vector<pool::CkptId>> fresh;
+  std::vector<state::Reservation> res;
   for (Active* a : group) {
     Session& s = *a->session;
-    absl::Status st = OwnState(s);
-    absl::StatusOr<std::vector<pool::CkptId>> got =
-        st.ok() ? Reserve(s, model_->CheckpointsClosed(s.position, 1)) : st;
-    if (!got.ok()) {
-      Fail(*a, got.status());
+    absl::StatusOr<state::Reservation> r =
+        store_->Reserve(s.state, model_->CheckpointsClosed(s.position, 1));
+    if (!r.ok()) {
+      Fail(*a, r.status());
       continue;
     }
     live.push_back(a);
-    fresh.push_back(*std::move(got));
+    res.push_back(*std::move(r));
   }
   if (live.empty()) return;
-  // Slot lists are taken after every Reserve: eviction for a later session
-  // may have moved an earlier one's unpinned neighbours, never its own.
-  std::vector<std::vector<int32_t>> slots(live.size());
   std::vector<model::DecodeSeq> seqs(live.size());
   for (size_t i = 0; i < live.size(); ++i) {
     const Session& s = *live[i]->session;
-    slots[i] = DeviceSlots(s.ckpts);
     seqs[i].token = s.pending_token;
     seqs[i].position = s.position;
-    seqs[i].state_slot = s.state_slot;
-    seqs[i].ckpt_slots = slots[i];
-    seqs[i].new_ckpt_slot = fresh[i].empty() ? -1 : pool_.device_slot(fresh[i].front());
+    seqs[i].state_slot = res[i].state_slot();
+    seqs[i].ckpt_slots = res[i].ckpt_slots();
+    seqs[i].new_ckpt_slot = res[i].new_ckpt_slots().empty() ? -1 : res[i].new_ckpt_slots()[0];
   }
-  absl::StatusOr<model::DecodeResult> r = model_->Decode(cache_, seqs);
+  absl::StatusOr<model::DecodeResult> r = model_->Decode(store_->tensors(), seqs);
   if (!r.ok()) {
     MCSERVE_LOG(kError, "decode step failed")
         .Kv("batch", live.size())
         .Kv("error", r.status().ToString());
-    for (size_t i = 0; i < live.size(); ++i) {
-      for (pool::CkptId id : fresh[i]) pool_.Unref(id);
-      live[i]->session->broken = true;
-      Fail(*live[i], r.status());
+    for (Active* a : live) {
+      a->session->broken = true;
+      Fail(*a, r.status());
     }
-    return;
+    return;  // the reservations give their new checkpoints back
   }
   const int64_t vocab = r->logits.size(1);
   const float* logits = r->logits.data_ptr<float>();
@@ -255,9 +309,11 @@ void Engine::RunDecodeGroup(const std::vector<Active*>& group) {
   const float* weights = r->ckpt_weights.data_ptr<float>();
   for (size_t i = 0; i < live.size(); ++i) {
     Session& s = *live[i]->session;
-    for (size_t j = 0; j < s.ckpts.size(); ++j) pool_.Observe(s.ckpts[j], weights[i * stride + j]);
+    store_->Observe(s.state, absl::MakeConstSpan(weights + i * stride, stride));
+    store_->Commit(s.state, std::move(res[i]));
     ++s.position;
-    s.ckpts.insert(s.ckpts.end(), fresh[i].begin(), fresh[i].end());
+    const int32_t fed = s.pending_token;
+    Advance(s, absl::MakeConstSpan(&fed, 1));
     Emit(*live[i], logits + i * vocab);
   }
 }
@@ -298,19 +354,23 @@ void Engine::Finish(Active& a, FinishReason reason, GenerateUpdate u) {
   u.reason = reason;
   u.matched_stop_str = a.out.matched_stop_str();
   u.matched_token_id = a.out.matched_token_id();
+  const state::SeqInfo info =
+      a.session->state.valid() ? store_->Describe(a.session->state) : state::SeqInfo{};
   u.usage.prompt_tokens = a.prompt_tokens;
+  u.usage.cached_prompt_tokens = static_cast<int32_t>(a.cached_tokens);
   u.usage.completion_tokens = a.out.generated();
   u.usage.session_tokens = a.session->num_tokens();
-  u.usage.checkpoints = static_cast<int32_t>(a.session->ckpts.size());
+  u.usage.checkpoints = info.checkpoints;
   MCSERVE_LOG(kInfo, "request done")
       .Kv("id", a.req.request_id)
       .Kv("session", a.req.session_id)
       .Kv("prompt_tokens", u.usage.prompt_tokens)
+      .Kv("cached_prompt_tokens", u.usage.cached_prompt_tokens)
       .Kv("completion_tokens", u.usage.completion_tokens)
       .Kv("checkpoints", u.usage.checkpoints)
-      .Kv("offloaded", a.session->eviction.offloaded)
-      .Kv("fetched", a.session->eviction.fetched)
-      .Kv("lossy", a.session->eviction.lossy)
+      .Kv("offloaded", info.eviction.offloaded)
+      .Kv("fetched", info.eviction.fetched)
+      .Kv("lossy", info.eviction.lossy)
       .Kv("ttft_ms", a.first_token == absl::InfiniteFuture()
                          ? -1.0
                          : absl::ToDoubleMilliseconds(a.first_token - a.arrival))
@@ -349,9 +409,17 @@ void Engine::Release(Active& a) {
   scheduler_.Remove(id);
   a.session->busy_with = 0;
   a.session->last_used = clock_->Now();
-  if (a.session->ephemeral) FreeSessionState(*a.session);
+  Touch(*a.session);
   by_request_id_.erase(a.req.request_id);
-  active_.erase(id);  // destroys `a`
+  active_.erase(id);  // destroys `a`, and a one-shot session with its state
+}
+
+void Engine::Touch(Session& s) {
+  if (s.state.valid()) store_->SetRunning(s.state, s.busy_with != 0, s.last_used);
+}
+
+std::string Engine::OwnerName(const Active& a) {
+  return a.req.session_id.empty() ? absl::StrCat("request ", a.req.request_id) : a.req.session_id;
 }
 
 }  // namespace mcserve::engine

@@ -58,6 +58,7 @@ struct TokenOut {
 
 struct Usage {
   int32_t prompt_tokens = 0;
+  int32_t cached_prompt_tokens = 0;  // of prompt_tokens, supplied by the prefix cache
   int32_t completion_tokens = 0;
   int64_t session_tokens = 0;
   int32_t checkpoints = 0;

@@ -9,6 +9,11 @@ void Scheduler::Enqueue(RequestId id, int64_t prefill_tokens) {
   prefill_left_[id] = prefill_tokens;
 }
 
+void Scheduler::AddPrefill(RequestId id, int64_t tokens) {
+  auto it = prefill_left_.find(id);
+  if (it != prefill_left_.end()) it->second += tokens;
+}
+
 void Scheduler::Remove(RequestId id) {
   waiting_.erase(std::remove(waiting_.begin(), waiting_.end(), id), waiting_.end());
   running_.erase(std::remove(running_.begin(), running_.end(), id), running_.end());

@@ -44,6 +44,9 @@ class Scheduler {
 
   // Queues a request that must prefill `prefill_tokens` before decoding.
   void Enqueue(RequestId id, int64_t prefill_tokens);
+  // Gives a request `tokens` more to prefill (a cached prefix it counted on
+  // was gone when it started). It decodes only once they are fed.
+  void AddPrefill(RequestId id, int64_t tokens);
   // Forgets a request, waiting or running (finished, cancelled, failed).
   void Remove(RequestId id);
 

@@ -1,4 +1,5 @@
-// A session: one sequence's MC state in the pools and its token accounting.
+// A session: one sequence's state (a handle into the state store) and its
+// token accounting.
 //
 // Invariant: the history is `position` fed tokens plus one pending token
 // (the last one, not yet fed: the next step feeds it and samples from its
@@ -12,22 +13,21 @@
 
 #include "absl/time/time.h"
 #include "server/engine/scheduler.h"
-#include "server/pool/checkpoint_pool.h"
-#include "server/pool/eviction.h"
+#include "server/state/prefix_index.h"
+#include "server/state/state_store.h"
 
 namespace mcserve::engine {
 
 struct Session {
   std::string id;
   bool ephemeral = false;   // one-shot: freed with its request
-  int32_t state_slot = -1;  // may be shared with a fork until one writes
+  state::SeqState state;    // invalid until the session first needs it
+  state::TokenChain chain;  // tokens since BOS, for the prefix cache
   int64_t position = 0;     // tokens fed
   int32_t pending_token = 0;
-  std::vector<pool::CkptId> ckpts;  // oldest first
-  RequestId busy_with = 0;          // request in flight; 0 when idle
-  bool broken = false;              // an internal error left the state unusable
+  RequestId busy_with = 0;  // request in flight; 0 when idle
+  bool broken = false;      // an internal error left the state unusable
   absl::Time last_used;
-  pool::EvictionStats eviction;
 
   int64_t num_tokens() const { return position + 1; }
 };

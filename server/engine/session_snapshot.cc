@@ -50,6 +50,46 @@ class PayloadReader {
   absl::string_view bytes_;
 };
 
+struct OnlineSpec {
+  std::string name;
+  std::vector<int64_t> shape;
+  at::ScalarType dtype;
+};
+
+absl::StatusOr<at::ScalarType> ParseDtype(const std::string& name) {
+  for (at::ScalarType t : {at::kFloat, at::kBFloat16, at::kHalf, at::kDouble}) {
+    if (name == c10::toString(t)) return t;
+  }
+  return Invalid(absl::StrCat("unknown online-state dtype '", name, "'"));
+}
+
+// The online tensors a snapshot's payload starts with.
+absl::StatusOr<std::vector<OnlineSpec>> OnlineSpecs(uint32_t version, const nlohmann::json& h,
+                                                    int64_t L, int64_t H, int64_t d) {
+  if (version == 1) {
+    return std::vector<OnlineSpec>{{"memory", {L, H, d, d}, at::kFloat},
+                                   {"key_sum", {L, H, d}, at::kFloat}};
+  }
+  std::vector<OnlineSpec> specs;
+  for (const nlohmann::json& o : h.at("online")) {
+    OnlineSpec spec;
+    spec.name = o.at("name").get<std::string>();
+    spec.shape = o.at("shape").get<std::vector<int64_t>>();
+    absl::StatusOr<at::ScalarType> dt = ParseDtype(o.at("dtype").get<std::string>());
+    if (!dt.ok()) return dt.status();
+    spec.dtype = *dt;
+    int64_t numel = 1;
+    for (int64_t n : spec.shape) {
+      if (n < 1 || n > (1 << 24)) return Invalid("online-state shape out of range");
+      numel *= n;
+      if (numel > (int64_t{1} << 34)) return Invalid("online-state shape out of range");
+    }
+    specs.push_back(std::move(spec));
+  }
+  if (specs.size() > 64) return Invalid("too many online-state tensors");
+  return specs;
+}
+
 }  // namespace
 
 std::string EncodeSnapshot(const SessionSnapshot& s) {
@@ -69,14 +109,20 @@ std::string EncodeSnapshot(const SessionSnapshot& s) {
   h["fetched"] = s.eviction.fetched;
   h["dropped"] = s.eviction.dropped;
   h["merged"] = s.eviction.merged;
+  nlohmann::json online = nlohmann::json::array();
+  for (const NamedTensor& t : s.online) {
+    online.push_back({{"name", t.name},
+                      {"shape", t.tensor.sizes().vec()},
+                      {"dtype", std::string(c10::toString(t.tensor.scalar_type()))}});
+  }
+  h["online"] = online;
   const std::string header = h.dump();
 
   std::string out(kMagic, sizeof(kMagic));
   PutU32(out, kSnapshotVersion);
   PutU32(out, static_cast<uint32_t>(header.size()));
   out += header;
-  PutTensor(out, s.state);
-  PutTensor(out, s.key_sum);
+  for (const NamedTensor& t : s.online) PutTensor(out, t.tensor);
   for (size_t i = 0; i < s.ckpt_states.size(); ++i) {
     PutTensor(out, s.ckpt_states[i]);
     PutTensor(out, s.ckpt_summary[i]);
@@ -92,7 +138,7 @@ absl::StatusOr<SessionSnapshot> DecodeSnapshot(absl::string_view b) {
     return Invalid("wrong magic bytes (expected a file written by ExportSession)");
   }
   const uint32_t version = GetU32(b, 8);
-  if (version != kSnapshotVersion) {
+  if (version != 1 && version != kSnapshotVersion) {
     return Invalid(absl::StrCat("format version ", version, " is not supported (this server reads ",
                                 kSnapshotVersion, ")"));
   }
@@ -133,13 +179,15 @@ absl::StatusOr<SessionSnapshot> DecodeSnapshot(absl::string_view b) {
       return Invalid("header sizes out of range");
     }
     const int64_t L = s.n_layers, H = s.n_heads, d = s.head_dim;
+    absl::StatusOr<std::vector<OnlineSpec>> specs = OnlineSpecs(version, h, L, H, d);
+    if (!specs.ok()) return specs.status();
     PayloadReader r(b.substr(16 + hlen, b.size() - 20 - hlen));
-    absl::StatusOr<at::Tensor> t = r.Take({L, H, d, d}, at::kFloat);
-    if (!t.ok()) return t.status();
-    s.state = *t;
-    t = r.Take({L, H, d}, at::kFloat);
-    if (!t.ok()) return t.status();
-    s.key_sum = *t;
+    absl::StatusOr<at::Tensor> t;
+    for (const OnlineSpec& spec : *specs) {
+      t = r.Take(spec.shape, spec.dtype);
+      if (!t.ok()) return t.status();
+      s.online.push_back({spec.name, *t});
+    }
     const at::ScalarType ct = model::CkptScalarType(s.ckpt_dtype);
     for (int64_t i = 0; i < n; ++i) {
       t = r.Take({L, H, d, d}, ct);

@@ -1,19 +1,22 @@
 // Session snapshots: a session's whole MC state as bytes, for ExportSession
 // / ImportSession and for persisting sessions across a restart.
 //
-// Format, version 1 (integers little-endian):
+// Format, version 2 (integers little-endian):
 //   magic     8 bytes  "MCSNAP\r\n"
-//   version   u32      1
+//   version   u32      2
 //   hlen      u32      length of the header
 //   header    hlen     JSON: session_id, model_fingerprint (hex), n_layers,
 //                      n_heads, head_dim, segment_length, checkpoint_dtype,
 //                      position, pending_token, num_checkpoints, eviction
-//                      counts and the lossy mark
-//   payload            online state S [L, H, d, d] f32, key sum [L, H, d]
-//                      f32, then per checkpoint, oldest first: its state
-//                      [L, H, d, d] in checkpoint_dtype, summary [L, H, d]
-//                      f32, usefulness f32
+//                      counts and the lossy mark, and "online": the online
+//                      state's tensors as [{name, shape, dtype}] in the
+//                      model's StateLayout order (shape with L first)
+//   payload            the online tensors in that order, then per
+//                      checkpoint, oldest first: its state [L, H, d, d] in
+//                      checkpoint_dtype, summary [L, H, d] f32, usefulness f32
 //   crc       u32      CRC-32C of every byte before it
+// Version 1 (still read) had no "online" list: its online state was S
+// [L, H, d, d] f32 ("memory") then the key sum [L, H, d] f32 ("key_sum").
 // A reader rejects a wrong magic, an unknown version, a bad checksum, a
 // header that does not parse, and a payload whose size does not match the
 // header, each with a message saying which.
@@ -33,7 +36,12 @@
 
 namespace mcserve::engine {
 
-inline constexpr uint32_t kSnapshotVersion = 1;
+inline constexpr uint32_t kSnapshotVersion = 2;
+
+struct NamedTensor {
+  std::string name;
+  at::Tensor tensor;  // CPU
+};
 
 struct SessionSnapshot {
   std::string session_id;
@@ -44,8 +52,7 @@ struct SessionSnapshot {
   int32_t pending_token = 0;
   pool::EvictionStats eviction;
   // CPU tensors.
-  at::Tensor state;                      // [L, H, d, d] float32
-  at::Tensor key_sum;                    // [L, H, d] float32
+  std::vector<NamedTensor> online;       // the model's StateLayout, [L, ...] each
   std::vector<at::Tensor> ckpt_states;   // [L, H, d, d] in ckpt_dtype
   std::vector<at::Tensor> ckpt_summary;  // [L, H, d] float32
   std::vector<float> usefulness;

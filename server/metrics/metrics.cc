@@ -114,6 +114,24 @@ Metrics::Metrics()
                    .Name("mcserve_checkpoint_fetches_total")
                    .Help("Checkpoints fetched back from the host tier to the device")
                    .Register(*registry_)),
+      prefix_queries_(BuildCounter()
+                          .Name("mcserve_prefix_cache_queries_total")
+                          .Help("Prompt tokens looked up in the prefix cache (new sessions and "
+                                "one-shot requests)")
+                          .Register(*registry_)),
+      prefix_hits_(BuildCounter()
+                       .Name("mcserve_prefix_cache_hits_total")
+                       .Help("Prompt tokens found in the prefix cache (not prefilled)")
+                       .Register(*registry_)),
+      prefix_entries_(BuildGauge()
+                          .Name("mcserve_prefix_cache_entries")
+                          .Help("Prefix cache entries (segment boundaries), by the pool tier of "
+                                "their checkpoint")
+                          .Register(*registry_)),
+      prefix_bytes_(BuildGauge()
+                        .Name("mcserve_prefix_cache_bytes")
+                        .Help("Bytes charged to the prefix cache budget, by pool tier")
+                        .Register(*registry_)),
       ttft_h_(ttft_.Add({}, kTtft)),
       itl_h_(itl_.Add({}, kItl)),
       e2e_h_(e2e_.Add({}, kRequest)),
@@ -126,6 +144,8 @@ Metrics::Metrics()
   prompt_tokens_.Add({});
   generation_tokens_.Add({});
   fetches_.Add({});
+  prefix_queries_.Add({});
+  prefix_hits_.Add({});
   for (const char* reason : {"offload", "drop", "merge"}) evictions_.Add({{"reason", reason}});
   // Every step series from zero: a series born with its first observation
   // would hide that observation from rate() and histogram_quantile().
@@ -157,8 +177,8 @@ void Metrics::Publish(const EngineGauges& g) {
   waiting_.Add({}).Set(static_cast<double>(g.waiting));
   sessions_.Add({}).Set(static_cast<double>(g.sessions));
   lossy_.Add({}).Set(static_cast<double>(g.lossy_sessions));
-  checkpoints_.Add({{"tier", "device"}}).Set(static_cast<double>(g.device_checkpoints));
-  checkpoints_.Add({{"tier", "host"}}).Set(static_cast<double>(g.host_checkpoints));
+  checkpoints_.Add({{"tier", "device"}}).Set(static_cast<double>(g.checkpoint_slots_used));
+  checkpoints_.Add({{"tier", "host"}}).Set(static_cast<double>(g.host_checkpoint_slots_used));
   cache_bytes_.Add({{"tier", "device"}}).Set(static_cast<double>(g.device_bytes));
   cache_bytes_.Add({{"tier", "host"}}).Set(static_cast<double>(g.host_bytes));
   capacity_bytes_.Add({{"tier", "device"}}).Set(static_cast<double>(g.device_capacity_bytes));
@@ -170,6 +190,12 @@ void Metrics::Publish(const EngineGauges& g) {
   add(evictions_.Add({{"reason", "drop"}}), g.drops, last_.drops);
   add(evictions_.Add({{"reason", "merge"}}), g.merges, last_.merges);
   add(fetches_.Add({}), g.fetches, last_.fetches);
+  add(prefix_queries_.Add({}), g.prefix_query_tokens, last_.prefix_query_tokens);
+  add(prefix_hits_.Add({}), g.prefix_hit_tokens, last_.prefix_hit_tokens);
+  prefix_entries_.Add({{"tier", "device"}}).Set(static_cast<double>(g.prefix_entries_device));
+  prefix_entries_.Add({{"tier", "host"}}).Set(static_cast<double>(g.prefix_entries_host));
+  prefix_bytes_.Add({{"tier", "device"}}).Set(static_cast<double>(g.prefix_bytes_device));
+  prefix_bytes_.Add({{"tier", "host"}}).Set(static_cast<double>(g.prefix_bytes_host));
   last_ = g;
 }
 

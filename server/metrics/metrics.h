@@ -35,11 +35,15 @@ struct RequestRecord {
 // The engine's state, sampled after every step.
 struct EngineGauges {
   int64_t running = 0, waiting = 0, sessions = 0, lossy_sessions = 0;
-  int64_t device_checkpoints = 0, host_checkpoints = 0;
+  int64_t checkpoint_slots_used = 0, host_checkpoint_slots_used = 0;
   int64_t device_bytes = 0, host_bytes = 0;                    // in use
   int64_t device_capacity_bytes = 0, host_capacity_bytes = 0;  // allocated
+  // Prefix cache: entries and bytes by the tier of their checkpoint.
+  int64_t prefix_entries_device = 0, prefix_entries_host = 0;
+  int64_t prefix_bytes_device = 0, prefix_bytes_host = 0;
   // Totals since start (exported as counters).
   int64_t offloads = 0, fetches = 0, drops = 0, merges = 0;
+  int64_t prefix_query_tokens = 0, prefix_hit_tokens = 0;
 };
 
 class Metrics {
@@ -78,6 +82,10 @@ class Metrics {
   prometheus::Family<prometheus::Gauge>& capacity_bytes_;
   prometheus::Family<prometheus::Counter>& evictions_;
   prometheus::Family<prometheus::Counter>& fetches_;
+  prometheus::Family<prometheus::Counter>& prefix_queries_;
+  prometheus::Family<prometheus::Counter>& prefix_hits_;
+  prometheus::Family<prometheus::Gauge>& prefix_entries_;
+  prometheus::Family<prometheus::Gauge>& prefix_bytes_;
   EngineGauges last_;  // totals already added to the counters
   prometheus::Histogram& ttft_h_;
   prometheus::Histogram& itl_h_;

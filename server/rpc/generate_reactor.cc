@@ -97,7 +97,7 @@ void GenerateReactor::OnWriteDone(bool ok) {
 }
 
 void GenerateReactor::OnCancel() {
-  if (handle_ != 0) engine_->Cancel(handle_);
+  if (handle_ != 0) engine_->Drop(handle_);
   {
     absl::MutexLock l(&mu_);
     if (finish_called_) return;

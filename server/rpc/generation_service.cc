@@ -73,7 +73,7 @@ grpc::ServerUnaryReactor* GenerationService::Abort(grpc::CallbackServerContext* 
     return FinishNow(ctx, absl::InvalidArgumentError("request_id is required"));
   }
   grpc::ServerUnaryReactor* r = ctx->DefaultReactor();
-  engine_->Abort(request->request_id(), [r](absl::Status s) { r->Finish(ToGrpc(s)); });
+  engine_->Cancel(request->request_id(), [r](absl::Status s) { r->Finish(ToGrpc(s)); });
   return r;
 }
 
@@ -161,11 +161,11 @@ grpc::ServerUnaryReactor* GenerationService::GetServerStatus(
     response->set_waiting_requests(s.waiting);
     response->set_sessions(s.sessions);
     response->set_max_sessions(s.max_sessions);
-    response->set_checkpoint_slots_used(s.ckpt_slots_used);
-    response->set_checkpoint_slots_total(s.ckpt_slots_total);
+    response->set_checkpoint_slots_used(s.checkpoint_slots_used);
+    response->set_checkpoint_slots_total(s.checkpoint_slots_total);
     response->set_draining(s.draining);
-    response->set_host_checkpoint_slots_used(s.host_slots_used);
-    response->set_host_checkpoint_slots_total(s.host_slots_total);
+    response->set_host_checkpoint_slots_used(s.host_checkpoint_slots_used);
+    response->set_host_checkpoint_slots_total(s.host_checkpoint_slots_total);
     response->set_lossy_sessions(s.lossy_sessions);
     response->set_checkpoints_offloaded(s.evictions.offloads);
     response->set_checkpoints_fetched(s.evictions.fetches);

@@ -43,6 +43,7 @@ void AppendUpdate(const engine::GenerateUpdate& u, v1::GenerateResponse& out) {
   usage->set_completion_tokens(static_cast<uint32_t>(u.usage.completion_tokens));
   usage->set_session_tokens(static_cast<uint64_t>(u.usage.session_tokens));
   usage->set_checkpoints(static_cast<uint32_t>(u.usage.checkpoints));
+  usage->set_cached_prompt_tokens(static_cast<uint32_t>(u.usage.cached_prompt_tokens));
 }
 
 void ToProto(const engine::SessionInfo& info, v1::Session& out) {

@@ -31,7 +31,8 @@ std::unique_ptr<ServerProcess> StartPool(int device, int host, const std::string
       TestModelDir(),
       {absl::StrCat("--checkpoint_pool=", device * CkptBytes()),
        absl::StrCat("--host_pool=", host * CkptBytes()), "--lossy_eviction=" + lossy,
-       "--max_sessions=64", "--max_tokens_limit=100000"});
+       "--max_sessions=64", "--max_tokens_limit=100000",
+       "--prefix_cache=false"});  // these tests count every slot
   EXPECT_TRUE(p.ok()) << p.status();
   return p.ok() ? *std::move(p) : nullptr;
 }

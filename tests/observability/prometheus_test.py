@@ -88,7 +88,8 @@ def main():
         server = subprocess.Popen(
             [args.server, f"--model={args.model}", "--listen=127.0.0.1:0", f"--port_file={port_file}",
              "--metrics_listen=127.0.0.1:0", f"--metrics_port_file={mport_file}",
-             f"--checkpoint_pool={8 * CKPT_BYTES}", f"--host_pool={64 * CKPT_BYTES}", "--threads=1"],
+             f"--checkpoint_pool={8 * CKPT_BYTES}", f"--host_pool={64 * CKPT_BYTES}", "--threads=1",
+             "--prefix_cache=false"],  # the panels count evictions; the cache would give way first
             stdout=server_log, stderr=subprocess.STDOUT)
         procs.append(server)
         wait_for("server port", lambda: os.path.exists(port_file))

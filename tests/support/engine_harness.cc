@@ -39,12 +39,16 @@ EngineResult PendingRequest::Wait() {
 }
 
 EngineHarness::EngineHarness(const std::string& model_dir, const engine::EngineOptions& options,
-                             Clock* clock) {
+                             Clock* clock, model::CkptDtype ckpt_dtype, FaultInjector* faults) {
   model::ModelOptions opts;
   opts.device = TestDevice();
+  opts.ckpt_dtype = ckpt_dtype;
+  opts.faults = faults;
   auto m = model::McModel::Load(model_dir, opts);
   EXPECT_TRUE(m.ok()) << m.status();
-  auto e = engine::Engine::Create(*std::move(m), options, clock ? clock : Clock::Real());
+  engine::EngineOptions o = options;
+  if (faults != nullptr) o.faults = faults;
+  auto e = engine::Engine::Create(*std::move(m), o, clock ? clock : Clock::Real());
   EXPECT_TRUE(e.ok()) << e.status();
   engine_ = *std::move(e);
 }
@@ -74,6 +78,10 @@ InfoOr EngineHarness::CreateSession(const std::string& id) {
 
 InfoOr EngineHarness::GetSession(const std::string& id) {
   return Await<InfoOr>([&](auto cb) { engine_->GetSession(id, cb); });
+}
+
+absl::Status EngineHarness::AuditState() {
+  return Await<absl::Status>([&](auto cb) { engine_->AuditState(cb); });
 }
 
 absl::Status EngineHarness::DeleteSession(const std::string& id) {

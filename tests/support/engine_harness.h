@@ -40,7 +40,8 @@ class EngineHarness {
   // Loads `model_dir` and starts an engine with `options` on `clock`
   // (the real clock when null).
   EngineHarness(const std::string& model_dir, const engine::EngineOptions& options,
-                Clock* clock = nullptr);
+                Clock* clock = nullptr, model::CkptDtype ckpt_dtype = model::CkptDtype::kFloat32,
+                FaultInjector* faults = nullptr);
 
   // Greedy generation of `max_tokens` (EOS ignored), with logprobs.
   PendingRequest Start(const std::string& session_id, const std::vector<int32_t>& prompt,
@@ -49,7 +50,7 @@ class EngineHarness {
                         int32_t max_tokens) {
     return Start(session_id, prompt, max_tokens).Wait();
   }
-  void Cancel(const PendingRequest& r) { engine_->Cancel(r.handle_); }
+  void Cancel(const PendingRequest& r) { engine_->Drop(r.handle_); }
 
   absl::StatusOr<engine::SessionInfo> CreateSession(const std::string& id);
   absl::StatusOr<engine::SessionInfo> GetSession(const std::string& id);
@@ -59,6 +60,8 @@ class EngineHarness {
   absl::StatusOr<std::string> ExportSession(const std::string& id);
   absl::StatusOr<engine::SessionInfo> ImportSession(const std::string& id, std::string bytes);
 
+  // The state store's reference audit, after everything posted so far.
+  absl::Status AuditState();
   // Status once the engine has processed everything posted so far.
   engine::EngineStatus SettledStatus();
   engine::Engine& engine() { return *engine_; }

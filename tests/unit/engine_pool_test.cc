@@ -37,6 +37,7 @@ EngineOptions Pool(int device_ckpts, int host_ckpts,
   o.host_pool_bytes = host_ckpts * CkptBytes();
   o.lossy_eviction = lossy;
   o.intra_op_threads = 1;
+  o.prefix_cache_bytes = 0;  // these tests count every slot (prefix_cache_test.cc has its own)
   return o;
 }
 
@@ -50,8 +51,8 @@ std::string Name(int i) { return absl::StrCat("s", i); }
 
 void ExpectEmpty(EngineHarness& h) {
   const EngineStatus s = h.SettledStatus();
-  EXPECT_EQ(s.ckpt_slots_used, 0);
-  EXPECT_EQ(s.host_slots_used, 0);
+  EXPECT_EQ(s.checkpoint_slots_used, 0);
+  EXPECT_EQ(s.host_checkpoint_slots_used, 0);
   EXPECT_EQ(s.checkpoints, 0);
   EXPECT_EQ(s.checkpoint_refs, 0);
   EXPECT_EQ(s.state_slots_used, 0);
@@ -110,8 +111,8 @@ TEST(EnginePoolTest, OffloadingIsLosslessBitForBit) {
   EXPECT_EQ(s.evictions.offloads, offloaded);
   EXPECT_EQ(s.evictions.fetches, fetched);
   EXPECT_EQ(s.evictions.drops + s.evictions.merges, 0);
-  EXPECT_EQ(s.ckpt_slots_used, 8);
-  EXPECT_EQ(s.host_slots_used, 40);
+  EXPECT_EQ(s.checkpoint_slots_used, 8);
+  EXPECT_EQ(s.host_checkpoint_slots_used, 40);
   for (int i = 0; i < 8; ++i) EXPECT_TRUE(tiny.DeleteSession(Name(i)).ok());
   ExpectEmpty(tiny);
 }

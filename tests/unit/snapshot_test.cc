@@ -24,8 +24,7 @@ SessionSnapshot Sample(int n_ckpts, model::CkptDtype dtype) {
   s.pending_token = 77;
   s.eviction.offloaded = 3;
   s.eviction.fetched = 2;
-  s.state = at::randn({2, 3, 4, 4});
-  s.key_sum = at::randn({2, 3, 4});
+  s.online = {{"memory", at::randn({2, 3, 4, 4})}, {"key_sum", at::randn({2, 3, 4})}};
   for (int i = 0; i < n_ckpts; ++i) {
     s.ckpt_states.push_back(at::randn({2, 3, 4, 4}).to(model::CkptScalarType(dtype)));
     s.ckpt_summary.push_back(at::randn({2, 3, 4}));
@@ -52,8 +51,11 @@ TEST(SnapshotTest, RoundTripIsExact) {
     EXPECT_EQ(b->pending_token, a.pending_token);
     EXPECT_EQ(b->ckpt_dtype, dtype);
     EXPECT_EQ(b->eviction.offloaded, 3);
-    EXPECT_TRUE(at::equal(b->state, a.state));
-    EXPECT_TRUE(at::equal(b->key_sum, a.key_sum));
+    ASSERT_EQ(b->online.size(), 2u);
+    for (int i = 0; i < 2; ++i) {
+      EXPECT_EQ(b->online[i].name, a.online[i].name);
+      EXPECT_TRUE(at::equal(b->online[i].tensor, a.online[i].tensor));
+    }
     ASSERT_EQ(b->ckpt_states.size(), 3u);
     for (int i = 0; i < 3; ++i) {
       EXPECT_TRUE(at::equal(b->ckpt_states[i], a.ckpt_states[i]));
@@ -72,10 +74,10 @@ TEST(SnapshotTest, EachDamageGetsItsOwnMessage) {
   };
   EXPECT_NE(message("MCSNAP").find("wrong magic"), std::string::npos);
 
-  std::string v2 = good;
-  v2[8] = 2;
-  Reseal(v2);
-  EXPECT_NE(message(v2).find("format version 2 is not supported"), std::string::npos);
+  std::string v3 = good;
+  v3[8] = 3;
+  Reseal(v3);
+  EXPECT_NE(message(v3).find("format version 3 is not supported"), std::string::npos);
 
   std::string flipped = good;
   flipped[good.size() - 10] ^= 0x20;
