@@ -30,7 +30,11 @@ pool::PoolOptions PoolFor(const model::McModel& m, const StoreOptions& o) {
 // their state (BoundaryState kStored), as many as the budget pays for.
 int32_t PrefixStateSlots(const model::McModel& m, const StoreOptions& o) {
   if (o.prefix_cache_bytes <= 0 || m.boundary_state() != model::BoundaryState::kStored) return 0;
-  return static_cast<int32_t>(std::min<int64_t>(o.prefix_cache_bytes / m.state_bytes(), 1 << 20));
+  // An entry is charged its state and, where kept, its checkpoint.
+  const int64_t per_entry =
+      m.state_bytes() +
+      (kernels::KeepsCheckpoints(m.config().aggregation) ? m.checkpoint_bytes() : 0);
+  return static_cast<int32_t>(std::min<int64_t>(o.prefix_cache_bytes / per_entry, 1 << 20));
 }
 
 }  // namespace
