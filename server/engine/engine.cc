@@ -41,7 +41,8 @@ Engine::Engine(std::unique_ptr<model::McModel> model, std::unique_ptr<state::Sta
       tokenizer_(model_->config().bos_id, model_->config().eos_id),
       fingerprint_(ComputeFingerprint(*model_)),
       store_(std::move(store)),
-      scheduler_(SchedulerOptions{options.max_running, options.prefill_tokens_per_step}) {
+      scheduler_(SchedulerOptions{options.max_running, options.prefill_tokens_per_step}),
+      sessions_(options.max_sessions) {
   const state::StoreStatus st = store_->status();
   MCSERVE_LOG(kInfo, "engine ready")
       .Kv("state_slots", st.state_slots_total)
@@ -73,7 +74,7 @@ Engine::~Engine() {
   AbortAllNow();
   // Sessions hold handles into the store: they go first.
   active_.clear();
-  sessions_.clear();
+  sessions_.Clear();
 }
 
 void Engine::Post(Command c) {
@@ -166,7 +167,7 @@ EngineStatus Engine::ComputeStatus() const {
   EngineStatus s;
   s.running = scheduler_.num_running();
   s.waiting = scheduler_.num_waiting();
-  s.sessions = static_cast<int32_t>(sessions_.size());
+  s.sessions = sessions_.size();
   s.max_sessions = options_.max_sessions;
   const state::StoreStatus st = store_->status();
   s.checkpoint_slots_used = st.checkpoint_slots_used;
@@ -176,9 +177,9 @@ EngineStatus Engine::ComputeStatus() const {
   s.checkpoints = st.checkpoints;
   s.checkpoint_refs = st.checkpoint_refs;
   s.state_slots_used = st.state_slots_used;
-  for (const auto& [id, session] : sessions_) {
-    s.lossy_sessions += session->state.valid() && store_->lossy(session->state) ? 1 : 0;
-  }
+  sessions_.ForEach([&](const Session& session) {
+    s.lossy_sessions += session.state.valid() && store_->lossy(session.state) ? 1 : 0;
+  });
   s.evictions = st.evictions;
   s.prefix_cache = st.prefix;
   s.draining = draining_;

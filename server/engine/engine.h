@@ -33,6 +33,7 @@
 #include "server/engine/scheduler.h"
 #include "server/engine/session.h"
 #include "server/engine/session_snapshot.h"
+#include "server/engine/session_table.h"
 #include "server/metrics/metrics.h"
 #include "server/model/mc_model.h"
 #include "server/model/sampler.h"
@@ -192,11 +193,8 @@ class Engine {
   static std::string OwnerName(const Active& a);
   void ExpireIdleSessions();
   void AuditWhenIdle();
+  // A new session in the table (UNAVAILABLE while draining).
   absl::StatusOr<Session*> AddSession(std::string id);
-  absl::StatusOr<Session*> FindSession(const std::string& id);  // NOT_FOUND
-  // A session that exists, has no request in flight and is not damaged;
-  // `action` names what the caller wants to do, for the message.
-  absl::StatusOr<Session*> IdleSession(const std::string& id, absl::string_view action);
   SessionInfo Describe(const Session& s) const;
   Active* FindByRequestId(const std::string& request_id);
 
@@ -217,7 +215,7 @@ class Engine {
   // Engine-thread state.
   std::unique_ptr<state::StateStore> store_;
   Scheduler scheduler_;
-  std::map<std::string, std::unique_ptr<Session>> sessions_;
+  SessionTable sessions_;
   std::unordered_map<RequestId, std::unique_ptr<Active>> active_;
   std::unordered_map<std::string, RequestId> by_request_id_;
   bool draining_ = false;

@@ -29,7 +29,7 @@ uint64_t Engine::ComputeFingerprint(const model::McModel& m) {
 void Engine::ExportSession(std::string session_id,
                            std::function<void(absl::StatusOr<std::string>)> done) {
   Post([this, id = std::move(session_id), done = std::move(done)] {
-    absl::StatusOr<Session*> s = IdleSession(id, "export");
+    absl::StatusOr<Session*> s = sessions_.Idle(id, "export");
     if (!s.ok()) {
       done(s.status());
       return;
@@ -120,7 +120,7 @@ absl::StatusOr<Session*> Engine::RestoreSession(const std::string& id, absl::str
   ASSIGN_OR_RETURN(Session * s, AddSession(name));
   absl::StatusOr<state::SeqState> st = store_->Import(image, name);
   if (!st.ok()) {
-    sessions_.erase(name);
+    sessions_.Erase(name);
     return st.status();
   }
   s->state = *std::move(st);

@@ -45,13 +45,13 @@ void Engine::DoSubmit(uint64_t handle, NewRequest request) {
     a->own->chain = state::TokenChain(model_->config().segment_length);
     a->session = a->own.get();
   } else {
-    auto it = sessions_.find(a->req.session_id);
-    if (it == sessions_.end()) {
+    absl::StatusOr<Session*> found = sessions_.Find(a->req.session_id);
+    if (!found.ok()) {
       SendError(channel, absl::NotFoundError(absl::StrCat("session '", a->req.session_id,
                                                           "' not found (CreateSession first)")));
       return;
     }
-    Session& s = *it->second;
+    Session& s = **found;
     if (s.broken) {
       SendError(channel, absl::DataLossError(absl::StrCat(
                              "session '", s.id, "' was damaged by an internal error (see the ",
