@@ -47,6 +47,12 @@ v1::ModelInfo DescribeModel(const engine::Engine& e, const ServiceOptions& o) {
   return m;
 }
 
+// `o` with the limits that come from the model rather than from flags.
+ServiceOptions WithModelLimits(ServiceOptions o, const engine::Engine& e) {
+  o.limits.vocab_size = e.model().config().vocab_size;
+  return o;
+}
+
 grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* ctx, const absl::Status& s) {
   grpc::ServerUnaryReactor* r = ctx->DefaultReactor();
   r->Finish(ToGrpc(s));
@@ -57,7 +63,7 @@ grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* ctx, const absl
 
 GenerationService::GenerationService(engine::Engine* engine, ServiceOptions options)
     : engine_(engine),
-      options_(std::move(options)),
+      options_(WithModelLimits(std::move(options), *engine)),
       model_info_(DescribeModel(*engine, options_)) {}
 
 grpc::ServerWriteReactor<v1::GenerateResponse>* GenerationService::Generate(

@@ -22,6 +22,7 @@ struct ServiceOptions {
 class GenerationService final : public v1::Generation::CallbackService {
  public:
   // `engine` must outlive the gRPC server this service is registered with.
+  // options.limits.vocab_size is replaced by the engine's model's.
   GenerationService(engine::Engine* engine, ServiceOptions options);
 
   grpc::ServerWriteReactor<v1::GenerateResponse>* Generate(
