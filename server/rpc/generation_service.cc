@@ -142,12 +142,12 @@ grpc::ServerUnaryReactor* GenerationService::ForkSession(grpc::CallbackServerCon
 
 grpc::ServerWriteReactor<v1::SessionSnapshotChunk>* GenerationService::ExportSession(
     grpc::CallbackServerContext* /*ctx*/, const v1::ExportSessionRequest* request) {
-  return new ExportReactor(engine_, options_.limits, *request);
+  return new ExportReactor(engine_, options_.limits, *request, &open_streams_);
 }
 
 grpc::ServerReadReactor<v1::ImportSessionRequest>* GenerationService::ImportSession(
     grpc::CallbackServerContext* /*ctx*/, v1::Session* response) {
-  return new ImportReactor(engine_, options_.limits, response);
+  return new ImportReactor(engine_, options_.limits, response, &open_streams_);
 }
 
 grpc::ServerUnaryReactor* GenerationService::GetModelInfo(
