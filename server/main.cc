@@ -13,7 +13,6 @@
 #include <thread>
 
 #include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "server/engine/engine.h"
@@ -25,6 +24,7 @@
 #include "server/server_options.h"
 #include "server/session_store.h"
 #include "server/util/clock.h"
+#include "server/util/flags_help.h"
 #include "server/util/log.h"
 
 namespace mcserve {
@@ -79,7 +79,7 @@ void Drain(engine::Engine& engine, const rpc::GenerationService& service, grpc::
 }
 
 int Run(int argc, char** argv) {
-  absl::SetProgramUsageMessage("mcserve --model=DIR [--listen=HOST:PORT] [flags]");
+  SetFlagsHelp("mcserve --model=DIR [--listen=HOST:PORT] [flags]", {"server/server_options.cc"});
   absl::ParseCommandLine(argc, argv);
   sigset_t signals;
   sigemptyset(&signals);
