@@ -19,6 +19,7 @@
 #include "bench/int_list.h"
 #include "server/engine/scheduler.h"
 #include "server/model/cache_tensors.h"
+#include "server/util/flags_help.h"
 #include "server/util/log.h"
 #include "tests/support/engine_harness.h"
 
@@ -183,6 +184,9 @@ int Main() {
 }  // namespace mcserve::bench
 
 int main(int argc, char** argv) {
+  mcserve::SetFlagsHelp(
+      "mcserve-engine-bench [--model=DIR] [--sessions=1,4,16 --checkpoints=0,4 ...]",
+      {"bench/engine_bench.cc"});
   absl::ParseCommandLine(argc, argv);
   return mcserve::bench::Main();
 }

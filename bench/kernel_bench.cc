@@ -29,6 +29,7 @@
 #include "bench/int_list.h"
 #include "server/kernels/mc_decode.h"
 #include "server/kernels/mc_decode_cuda.h"
+#include "server/util/flags_help.h"
 
 ABSL_FLAG(int32_t, heads, 16, "Heads per layer");
 ABSL_FLAG(int32_t, head_dim, 64, "Head dimension d (state d x d per head)");
@@ -324,6 +325,8 @@ int Main() {
 }  // namespace mcserve::bench
 
 int main(int argc, char** argv) {
+  mcserve::SetFlagsHelp("mcserve-kernel-bench [--heads=16 --head_dim=64 --contexts=4096,16384 ...]",
+                        {"bench/kernel_bench.cc"});
   absl::ParseCommandLine(argc, argv);
   return mcserve::bench::Main();
 }

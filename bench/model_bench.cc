@@ -19,6 +19,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "server/model/mc_model.h"
+#include "server/util/flags_help.h"
 
 ABSL_FLAG(std::string, model, "", "Model directory");
 ABSL_FLAG(int32_t, prefill_tokens, 1024, "Prompt length for the prefill measurement");
@@ -167,6 +168,9 @@ int Run() {
 }  // namespace mcserve::bench
 
 int main(int argc, char** argv) {
+  mcserve::SetFlagsHelp(
+      "mcserve-model-bench --model=DIR [--prefill_tokens=N --context=N --batches=1,16 ...]",
+      {"bench/model_bench.cc"});
   absl::ParseCommandLine(argc, argv);
   return mcserve::bench::Run();
 }

@@ -15,6 +15,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "bench/int_list.h"
+#include "server/util/flags_help.h"
 #include "server/util/log.h"
 #include "tests/support/engine_harness.h"
 
@@ -90,6 +91,8 @@ void Main() {
 }  // namespace mcserve::bench
 
 int main(int argc, char** argv) {
+  mcserve::SetFlagsHelp("mcserve-prefix-bench [--model=DIR] [--prefix=512,2048,8192 --requests=5]",
+                        {"bench/prefix_bench.cc"});
   absl::ParseCommandLine(argc, argv);
   mcserve::SetLogLevel(mcserve::LogLevel::kWarning);
   mcserve::bench::Main();

@@ -25,6 +25,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "client/mcserve_client.h"
+#include "server/util/flags_help.h"
 
 ABSL_FLAG(std::string, addr, "", "Server address (default $MCSERVE_ADDR or 127.0.0.1:50051)");
 ABSL_FLAG(std::optional<uint32_t>, max_tokens, std::nullopt, "Most tokens to generate");
@@ -243,7 +244,7 @@ int SessionCmd(Client& c, const std::vector<char*>& args) {
 }
 
 int Run(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
+  SetFlagsHelp(
       "mcserve-cli [--addr=HOST:PORT] COMMAND\n"
       "  generate [--max_tokens=N --temperature=T --top_p=P --top_k=K --seed=S\n"
       "            --session=ID --stop=a,b --ignore_eos --logprobs --timeout=SEC] PROMPT|-\n"
@@ -251,7 +252,8 @@ int Run(int argc, char** argv) {
       "          import FILE [ID]\n"
       "  health | info | status | abort REQUEST_ID\n"
       "Exit codes: 0 ok, 1 error, 2 usage, 3 unreachable/timeout, 4 rejected, 5 server full,\n"
-      "130 interrupted.");
+      "130 interrupted.",
+      {"client/cli.cc"});
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   args.erase(args.begin());  // program name
   if (absl::GetFlag(FLAGS_addr).empty()) {

@@ -14,7 +14,15 @@ if(MCSERVE_CUDA)
   find_package(CUDAToolkit REQUIRED)
 endif()
 find_package(Torch REQUIRED)
-message(STATUS "mcserve: LibTorch ${Torch_VERSION} from ${Torch_DIR}")
+# A LibTorch built with CUDA ships c10_cuda (its current-stream API, which
+# the kernel wrappers launch on). Debian's CPU LibTorch has none, and then
+# makes no CUDA tensors either: the CUDA kernels still compile and link.
+if(TARGET c10_cuda OR C10_CUDA_LIBRARY)
+  set(MCSERVE_TORCH_CUDA ON)
+else()
+  set(MCSERVE_TORCH_CUDA OFF)
+endif()
+message(STATUS "mcserve: LibTorch ${Torch_VERSION} from ${Torch_DIR} (CUDA: ${MCSERVE_TORCH_CUDA})")
 
 # Imported torch targets carry their flags (e.g. the C++11 ABI define); their
 # headers are system headers so our warning flags do not apply to them.

@@ -1,7 +1,7 @@
 // mcserve: the gRPC server. Loads the model, starts the engine thread and
 // the gRPC server, and on SIGTERM/SIGINT drains: health NOT_SERVING, new
-// work refused, in-flight requests finish (or are aborted at the grace
-// deadline), then exit 0.
+// work refused, in-flight requests and snapshot streams finish (or are
+// aborted at the grace deadline), then exit 0.
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
@@ -13,7 +13,6 @@
 #include <thread>
 
 #include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "server/engine/engine.h"
@@ -25,6 +24,7 @@
 #include "server/server_options.h"
 #include "server/session_store.h"
 #include "server/util/clock.h"
+#include "server/util/flags_help.h"
 #include "server/util/log.h"
 
 namespace mcserve {
@@ -57,9 +57,10 @@ void Drain(engine::Engine& engine, const rpc::GenerationService& service, grpc::
   server.GetHealthCheckService()->SetServingStatus(false);
   engine.StartDrain();
   const absl::Time deadline = absl::Now() + grace;
-  // A stream is in flight from its first byte until its final message is
-  // written; counting streams (not only the engine's queues) also covers a
-  // request the engine has not picked up yet.
+  // A stream (Generate, ExportSession or ImportSession) is in flight from
+  // its first byte until its final status is sent; counting streams (not
+  // only the engine's queues) also covers a request the engine has not
+  // picked up yet, and snapshot streams the engine never queues.
   auto busy = [&engine, &service] {
     const engine::EngineStatus s = engine.Status();
     return s.running + s.waiting > 0 || service.open_streams() > 0;
@@ -70,15 +71,15 @@ void Drain(engine::Engine& engine, const rpc::GenerationService& service, grpc::
     engine.AbortAll();
   }
   // Requests have ended or been aborted; wait (briefly) for their final
-  // messages to be
-  // written, then close at once: nothing worth waiting for is left.
+  // messages to be written, then close at once: nothing worth waiting for is
+  // left (a snapshot stream still open past the grace is cancelled).
   const absl::Time flushed = absl::Now() + absl::Seconds(2);
   while (service.open_streams() > 0 && absl::Now() < flushed) absl::SleepFor(absl::Milliseconds(5));
   server.Shutdown(std::chrono::system_clock::now());
 }
 
 int Run(int argc, char** argv) {
-  absl::SetProgramUsageMessage("mcserve --model=DIR [--listen=HOST:PORT] [flags]");
+  SetFlagsHelp("mcserve --model=DIR [--listen=HOST:PORT] [flags]", {"server/server_options.cc"});
   absl::ParseCommandLine(argc, argv);
   sigset_t signals;
   sigemptyset(&signals);

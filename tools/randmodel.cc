@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "server/model/config.h"
 #include "server/model/weights.h"
+#include "server/util/flags_help.h"
 
 ABSL_FLAG(std::string, out, "", "Output directory");
 ABSL_FLAG(uint64_t, seed, 1, "Random seed");
@@ -28,6 +29,9 @@ ABSL_FLAG(bool, tie_embeddings, false, "");
 ABSL_FLAG(std::string, dtype, "F32", "F32 | BF16 | F16");
 
 int main(int argc, char** argv) {
+  mcserve::SetFlagsHelp(
+      "mcserve-randmodel --out=DIR [--aggregation=grm --rule=delta --decay=scalar ...]",
+      {"tools/randmodel.cc"});
   absl::ParseCommandLine(argc, argv);
   const std::string out = absl::GetFlag(FLAGS_out);
   if (out.empty()) {

@@ -29,17 +29,10 @@
 #include <cstdint>
 
 #include "server/kernels/mc_decode.h"
+#include "server/kernels/mc_decode_plan.h"
 #include "server/kernels/mc_params.h"
 
 namespace mcserve::kernels {
-
-// How one decode launch is split, and the workspace it needs.
-struct McDecodeCudaPlan {
-  int32_t batch = 0;
-  int64_t max_ckpts = 0;   // ckpt_table_stride of the args it is used with
-  int32_t num_splits = 1;  // blocks per (session, head) reading checkpoints
-  int64_t workspace_bytes = 0;
-};
 
 // cudaSuccess when the kernels support this layer shape, else
 // cudaErrorInvalidValue.

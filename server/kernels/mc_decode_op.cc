@@ -13,6 +13,9 @@
 #ifdef MCSERVE_HAVE_CUDA
 #include "server/kernels/mc_decode_cuda.h"
 #endif
+#ifdef MCSERVE_TORCH_CUDA
+#include <c10/cuda/CUDAStream.h>
+#endif
 
 namespace mcserve::kernels {
 namespace {
@@ -179,15 +182,35 @@ absl::Status CudaStatus(cudaError_t e, const char* what) {
   return absl::InternalError(absl::StrCat(what, ": ", cudaGetErrorString(e)));
 }
 
-absl::Status RunCuda(const McLayerParams& p, const at::Device& dev, const LayerPointers& lp) {
+// The launch plan of a step of `batch` rows and `stride` table entries each,
+// and the workspace it needs, on `dev` (the current device).
+absl::Status PlanCuda(const McLayerParams& p, const at::Device& dev, int32_t batch, int64_t stride,
+                      McDecodeCudaPlan* plan, at::Tensor* workspace) {
   int32_t sms = 0;
   RETURN_IF_ERROR(CudaStatus(CudaSmCount(dev.index() < 0 ? 0 : dev.index(), &sms), "SM count"));
-  McDecodeCudaPlan plan;
+  RETURN_IF_ERROR(CudaStatus(PlanMcDecodeCuda(p, batch, stride, sms, plan), "plan"));
+  *workspace = at::empty({plan->workspace_bytes}, at::TensorOptions(dev).dtype(at::kByte));
+  return absl::OkStatus();
+}
+
+// LibTorch's current stream on `dev`.
+absl::StatusOr<cudaStream_t> CurrentStream(const at::Device& dev) {
+#ifdef MCSERVE_TORCH_CUDA
+  return c10::cuda::getCurrentCUDAStream(dev.index()).stream();
+#else
+  // Unreachable: a LibTorch without CUDA makes no CUDA tensors.
+  return absl::FailedPreconditionError(
+      absl::StrCat("no CUDA stream for ", dev.str(), ": LibTorch was built without CUDA"));
+#endif
+}
+
+absl::Status RunCuda(const McLayerParams& p, const at::Device& dev, const DecodeBatch& batch,
+                     const LayerPointers& lp) {
+  ASSIGN_OR_RETURN(cudaStream_t stream, CurrentStream(dev));
   RETURN_IF_ERROR(CudaStatus(
-      PlanMcDecodeCuda(p, lp.decode.batch, lp.decode.ckpt_table_stride, sms, &plan), "plan"));
-  const at::Tensor ws = at::empty({plan.workspace_bytes}, at::TensorOptions(dev).dtype(at::kByte));
-  RETURN_IF_ERROR(CudaStatus(McDecodeCuda(p, lp.decode, plan, ws.data_ptr(), nullptr), "decode"));
-  return CudaStatus(McCheckpointCuda(p, lp.checkpoint, nullptr), "checkpoint");
+      McDecodeCuda(p, lp.decode, batch.cuda_plan(), batch.workspace().data_ptr(), stream),
+      "decode"));
+  return CudaStatus(McCheckpointCuda(p, lp.checkpoint, stream), "checkpoint");
 }
 #endif
 
@@ -199,6 +222,11 @@ bool CudaKernelsBuilt() {
 #else
   return false;
 #endif
+}
+
+bool DecodeBatch::PlannedFor(const McLayerParams& params) const {
+  return params.n_heads == params_.n_heads && params.head_dim == params_.head_dim &&
+         params.aggregation == params_.aggregation && params.top_k == params_.top_k;
 }
 
 bool DecodeBatch::MadeFor(const McPools& pools) const {
@@ -215,6 +243,7 @@ absl::StatusOr<DecodeBatch> DecodeBatch::Create(const McLayerParams& params, con
   const DecodeIndex& ix = batch.index_;
   const at::Device dev = pools.state.device();
   batch.pools_ = pools;
+  batch.params_ = params;
   if (dev.is_cpu()) {
     batch.state_slots_ = ix.state_slots.data();
     batch.positions_ = ix.positions.data();
@@ -241,6 +270,16 @@ absl::StatusOr<DecodeBatch> DecodeBatch::Create(const McLayerParams& params, con
     return absl::InternalError(
         absl::StrCat("copying the decode index to ", dev.str(), ": ", e.what_without_backtrace()));
   }
+#ifdef MCSERVE_HAVE_CUDA
+  try {
+    const c10::DeviceGuard guard(dev);
+    RETURN_IF_ERROR(
+        PlanCuda(params, dev, batch.size(), ix.table_stride, &batch.plan_, &batch.workspace_));
+  } catch (const c10::Error& e) {
+    return absl::InternalError(
+        absl::StrCat("decode workspace on ", dev.str(), ": ", e.what_without_backtrace()));
+  }
+#endif
   const auto* base = static_cast<const uint8_t*>(batch.device_copy_.data_ptr());
   batch.state_slots_ = reinterpret_cast<const int32_t*>(base + o_state);
   batch.positions_ = reinterpret_cast<const int64_t*>(base + o_pos);
@@ -256,6 +295,9 @@ absl::StatusOr<at::Tensor> DecodeLayer(const McLayerParams& params, const McPool
                                        const DecodeInputs& in, at::Tensor* ckpt_weights) {
   if (!batch.MadeFor(pools)) {
     return absl::InvalidArgumentError("decode batch was made for other pools");
+  }
+  if (!batch.PlannedFor(params)) {
+    return absl::InvalidArgumentError("decode batch was made for another layer shape");
   }
   const int64_t B = batch.size();
   RETURN_IF_ERROR(CheckInputs(params, pools, layer, B, in));
@@ -278,7 +320,7 @@ absl::StatusOr<at::Tensor> DecodeLayer(const McLayerParams& params, const McPool
     }
 #ifdef MCSERVE_HAVE_CUDA
     const c10::DeviceGuard guard(dev);
-    RETURN_IF_ERROR(RunCuda(params, dev, lp));
+    RETURN_IF_ERROR(RunCuda(params, dev, batch, lp));
     return out;
 #else
     return absl::FailedPreconditionError("built without CUDA kernels");

@@ -4,11 +4,19 @@
 // absl::Status naming the offending tensor or index; nothing is written
 // before validation passes.
 //
-// The index arrays of a step (the engine's slot tables) are built on the host
-// and validated once per step by DecodeBatch::Create, which copies them to
-// the pools' device in one transfer; each layer then calls DecodeLayer.
-// CUDA work runs on the default stream, LibTorch's own, so it is ordered with
-// the surrounding LibTorch ops without extra synchronization.
+// Work done once per step is in DecodeBatch::Create: it validates the step's
+// index arrays (the engine's slot tables, built on the host) and copies them
+// to the pools' device in one transfer; on CUDA it also plans the launch
+// (the split count, from the device's multiprocessor count) and allocates
+// the kernels' workspace, both shared by every layer of the step. Each
+// layer then calls DecodeLayer, which only launches.
+//
+// CUDA work runs on LibTorch's current stream of the pools' device
+// (c10::cuda::getCurrentCUDAStream), the stream the surrounding LibTorch ops
+// use, so it is ordered with them without extra synchronization; layers
+// reuse the workspace because their kernels run one after another on it.
+// Create allocates on the current stream too: use a batch on the stream
+// that was current when it was made.
 #ifndef MCSERVE_SERVER_KERNELS_MC_DECODE_OP_H_
 #define MCSERVE_SERVER_KERNELS_MC_DECODE_OP_H_
 
@@ -19,6 +27,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "server/kernels/mc_decode_plan.h"
 #include "server/kernels/mc_params.h"
 
 namespace mcserve::kernels {
@@ -57,6 +66,9 @@ class DecodeBatch {
 
   // True when the batch was validated against exactly these pool tensors.
   bool MadeFor(const McPools& pools) const;
+  // True when `params` has the layer shape the batch was planned for (heads,
+  // head_dim, aggregation, top_k).
+  bool PlannedFor(const McLayerParams& params) const;
   int32_t size() const { return static_cast<int32_t>(index_.state_slots.size()); }
   int64_t table_stride() const { return index_.table_stride; }
   int32_t closing() const { return static_cast<int32_t>(index_.closing_state_slots.size()); }
@@ -70,12 +82,20 @@ class DecodeBatch {
   const int32_t* closing_state_slots() const { return closing_state_; }
   const int32_t* closing_dst_slots() const { return closing_dst_; }
 
+  // CUDA only: the launch plan of every layer of the step, and its workspace
+  // (plan.workspace_bytes on the pools' device).
+  const McDecodeCudaPlan& cuda_plan() const { return plan_; }
+  const at::Tensor& workspace() const { return workspace_; }
+
  private:
   DecodeBatch() = default;
 
-  McPools pools_;  // what the index was validated against
+  McPools pools_;         // what the index was validated against
+  McLayerParams params_;  // the layer shape it was planned for
   DecodeIndex index_;
   at::Tensor device_copy_;  // one buffer holding every array, on CUDA
+  McDecodeCudaPlan plan_;
+  at::Tensor workspace_;
   const int32_t* state_slots_ = nullptr;
   const int64_t* positions_ = nullptr;
   const int32_t* ckpt_table_ = nullptr;
@@ -93,10 +113,11 @@ struct DecodeInputs {
 };
 
 // Runs layer `layer`'s decode step (mc_decode.h) with a batch made for
-// `pools` (validated there, so not again per layer): updates the sessions'
-// online state in place and returns the aggregated read [B, H, d]. When
-// `ckpt_weights` is set, it receives [B, table_stride] gate weights (device
-// tensor). Then freezes the checkpoints of the sessions whose segment closed.
+// `pools` and `params`' layer shape (validated and planned there, so not
+// again per layer): updates the sessions' online state in place and returns
+// the aggregated read [B, H, d]. When `ckpt_weights` is set, it receives
+// [B, table_stride] gate weights (device tensor). Then freezes the
+// checkpoints of the sessions whose segment closed.
 absl::StatusOr<at::Tensor> DecodeLayer(const McLayerParams& params, const McPools& pools,
                                        int64_t layer, const DecodeBatch& batch,
                                        const DecodeInputs& in, at::Tensor* ckpt_weights);

@@ -47,6 +47,12 @@ v1::ModelInfo DescribeModel(const engine::Engine& e, const ServiceOptions& o) {
   return m;
 }
 
+// `o` with the limits that come from the model rather than from flags.
+ServiceOptions WithModelLimits(ServiceOptions o, const engine::Engine& e) {
+  o.limits.vocab_size = e.model().config().vocab_size;
+  return o;
+}
+
 grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* ctx, const absl::Status& s) {
   grpc::ServerUnaryReactor* r = ctx->DefaultReactor();
   r->Finish(ToGrpc(s));
@@ -57,7 +63,7 @@ grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* ctx, const absl
 
 GenerationService::GenerationService(engine::Engine* engine, ServiceOptions options)
     : engine_(engine),
-      options_(std::move(options)),
+      options_(WithModelLimits(std::move(options), *engine)),
       model_info_(DescribeModel(*engine, options_)) {}
 
 grpc::ServerWriteReactor<v1::GenerateResponse>* GenerationService::Generate(
@@ -136,12 +142,12 @@ grpc::ServerUnaryReactor* GenerationService::ForkSession(grpc::CallbackServerCon
 
 grpc::ServerWriteReactor<v1::SessionSnapshotChunk>* GenerationService::ExportSession(
     grpc::CallbackServerContext* /*ctx*/, const v1::ExportSessionRequest* request) {
-  return new ExportReactor(engine_, options_.limits, *request);
+  return new ExportReactor(engine_, options_.limits, *request, &open_streams_);
 }
 
 grpc::ServerReadReactor<v1::ImportSessionRequest>* GenerationService::ImportSession(
     grpc::CallbackServerContext* /*ctx*/, v1::Session* response) {
-  return new ImportReactor(engine_, options_.limits, response);
+  return new ImportReactor(engine_, options_.limits, response, &open_streams_);
 }
 
 grpc::ServerUnaryReactor* GenerationService::GetModelInfo(

@@ -22,6 +22,7 @@ struct ServiceOptions {
 class GenerationService final : public v1::Generation::CallbackService {
  public:
   // `engine` must outlive the gRPC server this service is registered with.
+  // options.limits.vocab_size is replaced by the engine's model's.
   GenerationService(engine::Engine* engine, ServiceOptions options);
 
   grpc::ServerWriteReactor<v1::GenerateResponse>* Generate(
@@ -51,8 +52,9 @@ class GenerationService final : public v1::Generation::CallbackService {
                                             const v1::GetServerStatusRequest* request,
                                             v1::ServerStatus* response) override;
 
-  // Generate streams not yet fully done (final message written, reactor
-  // released). Shutdown waits for zero so no stream is cut short.
+  // Streams (Generate, ExportSession, ImportSession) not yet fully done
+  // (final status sent, reactor released). The shutdown drain waits for
+  // zero so no stream is cut short.
   int open_streams() const { return open_streams_.load(std::memory_order_acquire); }
 
  private:

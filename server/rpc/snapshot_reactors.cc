@@ -7,44 +7,84 @@
 namespace mcserve::rpc {
 
 ExportReactor::ExportReactor(engine::Engine* engine, const RequestLimits& limits,
-                             const v1::ExportSessionRequest& request) {
+                             const v1::ExportSessionRequest& request,
+                             std::atomic<int>* open_streams)
+    : counted_(open_streams) {
   absl::Status s = ValidateSessionId(request.session_id(), limits, "session_id");
   if (!s.ok()) {
+    {
+      absl::MutexLock l(&mu_);
+      finished_ = true;
+    }
     Finish(ToGrpc(s));
     return;
   }
   engine->ExportSession(request.session_id(), [this](absl::StatusOr<std::string> bytes) {
-    if (!bytes.ok()) {
-      Finish(ToGrpc(bytes.status()));
-      return;
-    }
-    bytes_ = *std::move(bytes);
-    WriteNext();
+    OnSnapshot(std::move(bytes));
   });
 }
 
-void ExportReactor::WriteNext() {
-  if (offset_ >= bytes_.size()) {
-    Finish(grpc::Status::OK);
-    return;
+void ExportReactor::OnSnapshot(absl::StatusOr<std::string> bytes) {
+  {
+    absl::MutexLock l(&mu_);
+    answered_ = true;
+    if (!bytes.ok()) {
+      if (!final_) final_ = ToGrpc(bytes.status());
+    } else {
+      bytes_ = *std::move(bytes);
+    }
   }
-  const size_t n = std::min(kSnapshotChunkBytes, bytes_.size() - offset_);
-  chunk_.set_data(bytes_.substr(offset_, n));
-  offset_ += n;
-  StartWrite(&chunk_);
+  Advance();
+}
+
+void ExportReactor::Advance() {
+  enum { kNone, kWrite, kFinish } action = kNone;
+  grpc::Status status;
+  {
+    absl::MutexLock l(&mu_);
+    if (!answered_ || writing_ || finished_) return;
+    if (!final_ && offset_ >= bytes_.size()) final_ = grpc::Status::OK;
+    if (final_) {
+      status = *final_;
+      finished_ = true;
+      action = kFinish;
+    } else {
+      const size_t n = std::min(kSnapshotChunkBytes, bytes_.size() - offset_);
+      chunk_.set_data(bytes_.substr(offset_, n));
+      offset_ += n;
+      writing_ = true;
+      action = kWrite;
+    }
+  }
+  // Outside the lock: Finish may run OnDone, and so delete this, at once.
+  if (action == kWrite) StartWrite(&chunk_);
+  if (action == kFinish) Finish(status);
 }
 
 void ExportReactor::OnWriteDone(bool ok) {
-  if (!ok) {
-    Finish(grpc::Status(grpc::StatusCode::CANCELLED, "client went away during the export"));
-    return;
+  {
+    absl::MutexLock l(&mu_);
+    writing_ = false;
+    if (!ok && !final_) {
+      final_ = grpc::Status(grpc::StatusCode::CANCELLED, "client went away during the export");
+    }
   }
-  WriteNext();
+  Advance();
+}
+
+void ExportReactor::OnCancel() {
+  {
+    absl::MutexLock l(&mu_);
+    if (!final_) final_ = grpc::Status(grpc::StatusCode::CANCELLED, "export cancelled");
+  }
+  // Finishes now unless the engine has not answered yet or a write is in
+  // flight; then its answer or OnWriteDone does.
+  Advance();
 }
 
 ImportReactor::ImportReactor(engine::Engine* engine, const RequestLimits& limits,
-                             v1::Session* response)
-    : engine_(engine), limits_(limits), response_(response) {
+                             v1::Session* response, std::atomic<int>* open_streams)
+    : counted_(open_streams), engine_(engine), limits_(limits), response_(response) {
   StartRead(&msg_);
 }
 

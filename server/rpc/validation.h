@@ -13,7 +13,9 @@
 namespace mcserve::rpc {
 
 struct RequestLimits {
-  int32_t vocab_size = 258;
+  // The served model's vocabulary (its config's vocab_size, which may be
+  // padded past the byte tokenizer's 258 ids); GenerationService sets it.
+  int32_t vocab_size = 0;
   int32_t max_prompt_tokens = 8192;
   int32_t max_tokens_limit = 4096;
   int32_t default_max_tokens = 256;

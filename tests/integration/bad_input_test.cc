@@ -1,12 +1,15 @@
 // Every kind of bad input gets a clear status that names the problem, and
 // the server keeps serving other sessions unchanged.
 #include <gtest/gtest.h>
+#include <signal.h>
 
 #include <functional>
 #include <thread>
 
 #include "absl/synchronization/notification.h"
+#include "server/model/weights.h"
 #include "tests/integration/server_fixture.h"
+#include "tests/support/test_models.h"
 
 namespace mcserve::testing {
 namespace {
@@ -116,6 +119,41 @@ TEST_F(BadInputTest, BusySessionIsFailedPrecondition) {
   EXPECT_NE(second.status.message().find("already has a request in flight"), std::string::npos);
   t.join();
   ASSERT_TRUE(client().DeleteSession("busy").ok());
+}
+
+// A model whose vocabulary is padded past the byte tokenizer's 258 ids:
+// token ids are checked against the served model's vocab_size.
+TEST(PaddedVocabTest, TokenIdsAreCheckedAgainstTheModelsVocabSize) {
+  const std::string dir = FreshDir("padded_vocab");
+  model::ModelConfig config = SmallConfig(model::MemoryRule::kDelta, true, model::Aggregation::kGrm,
+                                          /*segment_length=*/8, model::Boundary::kContinue);
+  config.vocab_size = 300;
+  ASSERT_TRUE(model::WriteRandomModel(config, dir, /*seed=*/3).ok());
+  auto p = ServerProcess::Start(dir);
+  ASSERT_TRUE(p.ok()) << p.status();
+  ServerProcess& server = **p;
+  auto info = server.client().GetModelInfo();
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_EQ(info->vocab_size(), 300u);
+
+  v1::GenerateRequest ok = TokenRequest({'h', 'i', 290}, 4);
+  ok.mutable_sampling_params()->add_stop_token_ids(295);
+  const Completion got = Collect(server.client(), ok);
+  EXPECT_TRUE(got.status.ok()) << got.status;
+  EXPECT_EQ(got.last.usage().prompt_tokens(), 4u);  // BOS + 3 ids
+
+  const Completion prompt_id = Collect(server.client(), TokenRequest({'h', 300}, 4));
+  EXPECT_EQ(prompt_id.status.code(), absl::StatusCode::kInvalidArgument) << prompt_id.status;
+  EXPECT_EQ(prompt_id.status.message(), "token_ids.ids[1] = 300 is not below vocab_size 300");
+
+  v1::GenerateRequest stop_id = TokenRequest({'h'}, 4);
+  stop_id.mutable_sampling_params()->add_stop_token_ids(295);
+  stop_id.mutable_sampling_params()->add_stop_token_ids(300);
+  const Completion stop = Collect(server.client(), stop_id);
+  EXPECT_EQ(stop.status.code(), absl::StatusCode::kInvalidArgument) << stop.status;
+  EXPECT_EQ(stop.status.message(),
+            "sampling_params.stop_token_ids[1] = 300 is not below vocab_size 300");
+  EXPECT_EQ(server.Signal(SIGTERM), 0) << server.Log();
 }
 
 }  // namespace

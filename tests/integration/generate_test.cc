@@ -6,6 +6,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "tests/integration/server_fixture.h"
+#include "tests/support/test_device.h"
 
 namespace mcserve::testing {
 namespace {
@@ -166,9 +167,16 @@ TEST_F(GenerateTest, StopStringEndsGenerationAndIsNotReturned) {
   Completion c = Collect(client(), r);
   ASSERT_TRUE(c.status.ok());
   EXPECT_EQ(c.last.finish_reason(), v1::FINISH_REASON_STOP);
+  ASSERT_EQ(c.last.matched_stop_case(), v1::GenerateResponse::kMatchedStopStr);
   EXPECT_EQ(c.last.matched_stop_str(), stop);
   const size_t at = bytes.find(stop);
   EXPECT_EQ(c.tokens.size(), at + stop.size());
+  // The text is the unstopped run's text up to the stop string (an ASCII
+  // byte, so it starts no multi-byte character), without the stop string.
+  EXPECT_EQ(c.text.find(stop), std::string::npos) << c.text;
+  const size_t text_at = free.text.find(stop);
+  ASSERT_NE(text_at, std::string::npos) << free.text;
+  EXPECT_EQ(c.text, free.text.substr(0, text_at));
 }
 
 TEST_F(GenerateTest, ClientCancelMidStreamFreesTheRequest) {
@@ -253,7 +261,7 @@ TEST_F(GenerateTest, ModelInfoDescribesTheModel) {
   EXPECT_EQ(m->segment_length(), 8u);
   EXPECT_EQ(m->vocab_size(), 260u);
   EXPECT_EQ(m->max_prompt_tokens(), 512u);
-  EXPECT_EQ(m->device(), "cpu");
+  EXPECT_EQ(m->device(), TestDevice().str());
   EXPECT_EQ(m->checkpoint_dtype(), "float32");
 }
 

@@ -124,6 +124,21 @@ TEST(KernelOpTest, RefusesMissingOrMisshapenInputs) {
   EXPECT_TRUE(pools.state.eq(0).all().item<bool>());
 }
 
+// A batch carries its step's launch plan (made once, for every layer), so
+// a layer must have the shape it was made for.
+TEST(KernelOpTest, RefusesLayerParamsOtherThanTheBatchWasMadeFor) {
+  McPools pools = Pools();
+  auto batch = DecodeBatch::Create(Params(), pools, Index());
+  ASSERT_TRUE(batch.ok()) << batch.status();
+  McLayerParams ssc = Params(Aggregation::kSsc);
+  ssc.top_k = 1;
+  auto r = DecodeLayer(ssc, pools, 0, *batch, Inputs(3), nullptr);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Message(r), "decode batch was made for another layer shape");
+  EXPECT_TRUE(pools.state.eq(0).all().item<bool>());
+  EXPECT_TRUE(DecodeLayer(Params(), pools, 0, *batch, Inputs(3), nullptr).ok());
+}
+
 TEST(KernelOpTest, RefusesADeviceWithoutKernels) {
   auto b = DecodeBatch::Create(Params(), Pools(at::kFloat, at::Device("meta")), Index());
   EXPECT_EQ(b.status().code(), absl::StatusCode::kFailedPrecondition);

@@ -1,9 +1,11 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <vector>
 
 #include "server/util/byte_size.h"
 #include "server/util/crc32c.h"
+#include "server/util/flags_help.h"
 
 namespace mcserve {
 namespace {
@@ -39,6 +41,16 @@ TEST(ByteSizeTest, RejectsNonsense) {
   for (const char* bad : {"", "MiB", "-1", "12 parsecs", "1.5GiB", "99999999999999GiB"}) {
     EXPECT_EQ(ParseByteSize(bad).status().code(), absl::StatusCode::kInvalidArgument) << bad;
   }
+}
+
+TEST(FlagsHelpTest, MatchesListedFilesByWholePathComponents) {
+  const std::vector<std::string> files = {"server/server_options.cc", "client/cli.cc"};
+  EXPECT_TRUE(IsFlagFile("server/server_options.cc", files));
+  EXPECT_TRUE(IsFlagFile("work/repo/server/server_options.cc", files));
+  EXPECT_TRUE(IsFlagFile("/work/repo/client/cli.cc", files));
+  EXPECT_FALSE(IsFlagFile("work/repo/myserver/server_options.cc", files));
+  EXPECT_FALSE(IsFlagFile("server/main.cc", files));
+  EXPECT_FALSE(IsFlagFile("absl/flags/parse.cc", files));
 }
 
 }  // namespace
