@@ -88,8 +88,7 @@ def main():
         server = subprocess.Popen(
             [args.server, f"--model={args.model}", "--listen=127.0.0.1:0", f"--port_file={port_file}",
              "--metrics_listen=127.0.0.1:0", f"--metrics_port_file={mport_file}",
-             f"--checkpoint_pool={8 * CKPT_BYTES}", f"--host_pool={64 * CKPT_BYTES}", "--threads=1",
-             "--prefix_cache=false"],  # the panels count evictions; the cache would give way first
+             f"--checkpoint_pool={8 * CKPT_BYTES}", f"--host_pool={64 * CKPT_BYTES}", "--threads=1"],
             stdout=server_log, stderr=subprocess.STDOUT)
         procs.append(server)
         wait_for("server port", lambda: os.path.exists(port_file))
@@ -142,13 +141,18 @@ scrape_configs:
         for _ in range(3):  # one-shot: 6 prompt tokens (BOS + "hello"), 4 generated
             cli("generate", "--max_tokens=4", "--ignore_eos", "--temperature=0", "hello")
         cli("generate", "--temperature=-1", "hi", expect=4)  # INVALID_ARGUMENT
-        long_prompt = "".join(chr(ord("a") + i % 26) for i in range(200))
+        def long_prompt(k):  # a different one per session: no shared prefix to reuse
+            return "".join(chr(ord("a") + (i + k) % 26) for i in range(200))
         sessions = [cli("session", "create") for _ in range(6)]
-        for s in sessions:  # 201 prompt tokens (BOS + 200), 2 generated, ~6 checkpoints
-            cli("generate", f"--session={s}", "--max_tokens=2", "--ignore_eos", long_prompt)
+        for k, s in enumerate(sessions):  # 201 prompt tokens (BOS + 200), 2 generated, ~6 checkpoints
+            cli("generate", f"--session={s}", "--max_tokens=2", "--ignore_eos", long_prompt(k))
         cli("session", "delete", sessions[0])
         after_text = http_get(metrics_url)
         after = parse_metrics(after_text)
+        # After the counted sequence: a one-shot request that starts like session 1's
+        # prompt reuses its six segments from the prefix cache (for the cache panels).
+        cli("generate", "--max_tokens=1", "--ignore_eos", long_prompt(1) + "!")
+        hits = parse_metrics(http_get(metrics_url)).get("mcserve_prefix_cache_hits_total", 0)
 
         def delta(key):
             return after.get(key, 0.0) - before.get(key, 0.0)
@@ -177,6 +181,9 @@ scrape_configs:
         f.check(offloaded > 0, f"checkpoints offloaded +{offloaded:g} (a pool of 8)")
         f.check(after['mcserve_checkpoint_cache_capacity_bytes{tier="device"}'] == 8 * CKPT_BYTES,
                 "device capacity = --checkpoint_pool")
+        f.check(hits - after.get("mcserve_prefix_cache_hits_total", 0) == 6 * 32,
+                f"prefix cache hits +{hits - after.get('mcserve_prefix_cache_hits_total', 0):g} "
+                "tokens (six segments of session 1's prompt)")
 
         scrape = os.path.join(tmp, "scrape.txt")
         open(scrape, "w").write(after_text)
