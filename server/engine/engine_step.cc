@@ -255,8 +255,12 @@ void Engine::RunDecode(const std::vector<Active*>& batch) {
     const Session& s = *a->session;
     needs.push_back(CheckpointsAfter(shape, s.position, store_->num_checkpoints(s.state), 1));
   }
-  reverse_groups_ = !reverse_groups_;
-  for (const std::vector<size_t>& g : GroupDecodes(needs, shape.device_slots, reverse_groups_)) {
+  std::vector<std::vector<size_t>> groups = GroupDecodes(needs, shape.device_slots, false);
+  if (groups.size() > 1) {
+    reverse_groups_ = !reverse_groups_;
+    if (reverse_groups_) std::reverse(groups.begin(), groups.end());
+  }
+  for (const std::vector<size_t>& g : groups) {
     std::vector<Active*> group;
     std::vector<RequestId> ids;
     for (size_t i : g) {
@@ -399,6 +403,18 @@ void Engine::RecordEnd(const Active& a, absl::string_view reason) {
 
 void Engine::Fail(Active& a, absl::Status status) {
   MCSERVE_LOG(kWarning, "request failed").Kv("id", a.req.request_id).Kv("error", status.ToString());
+  Session& s = *a.session;
+  if (!s.ephemeral && !s.broken && a.cached_tokens > 0 && s.position == a.cached_tokens) {
+    // Nothing was fed beyond the adopted prefix: the session goes back to
+    // being new, as the failed request found it.
+    s.state.Release();
+    absl::StatusOr<state::SeqState> fresh = store_->Create(s.id);
+    if (fresh.ok()) s.state = *std::move(fresh);
+    s.position = 0;
+    s.pending_token = tokenizer_.bos_id();
+    s.chain = state::TokenChain(model_->config().segment_length);
+    s.broken = !fresh.ok();  // no state at all: unusable until deleted
+  }
   RecordEnd(a, "error");
   SendError(*a.req.channel, std::move(status));
   Release(a);

@@ -165,7 +165,7 @@ absl::Status FreeDeviceSlots(CheckpointPool& pool, absl::Span<const Holder> hold
   // Each pass offloads up to `batch` victims (as the host has room); with
   // nothing offloadable a lossy step frees a slot in one of the tiers. The
   // bound only guards against a logic error.
-  for (int pass = 0; pass <= 2 * (pool.host_capacity() + pool.device_capacity()) + 2; ++pass) {
+  for (int pass = 0; pass <= 4 * (pool.host_capacity() + pool.device_capacity()) + 4; ++pass) {
     if (!pool.device_full()) return absl::OkStatus();
     if (cache != nullptr && cache->ReclaimSlot(Tier::kDevice)) continue;
     const int32_t room = pool.host_capacity() - pool.host_used();
@@ -183,6 +183,8 @@ absl::Status FreeDeviceSlots(CheckpointPool& pool, absl::Span<const Holder> hold
     }
     if (cache != nullptr && cache->ReclaimSlot(Tier::kHost)) continue;
     if (!LossyStep(pool, holders, policy)) {
+      // Checkpoints the cache shares are not lossable: give the cache up first.
+      if (policy != LossyPolicy::kNone && cache != nullptr && cache->ReleaseOne()) continue;
       return Exhausted(pool, policy, "and nothing can be offloaded or dropped");
     }
   }
@@ -190,9 +192,10 @@ absl::Status FreeDeviceSlots(CheckpointPool& pool, absl::Span<const Holder> hold
 }
 
 absl::Status ShrinkHolder(CheckpointPool& pool, const Holder& holder, size_t max_ckpts,
-                          LossyPolicy policy) {
+                          LossyPolicy policy, Reclaimer* cache) {
   while (holder.ckpts->size() > max_ckpts) {
     if (!LossyStep(pool, absl::MakeConstSpan(&holder, 1), policy)) {
+      if (policy != LossyPolicy::kNone && cache != nullptr && cache->ReleaseOne()) continue;
       return absl::ResourceExhaustedError(
           absl::StrCat("session '", holder.id, "' holds ", holder.ckpts->size(),
                        " checkpoints but the device tier has only ", max_ckpts,

@@ -11,7 +11,8 @@
 //      the running average of the gate weight it received); the engine
 //      fetches it back before the session next reads it;
 //   3. when the host tier is full too, first the Reclaimer again for a host
-//      slot, then the lossy policy: kDrop removes the
+//      slot, then the lossy policy (releasing cached entries whenever they
+//      are what keeps a checkpoint shared): kDrop removes the
 //      least useful checkpoint from its session; kMerge replaces the
 //      adjacent pair of one session's checkpoints with the smallest summed
 //      usefulness by their mean (states and summaries). Only checkpoints no
@@ -65,6 +66,10 @@ class Reclaimer {
   // Releases cached state so that one slot of `tier` becomes free; false
   // when nothing cached holds one alone.
   virtual bool ReclaimSlot(Tier tier) = 0;
+  // Releases the least recently used cached entry, whatever it holds (so
+  // that the checkpoints it shared can be dropped or merged); false when
+  // nothing is cached.
+  virtual bool ReleaseOne() = 0;
 };
 
 // Makes a device slot free (see the order above), or returns
@@ -76,9 +81,10 @@ absl::Status FreeDeviceSlots(CheckpointPool& pool, absl::Span<const Holder> hold
 
 // For a session that alone needs more device slots than exist: applies the
 // lossy policy to its own (unshared) checkpoints until it holds at most
-// `max_ckpts`. RESOURCE_EXHAUSTED under kNone or when nothing is unshared.
+// `max_ckpts`, releasing cached entries (`cache`, may be null) that share
+// them as needed. RESOURCE_EXHAUSTED under kNone or when nothing is unshared.
 absl::Status ShrinkHolder(CheckpointPool& pool, const Holder& holder, size_t max_ckpts,
-                          LossyPolicy policy);
+                          LossyPolicy policy, Reclaimer* cache = nullptr);
 
 }  // namespace mcserve::pool
 

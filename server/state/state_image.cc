@@ -44,8 +44,14 @@ absl::StatusOr<SeqState> StateStore::Import(const StateImage& image, absl::strin
     }
   }
   const int64_t n = static_cast<int64_t>(image.ckpt_states.size());
-  const int64_t free =
-      (pool_.device_capacity() - pool_.device_used()) + (pool_.host_capacity() - pool_.host_used());
+  auto free_slots = [&] {
+    return (pool_.device_capacity() - pool_.device_used()) +
+           (pool_.host_capacity() - pool_.host_used());
+  };
+  // Checkpoints only the prefix cache holds make room first.
+  while (free_slots() < n && (ReclaimSlot(pool::Tier::kDevice) || ReclaimSlot(pool::Tier::kHost))) {
+  }
+  const int64_t free = free_slots();
   if (n > free) {
     return absl::ResourceExhaustedError(
         absl::StrCat("snapshot holds ", n, " checkpoints but the pool has ", free,

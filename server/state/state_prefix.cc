@@ -133,6 +133,13 @@ bool StateStore::ReclaimSlot(pool::Tier tier) {
   return true;
 }
 
+bool StateStore::ReleaseOne() {
+  std::optional<uint64_t> victim = prefix_.LeastRecent([](const PrefixEntry&) { return true; });
+  if (!victim) return false;
+  ReleaseEntries(prefix_.Remove(*victim));
+  return true;
+}
+
 void StateStore::ReleaseEntries(std::vector<PrefixEntry> gone) {
   for (const PrefixEntry& e : gone) {
     if (e.ckpt >= 0) {

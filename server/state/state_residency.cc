@@ -61,7 +61,7 @@ absl::Status StateStore::MakeResident(Record& r, int64_t n_new, std::vector<pool
   if (static_cast<int64_t>(r.ckpts.size()) + n_new > capacity) {
     const bool was_lossy = r.eviction.lossy;
     RETURN_IF_ERROR(
-        pool::ShrinkHolder(pool_, HolderOf(r), capacity - n_new, options_.lossy_eviction));
+        pool::ShrinkHolder(pool_, HolderOf(r), capacity - n_new, options_.lossy_eviction, this));
     if (!was_lossy) {
       MCSERVE_LOG(kWarning, "session lost checkpoints").Kv("session", r.owner);
     }

@@ -249,6 +249,7 @@ class StateStore : private pool::Reclaimer {
 
   // Prefix cache (state_prefix.cc).
   bool ReclaimSlot(pool::Tier tier) override;
+  bool ReleaseOne() override;
   void ReleaseEntries(std::vector<PrefixEntry> gone);
   bool MakeBudgetRoom(int64_t bytes, uint64_t keep);
 

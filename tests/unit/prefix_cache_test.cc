@@ -211,5 +211,77 @@ TEST(PrefixCacheTest, ImportedSessionsPublishNothing) {
   EXPECT_EQ(h.SettledStatus().prefix_cache.entries_device, 0);
 }
 
+TEST(PrefixCacheTest, LossyEvictionGivesTheCacheUpToDropOrMergeWhatItShares) {
+  const std::string dir = Dir(Aggregation::kGrm, Boundary::kContinue);
+  auto config = model::ModelConfig::Load(dir + "/config.json");
+  const int64_t per = model::CheckpointBytes(*config, CkptDtype::kFloat32);
+  for (pool::LossyPolicy policy : {pool::LossyPolicy::kDrop, pool::LossyPolicy::kMerge}) {
+    EngineOptions o = Options(true);
+    o.checkpoint_pool_bytes = 4 * per;
+    o.host_pool_bytes = 0;
+    o.lossy_eviction = policy;
+    EngineHarness h(dir, o);
+    ASSERT_TRUE(h.CreateSession("s").ok());
+    // BOS + 60 fed: 7 checkpoints for a device tier of 4, each one published.
+    const EngineResult r = h.Generate("s", Tokens(61, 15), 2);
+    ASSERT_TRUE(r.status.ok()) << pool::LossyPolicyName(policy) << ": " << r.status;
+    absl::StatusOr<engine::SessionInfo> info = h.GetSession("s");
+    ASSERT_TRUE(info.ok());
+    EXPECT_TRUE(info->eviction.lossy);
+    EXPECT_LE(info->num_checkpoints, 4);
+    EXPECT_TRUE(h.AuditState().ok()) << h.AuditState();
+  }
+}
+
+TEST(PrefixCacheTest, ImportMakesRoomFromCheckpointsOnlyTheCacheHolds) {
+  const std::string dir = Dir(Aggregation::kGrm, Boundary::kContinue);
+  auto config = model::ModelConfig::Load(dir + "/config.json");
+  const int64_t per = model::CheckpointBytes(*config, CkptDtype::kFloat32);
+  EngineHarness source(dir, Options(false));
+  ASSERT_TRUE(source.CreateSession("a").ok());
+  ASSERT_TRUE(source.Generate("a", Tokens(25, 16), 0).status.ok());  // 3 checkpoints
+  absl::StatusOr<std::string> bytes = source.ExportSession("a");
+  ASSERT_TRUE(bytes.ok());
+
+  EngineOptions o = Options(true);
+  o.checkpoint_pool_bytes = 6 * per;
+  o.host_pool_bytes = 0;
+  EngineHarness h(dir, o);
+  ASSERT_TRUE(h.Generate("", Tokens(25, 17), 0).status.ok());
+  ASSERT_TRUE(h.Generate("", Tokens(25, 18), 0).status.ok());
+  EXPECT_EQ(h.SettledStatus().checkpoint_slots_used, 6);  // all held by the cache alone
+  absl::StatusOr<engine::SessionInfo> imported = h.ImportSession("b", *bytes);
+  ASSERT_TRUE(imported.ok()) << imported.status();
+  EXPECT_EQ(imported->num_checkpoints, 3);
+  EXPECT_TRUE(h.AuditState().ok()) << h.AuditState();
+}
+
+TEST(PrefixCacheTest, AFirstRequestThatFailsAfterAdoptingLeavesTheSessionNew) {
+  const std::string dir = Dir(Aggregation::kGrm, Boundary::kContinue);
+  auto config = model::ModelConfig::Load(dir + "/config.json");
+  EngineOptions o = Options(true);
+  o.checkpoint_pool_bytes = 4 * model::CheckpointBytes(*config, CkptDtype::kFloat32);
+  o.host_pool_bytes = 0;  // nothing can be offloaded, nothing is lossy
+  EngineHarness h(dir, o);
+  const std::vector<int32_t> shared = Tokens(15, 19);
+  ASSERT_TRUE(h.Generate("", shared, 0).status.ok());  // caches block 0 (1 checkpoint)
+  ASSERT_TRUE(h.CreateSession("hog").ok());
+  ASSERT_TRUE(h.Generate("hog", Tokens(31, 20), 0).status.ok());  // 3 more: the device is full
+  ASSERT_TRUE(h.CreateSession("s").ok());
+  // Starts from block 0, then needs a device slot for block 1: there is none.
+  const std::vector<int32_t> prompt = Concat(shared, Tokens(8, 21));
+  const EngineResult r = h.Generate("s", prompt, 1);
+  EXPECT_EQ(r.status.code(), absl::StatusCode::kResourceExhausted) << r.status;
+  absl::StatusOr<engine::SessionInfo> info = h.GetSession("s");
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->num_tokens, 1);  // BOS only, as before the request
+  EXPECT_EQ(info->num_checkpoints, 0);
+  ASSERT_TRUE(h.DeleteSession("hog").ok());
+  const EngineResult again = h.Generate("s", prompt, 1);
+  ASSERT_TRUE(again.status.ok()) << again.status;
+  EXPECT_EQ(again.usage.cached_prompt_tokens, kSegment);
+  EXPECT_TRUE(h.AuditState().ok()) << h.AuditState();
+}
+
 }  // namespace
 }  // namespace mcserve::testing
