@@ -188,11 +188,12 @@ int Generate(Client& c, const std::vector<char*>& args) {
   if (!s.ok()) return Report(s);
   const v1::Usage& u = last.usage();
   std::cerr << "[" << ReasonName(last.finish_reason()) << ": prompt " << u.prompt_tokens()
-            << " tokens";
-  if (u.cached_prompt_tokens() > 0) std::cerr << " (" << u.cached_prompt_tokens() << " cached)";
-  std::cerr << ", generated " << u.completion_tokens() << ", session " << u.session_tokens()
-            << " tokens, " << u.checkpoints() << " checkpoints; request " << last.request_id()
-            << "]\n";
+            << " tokens, generated " << u.completion_tokens() << ", session " << u.session_tokens()
+            << " tokens, " << u.checkpoints() << " checkpoints; ";
+  if (u.cached_prompt_tokens() > 0) {
+    std::cerr << u.cached_prompt_tokens() << " prompt tokens from the prefix cache; ";
+  }
+  std::cerr << "request " << last.request_id() << "]\n";
   return 0;
 }
 

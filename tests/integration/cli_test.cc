@@ -29,6 +29,9 @@ TEST_F(CliTest, GenerateWritesTheSameTextAsTheApi) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, api.text + "\n");
   EXPECT_NE(r.err.find("[length: prompt 12 tokens, generated 24"), std::string::npos) << r.err;
+  // The API request published BOS + 7 prompt tokens (one segment of 8).
+  EXPECT_NE(r.err.find("; 8 prompt tokens from the prefix cache; request "), std::string::npos)
+      << r.err;
 }
 
 TEST_F(CliTest, SessionLifecycleThroughTheCli) {
