@@ -41,8 +41,7 @@ void Engine::DoSubmit(uint64_t handle, NewRequest request) {
   if (a->req.session_id.empty()) {
     a->own = std::make_unique<Session>();
     a->own->ephemeral = true;
-    a->own->pending_token = tokenizer_.bos_id();
-    a->own->chain = state::TokenChain(model_->config().segment_length);
+    a->own->StartHistory(tokenizer_.bos_id(), model_->config().segment_length);
     a->session = a->own.get();
   } else {
     absl::StatusOr<Session*> found = sessions_.Find(a->req.session_id);
@@ -177,8 +176,8 @@ absl::Status Engine::StartFromPrefix(Active& a) {
   s.state = std::move(st);  // the session's empty state, if it had one, goes
   s.position = n;
   s.pending_token = a.feed[n];
-  s.chain = state::TokenChain::AfterPrefix(model_->config().segment_length, a.prefix.key,
-                                           n / model_->config().segment_length);
+  const int32_t c = model_->config().segment_length;
+  s.chain = state::TokenChain::AfterPrefix(c, a.prefix.chain.back(), n / c);
   a.fed = n;
   a.cached_tokens = n;
   Touch(s);
@@ -410,9 +409,7 @@ void Engine::Fail(Active& a, absl::Status status) {
     s.state.Release();
     absl::StatusOr<state::SeqState> fresh = store_->Create(s.id);
     if (fresh.ok()) s.state = *std::move(fresh);
-    s.position = 0;
-    s.pending_token = tokenizer_.bos_id();
-    s.chain = state::TokenChain(model_->config().segment_length);
+    s.StartHistory(tokenizer_.bos_id(), model_->config().segment_length);
     s.broken = !fresh.ok();  // no state at all: unusable until deleted
   }
   RecordEnd(a, "error");

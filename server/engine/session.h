@@ -30,6 +30,13 @@ struct Session {
   absl::Time last_used;
 
   int64_t num_tokens() const { return position + 1; }
+  // The history of a new session: BOS pending, nothing fed (the model state
+  // is the caller's to set).
+  void StartHistory(int32_t bos_id, int32_t segment_length) {
+    position = 0;
+    pending_token = bos_id;
+    chain = state::TokenChain(segment_length);
+  }
 };
 
 }  // namespace mcserve::engine

@@ -29,8 +29,7 @@ absl::StatusOr<Session*> SessionTable::Add(std::string id, int32_t bos_id, int32
   }
   auto s = std::make_unique<Session>();
   s->id = id;
-  s->pending_token = bos_id;
-  s->chain = state::TokenChain(segment_length);
+  s->StartHistory(bos_id, segment_length);
   s->last_used = now;
   Session* raw = s.get();
   sessions_[id] = std::move(s);

@@ -36,7 +36,6 @@ uint64_t BlockHash(uint64_t parent, absl::Span<const int32_t> tokens);
 struct PrefixEntry {
   uint64_t key = 0;
   uint64_t parent = kRootKey;
-  int32_t depth = 0;            // blocks from BOS, this one included (>= 1)
   std::vector<int32_t> tokens;  // the block's own tokens
   pool::CkptId ckpt = -1;       // the block's checkpoint (a reference), when kept
   int32_t state_slot = -1;      // the boundary's online state (a reference), when stored

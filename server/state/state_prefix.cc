@@ -24,13 +24,10 @@ PrefixMatch StateStore::Lookup(absl::Span<const int32_t> tokens, int64_t max_tok
     // An endpoint needs its boundary state: the block's checkpoint (which
     // every entry of a keeping model has), zero, or a stored copy.
     const bool usable = boundary_ != model::BoundaryState::kStored || e->state_slot >= 0;
-    if (usable) {
-      m.tokens = end;
-      m.key = key;
-    }
+    if (usable) m.tokens = end;
   }
   m.chain.resize(m.tokens / c);
-  if (m.tokens > 0) prefix_.Touch(m.key);
+  if (!m.chain.empty()) prefix_.Touch(m.chain.back());
   hit_tokens_ += m.tokens;
   return m;
 }
@@ -73,7 +70,6 @@ void StateStore::Publish(const SeqState& s, const TokenChain& chain) {
   if (keeps && static_cast<int64_t>(r.ckpts.size()) != chain.blocks() + 1) return;
   PrefixEntry e;
   e.parent = chain.key();
-  e.depth = static_cast<int32_t>(chain.blocks() + 1);
   e.tokens = chain.open();
   // Entries holding neither (aggregation none, reset) are charged their
   // tokens, so the budget bounds them too.

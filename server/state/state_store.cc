@@ -142,25 +142,24 @@ int32_t StateStore::NewRecord(absl::string_view owner) {
 
 void StateStore::Free(int32_t id) {
   Record& r = records_[id];
-  for (pool::CkptId c : r.ckpts) {
-    absl::Status st = pool_.Unref(c);
-    if (!st.ok()) {
-      MCSERVE_LOG(kError, "state store").Kv("error", st.ToString());
-    }
-  }
+  UnrefAll(r.ckpts);
   if (r.slot >= 0) ReleaseSlot(r.slot);
   r = Record{};
   free_records_.push_back(id);
 }
 
 void StateStore::DropFresh(std::vector<pool::CkptId>& fresh) {
-  for (pool::CkptId c : fresh) {
+  UnrefAll(fresh);
+  fresh.clear();
+}
+
+void StateStore::UnrefAll(const std::vector<pool::CkptId>& ids) {
+  for (pool::CkptId c : ids) {
     absl::Status st = pool_.Unref(c);
     if (!st.ok()) {
       MCSERVE_LOG(kError, "state store").Kv("error", st.ToString());
     }
   }
-  fresh.clear();
 }
 
 absl::StatusOr<int32_t> StateStore::NewSlot(absl::string_view owner, absl::string_view why) {
@@ -216,10 +215,6 @@ absl::StatusOr<SeqState> StateStore::Fork(const SeqState& parent, absl::string_v
   return SeqState(this, id);
 }
 
-void StateStore::Rename(const SeqState& s, absl::string_view owner) {
-  rec(s).owner = std::string(owner);
-}
-
 void StateStore::SetRunning(const SeqState& s, bool running, absl::Time now) {
   Record& r = rec(s);
   r.running = running;
@@ -240,10 +235,6 @@ SeqInfo StateStore::Describe(const SeqState& s) const {
     ++(pool_.tier(c) == pool::Tier::kDevice ? info.on_device : info.on_host);
   info.eviction = r.eviction;
   return info;
-}
-
-void StateStore::MergeEvictionStats(const SeqState& s, const pool::EvictionStats& stats) {
-  rec(s).eviction = stats;
 }
 
 StoreStatus StateStore::status() const {

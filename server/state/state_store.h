@@ -125,9 +125,8 @@ struct SeqInfo {
 
 // A cached prefix that starts some tokens (Lookup).
 struct PrefixMatch {
-  int64_t tokens = 0;  // matched tokens (whole blocks); 0: none
-  uint64_t key = kRootKey;
-  std::vector<uint64_t> chain;  // entry keys, oldest first
+  int64_t tokens = 0;           // matched tokens (whole blocks); 0: none
+  std::vector<uint64_t> chain;  // entry keys, oldest first (the last names the match)
 };
 
 struct PrefixStats {
@@ -167,7 +166,6 @@ class StateStore : private pool::Reclaimer {
   // A state continuing from `parent`: it shares the parent's checkpoints
   // and online state until one of them writes (copy on write).
   absl::StatusOr<SeqState> Fork(const SeqState& parent, absl::string_view owner);
-  void Rename(const SeqState& s, absl::string_view owner);
 
   // Call once before the Reserve calls of a step: pins last until the next.
   void BeginStep() { pool_.BeginEpoch(); }
@@ -183,7 +181,6 @@ class StateStore : private pool::Reclaimer {
   int32_t num_checkpoints(const SeqState& s) const;
   bool lossy(const SeqState& s) const;
   SeqInfo Describe(const SeqState& s) const;
-  void MergeEvictionStats(const SeqState& s, const pool::EvictionStats& stats);
 
   StateImage Export(const SeqState& s) const;
   // A state from an image, or nothing: INVALID_ARGUMENT when it does not
@@ -202,8 +199,6 @@ class StateStore : private pool::Reclaimer {
   // the state it is in now. Does nothing when the chain is invalid, `s` is
   // lossy, or the budget has no room that can be made.
   void Publish(const SeqState& s, const TokenChain& chain);
-  // Releases every prefix-cache entry.
-  void ClearPrefixCache();
 
   StoreStatus status() const;
   // Checkpoint slots of the device tier (what one session can read at once).
@@ -232,6 +227,8 @@ class StateStore : private pool::Reclaimer {
   int32_t NewRecord(absl::string_view owner);
   void Free(int32_t id);
   void DropFresh(std::vector<pool::CkptId>& fresh);
+  // Drops one reference to each; a failure is a reference-count bug, logged.
+  void UnrefAll(const std::vector<pool::CkptId>& ids);
   Record& rec(const SeqState& s) { return records_[s.id_]; }
   const Record& rec(const SeqState& s) const { return records_[s.id_]; }
   absl::StatusOr<int32_t> NewSlot(absl::string_view owner, absl::string_view why);
@@ -252,6 +249,7 @@ class StateStore : private pool::Reclaimer {
   bool ReleaseOne() override;
   void ReleaseEntries(std::vector<PrefixEntry> gone);
   bool MakeBudgetRoom(int64_t bytes, uint64_t keep);
+  void ClearPrefixCache();
 
   const model::McModel& model_;
   const StoreOptions options_;
