@@ -18,6 +18,9 @@ using kernels::Boundary;
 using kernels::CkptDtype;
 using kernels::MemoryRule;
 
+// Which tokenizer turns text into the model's ids.
+enum class TokenizerKind { kByte, kSentencePiece };
+
 struct ModelConfig {
   std::string model_type = "mc-lm";
   int32_t vocab_size = 0;
@@ -37,6 +40,9 @@ struct ModelConfig {
   double gate_scale = 1.0;
   int32_t bos_id = 256;
   int32_t eos_id = 257;
+  TokenizerKind tokenizer = TokenizerKind::kByte;
+  // kSentencePiece: path of the SentencePiece model (tokenizer.model).
+  std::string tokenizer_path;
 
   // Parses and validates config.json text. Errors name the field.
   static absl::StatusOr<ModelConfig> FromJson(absl::string_view text);
