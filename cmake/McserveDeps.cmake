@@ -5,6 +5,14 @@ find_package(gRPC CONFIG REQUIRED)              # gRPC::grpc++, gRPC::grpc++_ref
 find_package(absl CONFIG REQUIRED)
 find_package(prometheus-cpp CONFIG REQUIRED)    # prometheus-cpp::core, prometheus-cpp::pull
 find_package(nlohmann_json CONFIG REQUIRED)
+# libsentencepiece (Debian's libsentencepiece-dev). Found by header and
+# library rather than its pkg-config file, whose /usr prefix is wrong inside
+# the offline bundle (scripts/offline/); CMAKE_PREFIX_PATH finds both there.
+find_path(SENTENCEPIECE_INCLUDE_DIR sentencepiece_processor.h REQUIRED)
+find_library(SENTENCEPIECE_LIBRARY sentencepiece REQUIRED)
+add_library(mcserve_sentencepiece INTERFACE)
+target_include_directories(mcserve_sentencepiece SYSTEM INTERFACE ${SENTENCEPIECE_INCLUDE_DIR})
+target_link_libraries(mcserve_sentencepiece INTERFACE ${SENTENCEPIECE_LIBRARY})
 
 if(MCSERVE_LIBTORCH)
   list(PREPEND CMAKE_PREFIX_PATH "${MCSERVE_LIBTORCH}" "${MCSERVE_LIBTORCH}/share/cmake")
