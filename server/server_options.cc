@@ -12,6 +12,9 @@
 
 ABSL_FLAG(std::string, model, MCSERVE_DEFAULT_MODEL_DIR,
           "Model directory holding config.json and model.safetensors");
+ABSL_FLAG(std::string, tokenizer_model, "",
+          "Serve with this SentencePiece model (tokenizer.model, its own BOS/EOS) instead of "
+          "the tokenizer the model's config names");
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051", "gRPC listen address (port 0: pick one)");
 ABSL_FLAG(std::string, port_file, "", "If set, write the bound gRPC port here once serving");
 ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9400",
@@ -114,6 +117,7 @@ absl::StatusOr<ServerOptions> ServerOptionsFromFlags() {
   if (!absl::GetFlag(FLAGS_prefix_cache)) e.prefix_cache_bytes = 0;
   e.session_idle_ttl = absl::GetFlag(FLAGS_session_idle_ttl);
   e.intra_op_threads = absl::GetFlag(FLAGS_threads);
+  e.tokenizer_model = absl::GetFlag(FLAGS_tokenizer_model);
   RETURN_IF_ERROR(Positive("max_running", e.max_running));
   RETURN_IF_ERROR(Positive("max_waiting", e.max_waiting, 0));
   RETURN_IF_ERROR(Positive("prefill_tokens_per_step", e.prefill_tokens_per_step));

@@ -11,7 +11,7 @@
 namespace mcserve::engine {
 
 struct Engine::Active {
-  Active(RequestId id_in, NewRequest req_in, const model::ByteTokenizer& tok)
+  Active(RequestId id_in, NewRequest req_in, const tokenizer::Tokenizer& tok)
       : id(id_in), req(std::move(req_in)), out(req.params, tok), rng(req.params.seed) {}
 
   RequestId id;

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/engine/active_request.h"
+#include "server/engine/model_tokenizer.h"
 #include "server/util/blas_threads.h"
 #include "server/util/log.h"
 
@@ -18,6 +19,9 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(std::unique_ptr<model::Mc
     return absl::InvalidArgumentError(
         "engine limits must be positive (max_running, prefill_tokens_per_step >= 1)");
   }
+  absl::StatusOr<std::unique_ptr<const tokenizer::Tokenizer>> tok =
+      LoadModelTokenizer(model->config(), options.tokenizer_model);
+  if (!tok.ok()) return tok.status();
   state::StoreOptions so;
   // One-shot requests need a state each while running.
   so.max_sequences = options.max_sessions + options.max_running;
@@ -29,16 +33,18 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(std::unique_ptr<model::Mc
   absl::StatusOr<std::unique_ptr<state::StateStore>> store = state::StateStore::Create(*model, so);
   if (!store.ok()) return store.status();
   return std::unique_ptr<Engine>(
-      new Engine(std::move(model), *std::move(store), options, clock, metrics));
+      new Engine(std::move(model), *std::move(tok), *std::move(store), options, clock, metrics));
 }
 
-Engine::Engine(std::unique_ptr<model::McModel> model, std::unique_ptr<state::StateStore> store,
-               const EngineOptions& options, Clock* clock, metrics::Metrics* metrics)
+Engine::Engine(std::unique_ptr<model::McModel> model,
+               std::unique_ptr<const tokenizer::Tokenizer> tok,
+               std::unique_ptr<state::StateStore> store, const EngineOptions& options, Clock* clock,
+               metrics::Metrics* metrics)
     : model_(std::move(model)),
       options_(options),
       clock_(clock),
       metrics_(metrics),
-      tokenizer_(model_->config().bos_id, model_->config().eos_id),
+      tokenizer_(std::move(tok)),
       fingerprint_(ComputeFingerprint(*model_)),
       store_(std::move(store)),
       scheduler_(SchedulerOptions{options.max_running, options.prefill_tokens_per_step}),
@@ -48,6 +54,7 @@ Engine::Engine(std::unique_ptr<model::McModel> model, std::unique_ptr<state::Sta
       .Kv("state_slots", st.state_slots_total)
       .Kv("checkpoint_slots", st.checkpoint_slots_total)
       .Kv("host_checkpoint_slots", st.host_checkpoint_slots_total)
+      .Kv("tokenizer", tokenizer_->kind())
       .Kv("lossy_eviction", pool::LossyPolicyName(options_.lossy_eviction))
       .Kv("prefix_cache_bytes", options_.prefix_cache_bytes)
       .Kv("checkpoint_bytes", checkpoint_bytes())

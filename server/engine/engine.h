@@ -39,6 +39,7 @@
 #include "server/model/sampler.h"
 #include "server/pool/eviction.h"
 #include "server/state/state_store.h"
+#include "server/tokenizer/tokenizer.h"
 #include "server/util/clock.h"
 #include "server/util/fault_injector.h"
 
@@ -58,6 +59,10 @@ struct EngineOptions {
   // Prefix cache budget (state_store.h); 0: off.
   int64_t prefix_cache_bytes = 64ll << 20;
   FaultInjector* faults = nullptr;  // test hook (fault_injector.h); null: none
+  // Non-empty: serve with this SentencePiece model (a tokenizer.model) and
+  // its own bos/eos instead of the tokenizer the model's config names
+  // (model_tokenizer.h).
+  std::string tokenizer_model;
 };
 
 struct SessionInfo {
@@ -97,9 +102,11 @@ class Engine {
   using SessionCallback = std::function<void(absl::StatusOr<SessionInfo>)>;
   using DoneCallback = std::function<void(absl::Status)>;
 
-  // Takes the model, allocates the state store and starts the engine thread.
-  // `metrics` (optional) must outlive the engine. RESOURCE_EXHAUSTED when
-  // the pools do not fit in memory.
+  // Takes the model, loads its tokenizer (LoadModelTokenizer: the one its
+  // config names, or options.tokenizer_model), allocates the state store
+  // and starts the engine thread. `metrics` (optional) must outlive the
+  // engine. RESOURCE_EXHAUSTED when the pools do not fit in memory; the
+  // tokenizer's NOT_FOUND or INVALID_ARGUMENT when it cannot be loaded.
   static absl::StatusOr<std::unique_ptr<Engine>> Create(std::unique_ptr<model::McModel> model,
                                                         const EngineOptions& options, Clock* clock,
                                                         metrics::Metrics* metrics = nullptr);
@@ -152,6 +159,8 @@ class Engine {
   void AuditState(DoneCallback done);
 
   const model::McModel& model() const { return *model_; }
+  // Immutable and thread-safe: gRPC threads encode and decode with it.
+  const tokenizer::Tokenizer& tokenizer() const { return *tokenizer_; }
   int64_t checkpoint_bytes() const { return model_->checkpoint_bytes(); }
   int64_t state_bytes() const { return model_->state_bytes(); }
 
@@ -159,8 +168,9 @@ class Engine {
   struct Active;
   using Command = std::function<void()>;
 
-  Engine(std::unique_ptr<model::McModel> model, std::unique_ptr<state::StateStore> store,
-         const EngineOptions& options, Clock* clock, metrics::Metrics* metrics);
+  Engine(std::unique_ptr<model::McModel> model, std::unique_ptr<const tokenizer::Tokenizer> tok,
+         std::unique_ptr<state::StateStore> store, const EngineOptions& options, Clock* clock,
+         metrics::Metrics* metrics);
   void Post(Command c);
   void Loop();
   void PublishStatus();
@@ -184,6 +194,9 @@ class Engine {
   void Fail(Active& a, absl::Status status);
   void Release(Active& a);
   void RecordEnd(const Active& a, absl::string_view reason);
+  // The request is ending: records in its session whether the history has
+  // produced text yet (Session::text_at_start).
+  void KeepTextState(Active& a);
   // The session just fed `tokens` (ending at most at a segment boundary):
   // extends its token chain and publishes the boundary it reached.
   void Advance(Session& s, absl::Span<const int32_t> tokens);
@@ -209,7 +222,7 @@ class Engine {
   const EngineOptions options_;
   Clock* const clock_;
   metrics::Metrics* const metrics_;  // may be null
-  const model::ByteTokenizer tokenizer_;
+  const std::unique_ptr<const tokenizer::Tokenizer> tokenizer_;
   const uint64_t fingerprint_;  // of the model, stamped on snapshots
 
   // Engine-thread state.

@@ -28,7 +28,7 @@ void Engine::CreateSession(std::string session_id, SessionCallback done) {
 
 absl::StatusOr<Session*> Engine::AddSession(std::string id) {
   if (draining_) return absl::UnavailableError("server is draining for shutdown; retry elsewhere");
-  return sessions_.Add(std::move(id), tokenizer_.bos_id(), model_->config().segment_length,
+  return sessions_.Add(std::move(id), tokenizer_->bos_id(), model_->config().segment_length,
                        clock_->Now());
 }
 
@@ -56,6 +56,7 @@ void Engine::ForkSession(std::string parent_id, std::string child_id, SessionCal
     c.state = *std::move(st);
     c.position = parent.position;
     c.pending_token = parent.pending_token;
+    c.text_at_start = parent.text_at_start;
     c.chain = parent.chain;
     parent.last_used = clock_->Now();
     Touch(parent);

@@ -126,6 +126,9 @@ absl::StatusOr<Session*> Engine::RestoreSession(const std::string& id, absl::str
   s->state = *std::move(st);
   s->position = snap->position;
   s->pending_token = snap->pending_token;
+  // Snapshots do not record it: a history of more than BOS is taken to
+  // have produced text.
+  s->text_at_start = snap->position == 0;
   s->chain.Invalidate();  // the tokens behind an imported state are unknown
   Touch(*s);
   MCSERVE_LOG(kInfo, "session imported")

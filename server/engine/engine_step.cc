@@ -36,12 +36,12 @@ void Engine::DoSubmit(uint64_t handle, NewRequest request) {
                                         " requests, --max_waiting); retry later")));
     return;
   }
-  auto a = std::make_unique<Active>(handle, std::move(request), tokenizer_);
+  auto a = std::make_unique<Active>(handle, std::move(request), *tokenizer_);
   a->arrival = clock_->Now();
   if (a->req.session_id.empty()) {
     a->own = std::make_unique<Session>();
     a->own->ephemeral = true;
-    a->own->StartHistory(tokenizer_.bos_id(), model_->config().segment_length);
+    a->own->StartHistory(tokenizer_->bos_id(), model_->config().segment_length);
     a->session = a->own.get();
   } else {
     absl::StatusOr<Session*> found = sessions_.Find(a->req.session_id);
@@ -78,6 +78,7 @@ void Engine::DoSubmit(uint64_t handle, NewRequest request) {
   }
   a->feed.push_back(s.pending_token);
   a->feed.insert(a->feed.end(), a->req.prompt.begin(), a->req.prompt.end());
+  a->out.SetContext(s.text_at_start, a->req.prompt);
   a->prompt_tokens = static_cast<int32_t>(a->req.prompt.size()) + (s.position == 0 ? 1 : 0);
   // A new sequence may start from a cached prefix (adopted at admission);
   // at least the last token is left to feed, for its logits.
@@ -325,7 +326,7 @@ void Engine::Emit(Active& a, const float* logits) {
   const int32_t vocab = model_->config().vocab_size;
   const RequestParams& p = a.req.params;
   const model::SamplingConfig cfg{p.temperature, p.top_p, p.top_k};
-  const int32_t token = model::SampleToken(logits, vocab, tokenizer_, cfg, a.rng);
+  const int32_t token = model::SampleToken(logits, vocab, *tokenizer_, cfg, a.rng);
   a.session->pending_token = token;
   const absl::Time now = clock_->Now();
   if (a.first_token == absl::InfiniteFuture()) a.first_token = now;
@@ -353,6 +354,7 @@ void Engine::Emit(Active& a, const float* logits) {
 
 void Engine::Finish(Active& a, FinishReason reason, GenerateUpdate u) {
   if (!a.out.finished()) u.text += a.out.Close();
+  KeepTextState(a);
   u.finished = true;
   u.reason = reason;
   u.matched_stop_str = a.out.matched_stop_str();
@@ -384,6 +386,15 @@ void Engine::Finish(Active& a, FinishReason reason, GenerateUpdate u) {
   Release(a);
 }
 
+void Engine::KeepTextState(Active& a) {
+  Session& s = *a.session;
+  if (a.fed + 1 == static_cast<int64_t>(a.feed.size())) {
+    s.text_at_start = a.out.at_text_start();  // the whole prompt is in the history
+  } else if (a.fed > 0) {
+    s.text_at_start = false;  // part of it: assume it had text
+  }
+}
+
 void Engine::RecordEnd(const Active& a, absl::string_view reason) {
   if (metrics_ == nullptr) return;
   const absl::Time now = clock_->Now();
@@ -403,13 +414,14 @@ void Engine::RecordEnd(const Active& a, absl::string_view reason) {
 void Engine::Fail(Active& a, absl::Status status) {
   MCSERVE_LOG(kWarning, "request failed").Kv("id", a.req.request_id).Kv("error", status.ToString());
   Session& s = *a.session;
+  KeepTextState(a);
   if (!s.ephemeral && !s.broken && a.cached_tokens > 0 && s.position == a.cached_tokens) {
     // Nothing was fed beyond the adopted prefix: the session goes back to
     // being new, as the failed request found it.
     s.state.Release();
     absl::StatusOr<state::SeqState> fresh = store_->Create(s.id);
     if (fresh.ok()) s.state = *std::move(fresh);
-    s.StartHistory(tokenizer_.bos_id(), model_->config().segment_length);
+    s.StartHistory(tokenizer_->bos_id(), model_->config().segment_length);
     s.broken = !fresh.ok();  // no state at all: unusable until deleted
   }
   RecordEnd(a, "error");

@@ -27,6 +27,10 @@ struct Session {
   int32_t pending_token = 0;
   RequestId busy_with = 0;  // request in flight; 0 when idle
   bool broken = false;      // an internal error left the state unusable
+  // No text has come out of the history yet (it is BOS, perhaps with ids
+  // that have no text): SentencePiece then drops the dummy-prefix space of
+  // the next piece. Kept by the engine from each request's text stream.
+  bool text_at_start = true;
   absl::Time last_used;
 
   int64_t num_tokens() const { return position + 1; }
@@ -35,6 +39,7 @@ struct Session {
   void StartHistory(int32_t bos_id, int32_t segment_length) {
     position = 0;
     pending_token = bos_id;
+    text_at_start = true;
     chain = state::TokenChain(segment_length);
   }
 };

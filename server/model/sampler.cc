@@ -6,18 +6,22 @@
 
 namespace mcserve::model {
 
-int32_t SampleToken(const float* logits, int32_t vocab, const ByteTokenizer& tok,
+int32_t SampleToken(const float* logits, int32_t vocab, const tokenizer::Tokenizer& tok,
                     const SamplingConfig& cfg, SamplerRng& rng) {
-  std::vector<int32_t> ids;
-  ids.reserve(257);
-  for (int32_t i = 0; i < vocab; ++i) {
-    if (tok.Sampleable(i)) ids.push_back(i);
+  const std::vector<int32_t>& all = tok.sampleable_ids();
+  std::vector<int32_t> ids(all.begin(), std::lower_bound(all.begin(), all.end(), vocab));
+  if (cfg.temperature == 0.0f) {
+    // The best; ties to the lower id (ids ascend).
+    int32_t best = ids.front();
+    for (int32_t id : ids) {
+      if (logits[id] > logits[best]) best = id;
+    }
+    return best;
   }
   // Best first; ties to the lower id, so the order is total.
   std::sort(ids.begin(), ids.end(), [logits](int32_t a, int32_t b) {
     return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
   });
-  if (cfg.temperature == 0.0f) return ids.front();
   size_t keep = ids.size();
   if (cfg.top_k > 0) keep = std::min<size_t>(keep, static_cast<size_t>(cfg.top_k));
   std::vector<double> p(keep);

@@ -1,6 +1,6 @@
 // Next-token choice from logits: greedy, temperature, top-k, top-p, with a
 // per-request seeded random stream, so the same seed and logits always give
-// the same token. Only ByteTokenizer::Sampleable ids are ever chosen.
+// the same token. Only the tokenizer's sampleable ids are ever chosen.
 #ifndef MCSERVE_SERVER_MODEL_SAMPLER_H_
 #define MCSERVE_SERVER_MODEL_SAMPLER_H_
 
@@ -9,7 +9,7 @@
 #include <utility>
 #include <vector>
 
-#include "server/model/tokenizer.h"
+#include "server/tokenizer/tokenizer.h"
 
 namespace mcserve::model {
 
@@ -30,8 +30,8 @@ class SamplerRng {
   std::mt19937_64 engine_;
 };
 
-// logits: `vocab` floats.
-int32_t SampleToken(const float* logits, int32_t vocab, const ByteTokenizer& tok,
+// logits: `vocab` floats; ids from `tok.sampleable_ids()` below `vocab`.
+int32_t SampleToken(const float* logits, int32_t vocab, const tokenizer::Tokenizer& tok,
                     const SamplingConfig& cfg, SamplerRng& rng);
 
 struct TokenLogprobs {

@@ -28,7 +28,8 @@ GenerateReactor::GenerateReactor(engine::Engine* engine, const RequestLimits& li
                                  uint64_t random_id, std::atomic<int>* open_streams)
     : engine_(engine), open_streams_(open_streams) {
   open_streams_->fetch_add(1, std::memory_order_acq_rel);
-  absl::StatusOr<engine::NewRequest> req = ValidateGenerate(request, limits, random_seed);
+  absl::StatusOr<engine::NewRequest> req =
+      ValidateGenerate(request, limits, engine_->tokenizer(), random_seed);
   if (!req.ok()) {
     {
       absl::MutexLock l(&mu_);

@@ -94,8 +94,24 @@ absl::Status ValidateSessionId(const std::string& id, const RequestLimits& limit
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::vector<int32_t>> ValidateTokenIds(
+    const google::protobuf::RepeatedField<uint32_t>& ids, const RequestLimits& limits,
+    absl::string_view field) {
+  std::vector<int32_t> out;
+  out.reserve(ids.size());
+  for (int i = 0; i < ids.size(); ++i) {
+    if (ids[i] >= static_cast<uint32_t>(limits.vocab_size)) {
+      return Invalid(absl::StrCat(field, "[", i, "]"),
+                     absl::StrCat("= ", ids[i], " is not below vocab_size ", limits.vocab_size));
+    }
+    out.push_back(static_cast<int32_t>(ids[i]));
+  }
+  return out;
+}
+
 absl::StatusOr<engine::NewRequest> ValidateGenerate(const v1::GenerateRequest& req,
                                                     const RequestLimits& limits,
+                                                    const tokenizer::Tokenizer& tok,
                                                     uint64_t random_seed) {
   engine::NewRequest out;
   RETURN_IF_ERROR(ValidateRequestId(req.request_id(), limits));
@@ -105,16 +121,9 @@ absl::StatusOr<engine::NewRequest> ValidateGenerate(const v1::GenerateRequest& r
   }
   out.session_id = req.session_id();
   if (req.has_token_ids()) {
-    const auto& ids = req.token_ids().ids();
-    for (int i = 0; i < ids.size(); ++i) {
-      if (ids[i] >= static_cast<uint32_t>(limits.vocab_size)) {
-        return Invalid(absl::StrCat("token_ids.ids[", i, "]"),
-                       absl::StrCat("= ", ids[i], " is not below vocab_size ", limits.vocab_size));
-      }
-      out.prompt.push_back(static_cast<int32_t>(ids[i]));
-    }
+    ASSIGN_OR_RETURN(out.prompt, ValidateTokenIds(req.token_ids().ids(), limits, "token_ids.ids"));
   } else {
-    for (char c : req.text()) out.prompt.push_back(static_cast<uint8_t>(c));
+    ASSIGN_OR_RETURN(out.prompt, tok.Encode(req.text()));
   }
   if (static_cast<int64_t>(out.prompt.size()) > limits.max_prompt_tokens) {
     return Invalid("prompt", absl::StrCat("has ", out.prompt.size(), " tokens; the limit is ",

@@ -2,10 +2,14 @@
 
 #include <gtest/gtest.h>
 
+#include "server/tokenizer/byte_tokenizer.h"
+#include "server/tokenizer/sentencepiece_tokenizer.h"
+#include "tests/support/spm_golden.h"
+
 namespace mcserve::engine {
 namespace {
 
-const model::ByteTokenizer kTok(256, 257);
+const tokenizer::ByteTokenizer kTok(258, 256, 257);
 
 RequestParams Params(int max_tokens, std::vector<std::string> stop = {}) {
   RequestParams p;
@@ -75,6 +79,119 @@ TEST(OutputProcessorTest, NeverSplitsACharacter) {
   EXPECT_EQ(out.Add(0xA9), "\xC3\xA9");
   EXPECT_EQ(out.Add(0xE2), "");
   EXPECT_EQ(out.Close(), "\xEF\xBF\xBD");  // ended mid-character
+}
+
+TEST(OutputProcessorTest, StopStringMatchesTextNotRawBytes) {
+  RequestParams p = Params(10, {"\xEF\xBF\xBD"});  // U+FFFD
+  OutputProcessor out(p, kTok);
+  EXPECT_EQ(Feed(out, "a"), "a");
+  EXPECT_EQ(out.Add(0xFF), "");  // an invalid byte becomes U+FFFD, which is the stop string
+  EXPECT_EQ(out.finish_reason(), FinishReason::kStop);
+}
+
+// The SentencePiece tokenizer of the spm.make_models fixture.
+const tokenizer::Tokenizer& Spm() {
+  static const tokenizer::Tokenizer* tok = [] {
+    auto t = tokenizer::SentencePieceTokenizer::Load(testing::SpmModelPath(), 512, 1, 2);
+    EXPECT_TRUE(t.ok()) << t.status();
+    return t.ok() ? t->release() : nullptr;
+  }();
+  return *tok;
+}
+
+std::vector<int32_t> SpmIds(const std::string& text) { return *Spm().Encode(text); }
+
+std::vector<std::string> AddEach(OutputProcessor& out, const std::vector<int32_t>& ids) {
+  std::vector<std::string> texts;
+  for (int32_t id : ids) {
+    texts.push_back(out.Add(id));
+    if (out.finished()) break;
+  }
+  return texts;
+}
+
+std::string Join(const std::vector<std::string>& parts) {
+  std::string all;
+  for (const std::string& s : parts) all += s;
+  return all;
+}
+
+TEST(OutputProcessorSentencePieceTest, StopStringSpanningTokensEndsTheText) {
+  const std::vector<int32_t> ids = SpmIds("Hello world");  // ▁ H el lo ▁w or l d
+  ASSERT_EQ(ids.size(), 8u);
+  RequestParams p = Params(100, {"lo w"});
+  OutputProcessor out(p, Spm());
+  out.SetContext(/*at_text_start=*/true, {});
+  // "el" ends in "l", which might start "lo w"; "lo" too; "▁w" completes it.
+  EXPECT_EQ(AddEach(out, ids), (std::vector<std::string>{"", "H", "e", "l", ""}));
+  EXPECT_EQ(out.finish_reason(), FinishReason::kStop);
+  EXPECT_EQ(out.matched_stop_str(), "lo w");
+  EXPECT_EQ(out.generated(), 5);
+}
+
+TEST(OutputProcessorSentencePieceTest, StopStringInsideOneTokenCutsItsText) {
+  RequestParams p = Params(100, {"erv"});
+  OutputProcessor out(p, Spm());
+  out.SetContext(true, {});
+  EXPECT_EQ(Join(AddEach(out, SpmIds("The server streams"))), "The s");
+  EXPECT_EQ(out.matched_stop_str(), "erv");
+}
+
+TEST(OutputProcessorSentencePieceTest, ByteFallbackEmojiIsHeldUntilComplete) {
+  RequestParams p = Params(100);
+  OutputProcessor out(p, Spm());
+  out.SetContext(true, {});
+  EXPECT_EQ(AddEach(out, SpmIds("a\U0001F600b")),
+            (std::vector<std::string>{"a", "", "", "", "\xF0\x9F\x98\x80", "b"}));
+  RequestParams q = Params(3);  // ends inside the emoji: one U+FFFD per byte, as Decode
+  OutputProcessor cut(q, Spm());
+  cut.SetContext(true, {});
+  EXPECT_EQ(Join(AddEach(cut, SpmIds("a\U0001F600b"))), "a\xEF\xBF\xBD\xEF\xBF\xBD");
+  EXPECT_EQ(*Spm().Decode(
+                {SpmIds("a\U0001F600b")[0], SpmIds("a\U0001F600b")[1], SpmIds("a\U0001F600b")[2]}),
+            "a\xEF\xBF\xBD\xEF\xBF\xBD");
+}
+
+TEST(OutputProcessorSentencePieceTest, StopStringSpanningAByteFallbackCharacter) {
+  RequestParams p = Params(100, {"\U0001F600b"});
+  OutputProcessor out(p, Spm());
+  out.SetContext(true, {});
+  EXPECT_EQ(Join(AddEach(out, SpmIds("a\U0001F600b and more"))), "a");
+  EXPECT_EQ(out.finish_reason(), FinishReason::kStop);
+}
+
+TEST(OutputProcessorSentencePieceTest, TheContextDecidesTheLeadingSpace) {
+  const std::vector<int32_t> gen = SpmIds("Hello world");
+  RequestParams p = Params(100);
+  // Right after BOS: SentencePiece drops the dummy-prefix space.
+  OutputProcessor first(p, Spm());
+  first.SetContext(true, {});
+  EXPECT_EQ(Join(AddEach(first, gen)) + first.Close(), "Hello world");
+  // After a prompt: the space stays, as in Decode(prompt + gen).
+  const std::vector<int32_t> prompt = SpmIds("Hi");
+  OutputProcessor after(p, Spm());
+  after.SetContext(true, prompt);
+  std::vector<int32_t> all = prompt;
+  all.insert(all.end(), gen.begin(), gen.end());
+  EXPECT_EQ(Join(AddEach(after, gen)) + after.Close(),
+            Spm().Decode(all)->substr(Spm().Decode(prompt)->size()));
+  // A later request of a session that has text.
+  OutputProcessor later(p, Spm());
+  later.SetContext(false, {});
+  EXPECT_EQ(Join(AddEach(later, gen)) + later.Close(), " Hello world");
+  EXPECT_FALSE(later.at_text_start());
+}
+
+TEST(OutputProcessorSentencePieceTest, AtTextStartSurvivesTextlessTokens) {
+  RequestParams p = Params(100);
+  p.ignore_eos = true;
+  OutputProcessor out(p, Spm());
+  out.SetContext(true, {1});  // just BOS
+  EXPECT_TRUE(out.at_text_start());
+  EXPECT_EQ(out.Add(2), "");  // eos, ignored: no text
+  EXPECT_TRUE(out.at_text_start());
+  EXPECT_EQ(out.Add(SpmIds("x")[1]), "x");
+  EXPECT_FALSE(out.at_text_start());
 }
 
 }  // namespace

@@ -5,6 +5,8 @@
 #include <cmath>
 #include <map>
 
+#include "server/tokenizer/byte_tokenizer.h"
+
 namespace mcserve::model {
 namespace {
 
@@ -16,7 +18,7 @@ std::vector<float> Logits(int vocab, uint32_t seed) {
   return l;
 }
 
-const ByteTokenizer kTok(256, 257);
+const tokenizer::ByteTokenizer kTok(300, 256, 257);
 
 TEST(SamplerTest, GreedyPicksBestSampleableToken) {
   std::vector<float> l(300, 0.0f);
@@ -86,6 +88,43 @@ TEST(SamplerTest, LogprobsAreLogSoftmaxOverWholeVocab) {
   EXPECT_NEAR(lp.logprob, l[42] - std::log(total), 1e-4);
   ASSERT_EQ(lp.top.size(), 5u);
   for (size_t i = 1; i < 5; ++i) EXPECT_GE(lp.top[i - 1].second, lp.top[i].second);
+}
+
+// A tokenizer whose sampleable ids have gaps and a padded vocabulary.
+class GappyTokenizer final : public tokenizer::Tokenizer {
+ public:
+  absl::string_view kind() const override { return "gappy"; }
+  int32_t vocab_size() const override { return 300; }
+  int32_t tokenizer_vocab_size() const override { return 258; }
+  int32_t bos_id() const override { return 256; }
+  int32_t eos_id() const override { return 257; }
+  const std::string& model_path() const override { return path_; }
+  absl::StatusOr<std::vector<int32_t>> Encode(absl::string_view) const override {
+    return std::vector<int32_t>{};
+  }
+  absl::StatusOr<std::string> Decode(absl::Span<const int32_t>) const override { return ""; }
+  std::string TokenBytes(int32_t) const override { return ""; }
+  bool Sampleable(int32_t id) const override { return id == 7 || id == 20 || id == 257; }
+  const std::vector<int32_t>& sampleable_ids() const override { return ids_; }
+  std::unique_ptr<tokenizer::TextStream> NewStream(bool) const override { return nullptr; }
+
+ private:
+  std::string path_;
+  std::vector<int32_t> ids_ = {7, 20, 257};
+};
+
+TEST(SamplerTest, OnlyTheTokenizersSampleableIdsAreChosen) {
+  const GappyTokenizer tok;
+  std::vector<float> l = Logits(300, 9);
+  l[5] = 100.0f;  // not sampleable
+  l[20] = 3.0f;
+  l[7] = 3.0f;  // a tie: the lower id wins
+  SamplerRng rng(2);
+  EXPECT_EQ(SampleToken(l.data(), 300, tok, {0.0f, 1.0f, 0}, rng), 7);
+  for (int i = 0; i < 200; ++i) {
+    const int32_t t = SampleToken(l.data(), 300, tok, {2.0f, 1.0f, 0}, rng);
+    EXPECT_TRUE(t == 7 || t == 20 || t == 257) << t;
+  }
 }
 
 }  // namespace

@@ -2,15 +2,25 @@
 
 #include <gtest/gtest.h>
 
+#include "server/tokenizer/byte_tokenizer.h"
+
 namespace mcserve::rpc {
 namespace {
+
+const tokenizer::ByteTokenizer kTok(260, 256, 257);
+
+RequestLimits Limits() {
+  RequestLimits l;
+  l.vocab_size = 260;
+  return l;
+}
 
 TEST(ValidationTest, AppliesDocumentedDefaults) {
   RequestLimits limits;
   limits.default_max_tokens = 77;
   v1::GenerateRequest req;
   req.set_text("hi");
-  auto r = ValidateGenerate(req, limits, /*random_seed=*/1234);
+  auto r = ValidateGenerate(req, limits, kTok, /*random_seed=*/1234);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->prompt, (std::vector<int32_t>{'h', 'i'}));
   EXPECT_FLOAT_EQ(r->params.temperature, 1.0f);
@@ -27,7 +37,7 @@ TEST(ValidationTest, ExplicitZeroesAreKept) {
   req.mutable_sampling_params()->set_temperature(0.0f);
   req.mutable_sampling_params()->set_max_tokens(0);
   req.mutable_sampling_params()->set_seed(0);
-  auto r = ValidateGenerate(req, RequestLimits{}, 99);
+  auto r = ValidateGenerate(req, RequestLimits{}, kTok, 99);
   ASSERT_TRUE(r.ok());
   EXPECT_FLOAT_EQ(r->params.temperature, 0.0f);
   EXPECT_EQ(r->params.max_tokens, 0);
@@ -41,6 +51,23 @@ TEST(ValidationTest, SessionIdCharset) {
   EXPECT_FALSE(ValidateSessionId("", limits, "session_id").ok());
   EXPECT_FALSE(ValidateSessionId("a/b", limits, "session_id").ok());
   EXPECT_FALSE(ValidateSessionId(std::string(129, 'a'), limits, "session_id").ok());
+}
+
+TEST(ValidationTest, TextPromptIsEncodedByTheTokenizer) {
+  v1::GenerateRequest req;
+  req.set_text("h\xC3\xA9");
+  auto r = ValidateGenerate(req, Limits(), kTok, 1);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->prompt, (std::vector<int32_t>{'h', 0xC3, 0xA9}));
+}
+
+TEST(ValidationTest, TokenIdsAreCheckedAgainstTheModelsVocabulary) {
+  v1::GenerateRequest req;
+  req.mutable_token_ids()->add_ids(259);  // padding: valid input
+  req.mutable_token_ids()->add_ids(260);
+  absl::Status s = ValidateGenerate(req, Limits(), kTok, 1).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.message(), "token_ids.ids[1] = 260 is not below vocab_size 260");
 }
 
 }  // namespace
