@@ -3,6 +3,8 @@
 //   mcserve-cli [--addr=HOST:PORT] generate [--max_tokens=N ...] "prompt"
 //   mcserve-cli session create [ID] | get ID | delete ID | fork ID [NEW_ID] |
 //                       export ID FILE | import FILE [ID]
+//   mcserve-cli tokenize [--add_bos] "text" | -     (prints the ids)
+//   mcserve-cli detokenize ID...                      (prints the text)
 //   mcserve-cli health | info | status | abort REQUEST_ID
 //
 // Exit codes: 0 ok; 1 other error; 2 usage; 3 server unreachable or timed
@@ -39,6 +41,7 @@ ABSL_FLAG(bool, ignore_eos, false, "Keep generating after EOS");
 ABSL_FLAG(bool, logprobs, false, "Print each token's log-probability to stderr");
 ABSL_FLAG(std::string, request_id, "", "Request id (for abort)");
 ABSL_FLAG(double, timeout, 0, "Deadline in seconds (0: none)");
+ABSL_FLAG(bool, add_bos, false, "tokenize: put the BOS id first");
 
 namespace mcserve::client {
 namespace {
@@ -197,6 +200,36 @@ int Generate(Client& c, const std::vector<char*>& args) {
   return 0;
 }
 
+int TokenizeCmd(Client& c, const std::vector<char*>& args) {
+  if (args.size() != 1) {
+    std::cerr << "usage: mcserve-cli tokenize [--add_bos] TEXT | -\n";
+    return kUsage;
+  }
+  std::string text = args[0];
+  if (text == "-") text.assign(std::istreambuf_iterator<char>(std::cin), {});
+  auto ids = c.Tokenize(text, absl::GetFlag(FLAGS_add_bos));
+  if (!ids.ok()) return Report(ids.status());
+  for (size_t i = 0; i < ids->size(); ++i) std::cout << (i == 0 ? "" : " ") << (*ids)[i];
+  std::cout << "\n";
+  return 0;
+}
+
+int DetokenizeCmd(Client& c, const std::vector<char*>& args) {
+  std::vector<uint32_t> ids;
+  for (const char* a : args) {
+    uint32_t id = 0;
+    if (!absl::SimpleAtoi(a, &id)) {
+      std::cerr << "mcserve-cli: detokenize: '" << a << "' is not a token id\n";
+      return kUsage;
+    }
+    ids.push_back(id);
+  }
+  auto text = c.Detokenize(ids);
+  if (!text.ok()) return Report(text.status());
+  std::cout << *text << "\n";
+  return 0;
+}
+
 int SessionCmd(Client& c, const std::vector<char*>& args) {
   const std::string verb = args.empty() ? "" : args[0];
   if (verb == "create" && args.size() <= 2) {
@@ -251,6 +284,7 @@ int Run(int argc, char** argv) {
       "            --session=ID --stop=a,b --ignore_eos --logprobs --timeout=SEC] PROMPT|-\n"
       "  session create [ID] | get ID | delete ID | fork ID [NEW_ID] | export ID FILE |\n"
       "          import FILE [ID]\n"
+      "  tokenize [--add_bos] TEXT|- | detokenize ID...\n"
       "  health | info | status | abort REQUEST_ID\n"
       "Exit codes: 0 ok, 1 error, 2 usage, 3 unreachable/timeout, 4 rejected, 5 server full,\n"
       "130 interrupted.",
@@ -270,6 +304,8 @@ int Run(int argc, char** argv) {
   const std::vector<char*> rest(args.begin() + 1, args.end());
   if (cmd == "generate") return Generate(c, rest);
   if (cmd == "session") return SessionCmd(c, rest);
+  if (cmd == "tokenize") return TokenizeCmd(c, rest);
+  if (cmd == "detokenize") return DetokenizeCmd(c, rest);
   if (cmd == "health" && rest.empty()) {
     auto h = c.Health();
     if (!h.ok()) return Report(h.status());

@@ -145,6 +145,27 @@ absl::StatusOr<v1::ModelInfo> Client::GetModelInfo() {
   return resp;
 }
 
+absl::StatusOr<std::vector<uint32_t>> Client::Tokenize(const std::string& text, bool add_bos) {
+  grpc::ClientContext ctx;
+  v1::TokenizeRequest req;
+  req.set_text(text);
+  req.set_add_bos(add_bos);
+  v1::TokenizeResponse resp;
+  absl::Status s = FromGrpc(stub_->Tokenize(&ctx, req, &resp));
+  if (!s.ok()) return s;
+  return std::vector<uint32_t>(resp.ids().begin(), resp.ids().end());
+}
+
+absl::StatusOr<std::string> Client::Detokenize(const std::vector<uint32_t>& ids) {
+  grpc::ClientContext ctx;
+  v1::DetokenizeRequest req;
+  req.mutable_ids()->Add(ids.begin(), ids.end());
+  v1::DetokenizeResponse resp;
+  absl::Status s = FromGrpc(stub_->Detokenize(&ctx, req, &resp));
+  if (!s.ok()) return s;
+  return std::move(*resp.mutable_text());
+}
+
 absl::StatusOr<v1::ServerStatus> Client::GetServerStatus() {
   grpc::ClientContext ctx;
   v1::ServerStatus resp;

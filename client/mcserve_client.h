@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -48,6 +49,9 @@ class Client {
                                             const std::string& session_id = "",
                                             size_t chunk_bytes = 1 << 20);
   absl::StatusOr<v1::ModelInfo> GetModelInfo();
+  // The model's ids for `text` (BOS first with `add_bos`), and back.
+  absl::StatusOr<std::vector<uint32_t>> Tokenize(const std::string& text, bool add_bos = false);
+  absl::StatusOr<std::string> Detokenize(const std::vector<uint32_t>& ids);
   absl::StatusOr<v1::ServerStatus> GetServerStatus();
   // grpc.health.v1 Check: true when SERVING. `service` "" means the server.
   absl::StatusOr<bool> Health(const std::string& service = "");

@@ -7,6 +7,7 @@
 #include "server/rpc/proto_convert.h"
 #include "server/rpc/snapshot_reactors.h"
 #include "server/rpc/status.h"
+#include "server/rpc/tokenize.h"
 
 namespace mcserve::rpc {
 namespace {
@@ -33,8 +34,8 @@ v1::ModelInfo DescribeModel(const engine::Engine& e, const ServiceOptions& o) {
   m.set_segment_length(c.segment_length);
   m.set_top_k(c.top_k);
   m.set_boundary(std::string(model::BoundaryName(c.boundary)));
-  m.set_bos_id(c.bos_id);
-  m.set_eos_id(c.eos_id);
+  m.set_bos_id(e.tokenizer().bos_id());
+  m.set_eos_id(e.tokenizer().eos_id());
   m.set_num_parameters(e.model().weights().num_parameters);
   m.set_weights_dtype(std::string(model::StDtypeName(e.model().weights().file_dtype)));
   m.set_checkpoint_dtype(std::string(model::CkptDtypeName(e.model().options().ckpt_dtype)));
@@ -44,6 +45,7 @@ v1::ModelInfo DescribeModel(const engine::Engine& e, const ServiceOptions& o) {
   m.set_default_max_tokens(o.limits.default_max_tokens);
   m.set_checkpoint_bytes(e.checkpoint_bytes());
   m.set_state_bytes(e.state_bytes());
+  DescribeTokenizer(e.tokenizer(), *m.mutable_tokenizer());
   return m;
 }
 
@@ -155,6 +157,19 @@ grpc::ServerUnaryReactor* GenerationService::GetModelInfo(
     v1::ModelInfo* response) {
   *response = model_info_;
   return FinishNow(ctx, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* GenerationService::Tokenize(grpc::CallbackServerContext* ctx,
+                                                      const v1::TokenizeRequest* request,
+                                                      v1::TokenizeResponse* response) {
+  return FinishNow(ctx, rpc::Tokenize(engine_->tokenizer(), *request, *response));
+}
+
+grpc::ServerUnaryReactor* GenerationService::Detokenize(grpc::CallbackServerContext* ctx,
+                                                        const v1::DetokenizeRequest* request,
+                                                        v1::DetokenizeResponse* response) {
+  return FinishNow(ctx,
+                   rpc::Detokenize(engine_->tokenizer(), options_.limits, *request, *response));
 }
 
 grpc::ServerUnaryReactor* GenerationService::GetServerStatus(

@@ -48,6 +48,13 @@ class GenerationService final : public v1::Generation::CallbackService {
   grpc::ServerUnaryReactor* GetModelInfo(grpc::CallbackServerContext* ctx,
                                          const v1::GetModelInfoRequest* request,
                                          v1::ModelInfo* response) override;
+  // Answered on the calling thread: the tokenizer needs no engine thread.
+  grpc::ServerUnaryReactor* Tokenize(grpc::CallbackServerContext* ctx,
+                                     const v1::TokenizeRequest* request,
+                                     v1::TokenizeResponse* response) override;
+  grpc::ServerUnaryReactor* Detokenize(grpc::CallbackServerContext* ctx,
+                                       const v1::DetokenizeRequest* request,
+                                       v1::DetokenizeResponse* response) override;
   grpc::ServerUnaryReactor* GetServerStatus(grpc::CallbackServerContext* ctx,
                                             const v1::GetServerStatusRequest* request,
                                             v1::ServerStatus* response) override;

@@ -50,6 +50,24 @@ TEST_F(CliTest, SessionLifecycleThroughTheCli) {
       << gone.err;
 }
 
+TEST_F(CliTest, TokenizeAndDetokenize) {
+  ProcessResult ids = Cli({"tokenize", "hi"});
+  ASSERT_EQ(ids.exit_code, 0) << ids.err;
+  EXPECT_EQ(ids.out, "104 105\n");
+  ProcessResult bos = Cli({"tokenize", "--add_bos", "hi"});
+  ASSERT_EQ(bos.exit_code, 0) << bos.err;
+  EXPECT_EQ(bos.out, "256 104 105\n");
+  ProcessResult text = Cli({"detokenize", "256", "104", "105"});
+  ASSERT_EQ(text.exit_code, 0) << text.err;
+  EXPECT_EQ(text.out, "hi\n");
+  ProcessResult bad = Cli({"detokenize", "104", "9999"});
+  EXPECT_EQ(bad.exit_code, 4);
+  EXPECT_NE(bad.err.find("INVALID_ARGUMENT: ids[1] = 9999 is not below vocab_size 260"),
+            std::string::npos)
+      << bad.err;
+  EXPECT_EQ(Cli({"detokenize", "x"}).exit_code, 2);
+}
+
 TEST_F(CliTest, ExitCodesTellWhatWentWrong) {
   ProcessResult bad = Cli({"generate", "--temperature=-1", "x"});
   EXPECT_EQ(bad.exit_code, 4);

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include "server/rpc/tokenize.h"
 #include "server/tokenizer/byte_tokenizer.h"
 
 namespace mcserve::rpc {
@@ -68,6 +69,42 @@ TEST(ValidationTest, TokenIdsAreCheckedAgainstTheModelsVocabulary) {
   absl::Status s = ValidateGenerate(req, Limits(), kTok, 1).status();
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(s.message(), "token_ids.ids[1] = 260 is not below vocab_size 260");
+}
+
+TEST(TokenizeTest, TokenizeWithAndWithoutBos) {
+  v1::TokenizeRequest req;
+  req.set_text("hi");
+  v1::TokenizeResponse resp;
+  ASSERT_TRUE(Tokenize(kTok, req, resp).ok());
+  EXPECT_EQ(std::vector<uint32_t>(resp.ids().begin(), resp.ids().end()),
+            (std::vector<uint32_t>{'h', 'i'}));
+  req.set_add_bos(true);
+  v1::TokenizeResponse with_bos;
+  ASSERT_TRUE(Tokenize(kTok, req, with_bos).ok());
+  EXPECT_EQ(std::vector<uint32_t>(with_bos.ids().begin(), with_bos.ids().end()),
+            (std::vector<uint32_t>{256, 'h', 'i'}));
+}
+
+TEST(TokenizeTest, DetokenizeNamesAnIdOutsideTheVocabulary) {
+  v1::DetokenizeRequest req;
+  for (uint32_t id : {256u, uint32_t{'o'}, uint32_t{'k'}, 257u, 259u}) req.add_ids(id);
+  v1::DetokenizeResponse resp;
+  ASSERT_TRUE(Detokenize(kTok, Limits(), req, resp).ok());
+  EXPECT_EQ(resp.text(), "ok");
+  req.add_ids(4000000000u);  // beyond int32 too
+  absl::Status s = Detokenize(kTok, Limits(), req, resp);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.message(), "ids[5] = 4000000000 is not below vocab_size 260");
+}
+
+TEST(TokenizeTest, DescribesTheTokenizer) {
+  v1::TokenizerInfo info;
+  DescribeTokenizer(kTok, info);
+  EXPECT_EQ(info.kind(), "byte");
+  EXPECT_EQ(info.vocab_size(), 258u);
+  EXPECT_EQ(info.bos_id(), 256u);
+  EXPECT_EQ(info.eos_id(), 257u);
+  EXPECT_EQ(info.model_path(), "");
 }
 
 }  // namespace
