@@ -27,8 +27,11 @@ RUN MCSERVE_BUILD=/src/build PYTHON=python scripts/offline/build-offline.sh /bun
 
 FROM ${PYTORCH_RUNTIME}
 # The server links the image's PyTorch LibTorch (same path as in the build
-# stage) and the bundle's gRPC, Protobuf, Abseil and prometheus-cpp.
+# stage) and the bundle's gRPC, Protobuf, Abseil and prometheus-cpp; the
+# SentencePiece shim (loaded at run time from LD_LIBRARY_PATH) holds the
+# bundle's libsentencepiece.
 COPY --from=build /bundle/root/usr/lib/x86_64-linux-gnu/ /opt/mcserve/lib/
+COPY --from=build /src/build/server/tokenizer/libmcserve_spm.so /opt/mcserve/lib/
 COPY --from=build /src/build/server/mcserve /src/build/client/mcserve-cli /opt/mcserve/bin/
 COPY models/default/ /opt/mcserve/models/default/
 ENV LD_LIBRARY_PATH=/opt/mcserve/lib \
