@@ -331,6 +331,22 @@ def conv_step(cache, x, weight):
     return cache, (cache * weight[:, 0, :]).sum(-1)
 
 
+def delta_rule_step(S, k, v, beta, g, group):
+    """One token of the gated delta rule (fla's fused_recurrent kernels):
+    S [HV, dk, dv]; k [H, dk]; v [HV, dv]; beta, g [HV]; value head j uses
+    key head j // group. Decay first, then the delta update:
+    S_j <- exp(g_j) S_j;  S_j <- S_j + k (beta_j (v_j - S_j^T k))^T."""
+    kr = k.repeat_interleave(group, 0)                             # [HV, dk]
+    S = torch.exp(g)[:, None, None] * S
+    u = beta[:, None] * (v - torch.einsum("hkv,hk->hv", S, kr))
+    return S + kr[:, :, None] * u[:, None, :]
+
+
+def read_query(q, group):
+    """q [H, dk] -> the query fla reads S with, per value head: q dk^-0.5."""
+    return q.repeat_interleave(group, 0) * q.shape[-1] ** -0.5
+
+
 def qk_activation(x, kind):
     if kind == "relu":
         return F.relu(x)
@@ -403,15 +419,10 @@ class FlaLM:
         return q, k, v, beta, g
 
     def memory_step(self, st: LayerState, q, k, v, beta, g):
-        """The (gated) delta rule for one token; returns q scaled as fla
-        reads S, repeated to the value heads [HV, dk]."""
-        c = self.c
-        kr = k.repeat_interleave(c.group, 0)                       # [HV, dk]
-        qr = q.repeat_interleave(c.group, 0) * c.head_k_dim ** -0.5
-        S = torch.exp(g)[:, None, None] * st.S
-        u = beta[:, None] * (v - torch.einsum("hkv,hk->hv", S, kr))
-        st.S = S + kr[:, :, None] * u[:, None, :]
-        return qr
+        """Advances st.S by one token; returns q as fla reads S, repeated
+        to the value heads [HV, dk]."""
+        st.S = delta_rule_step(st.S, k, v, beta, g, self.c.group)
+        return read_query(q, self.c.group)
 
     def aggregate(self, st: LayerState, qr, u, s_on):
         """Section 5's aggregation of the online read and the checkpoints'
