@@ -110,6 +110,8 @@ cudaError_t McCudaCheckShape(const McLayerParams& p) {
   if (p.n_heads < 1 || p.segment_length < 1 || !cuda::TileFits(p.head_dim)) {
     return cudaErrorInvalidValue;
   }
+  // The tiles cover square heads only (dk == dv).
+  if (ValueDim(p) != p.head_dim) return cudaErrorInvalidValue;
   if (p.aggregation == Aggregation::kSsc && p.top_k < 1) return cudaErrorInvalidValue;
   return cudaSuccess;
 }
