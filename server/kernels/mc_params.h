@@ -9,7 +9,7 @@
 
 namespace mcserve::kernels {
 
-// How the online memory S (d x d per head) absorbs a token (mc-model.md §4).
+// How the online memory S (dk x dv per head) absorbs a token (mc-model.md §4).
 enum class MemoryRule : int32_t { kHebbian = 0, kDelta = 1 };
 // How cached checkpoints are mixed into the read (mc-model.md §5).
 enum class Aggregation : int32_t {

@@ -34,6 +34,7 @@ absl::StatusOr<at::Tensor> TakeTensor(const FoundTensors& found, const std::stri
   if (it == found.end()) return absl::InternalError(absl::StrCat("tensor '", name, "' not found"));
   const StTensor& t = *it->second;
   std::vector<float> values = StToFloat(t);
+  ReleasePages(t);
   at::Tensor cpu = at::from_blob(values.data(), t.shape, at::kFloat).clone();
   return cpu.to(device);
 }
