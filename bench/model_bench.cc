@@ -1,14 +1,20 @@
 // mcserve-model-bench: tokens/s of the C++ model (the engine's compute path)
 // on one model directory: parallel prefill of one session, and decode steps
 // of a batch of sessions that each already hold `--context` tokens.
-// Prints one JSON object per measurement, for bench/cpu_compare.py.
+// Prints one JSON object per measurement, for bench/cpu_compare.py, each
+// with the step's floor on this machine: max(bytes moved / measured copy
+// bandwidth, matmul FLOPs / measured GEMM rate), both measured in the same
+// run ("hardware" line), and the fraction of that floor reached.
 //
 //   mcserve-model-bench --model=DIR [--prefill_tokens=1024] [--context=512]
 //                       [--batches=1,16] [--decode_steps=64] [--threads=0]
+//                       [--mc_config=FILE]   (fla checkpoints: MC overlay)
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <numeric>
 #include <random>
@@ -28,6 +34,7 @@ ABSL_FLAG(std::string, batches, "1,16", "Decode batch sizes");
 ABSL_FLAG(int32_t, decode_steps, 64, "Decode steps timed per batch size");
 ABSL_FLAG(int32_t, repeats, 3, "Prefill repetitions (best is reported)");
 ABSL_FLAG(int32_t, threads, 0, "Intra-op threads (0: LibTorch default)");
+ABSL_FLAG(std::string, mc_config, "", "fla checkpoints: MC overlay file (default: none)");
 
 namespace mcserve::bench {
 namespace {
@@ -41,8 +48,49 @@ double Seconds(Clock::time_point a, Clock::time_point b) {
 std::vector<int32_t> Tokens(int n, uint32_t seed) {
   std::mt19937 rng(seed);
   std::vector<int32_t> t(n);
-  for (int32_t& x : t) x = static_cast<int32_t>(rng() % 256);
+  for (int32_t& x : t) x = static_cast<int32_t>(3 + rng() % 250);  // past bos/eos
   return t;
+}
+
+// This machine's limits, measured: copy bandwidth (bytes read + written per
+// second, 512 MiB buffers) and the float32 GEMM rate (1024 x 2048 x 2048).
+struct Hardware {
+  double copy_bytes_s = 0;
+  double gemm_flops_s = 0;
+};
+
+Hardware Measure() {
+  Hardware hw;
+  const at::Tensor a = at::rand({int64_t{128} << 20}), b = at::empty_like(a);
+  double best = 1e30;
+  for (int r = 0; r < 4; ++r) {
+    const auto t0 = Clock::now();
+    b.copy_(a);
+    best = std::min(best, Seconds(t0, Clock::now()));
+  }
+  hw.copy_bytes_s = 2.0 * static_cast<double>(a.nbytes()) / best;
+  const at::Tensor x = at::randn({1024, 2048}), w = at::randn({2048, 2048});
+  best = 1e30;
+  for (int r = 0; r < 4; ++r) {
+    const auto t0 = Clock::now();
+    const at::Tensor y = at::mm(x, w);
+    best = std::min(best, Seconds(t0, Clock::now()));
+  }
+  hw.gemm_flops_s = 2.0 * 1024 * 2048 * 2048 / best;
+  return hw;
+}
+
+// Weights every token multiplies by (all but the embedding lookup; a tied
+// lm_head is the embedding read as a matrix).
+int64_t MatmulParams(const model::McModel& m) {
+  const model::Weights& w = m.weights();
+  int64_t n = w.lm_head.numel();
+  for (const model::LayerWeights& l : w.layers) {
+    for (const at::Tensor* t : {&l.in_proj, &l.a_w, &l.b_w, &l.o_proj, &l.gate_up, &l.down}) {
+      if (t->defined()) n += t->numel();
+    }
+  }
+  return n;
 }
 
 // One session's bookkeeping: position and checkpoint slots.
@@ -84,7 +132,7 @@ class Bench {
     std::vector<model::DecodeSeq> batch;
     for (Sess& s : sessions) {
       model::DecodeSeq d;
-      d.token = static_cast<int32_t>(s.position % 256);
+      d.token = static_cast<int32_t>(3 + s.position % 250);
       d.position = s.position;
       d.state_slot = s.slot;
       d.ckpt_slots = s.ckpts;
@@ -111,7 +159,9 @@ class Bench {
 
 int Run() {
   if (absl::GetFlag(FLAGS_threads) > 0) at::set_num_threads(absl::GetFlag(FLAGS_threads));
-  auto m = model::McModel::Load(absl::GetFlag(FLAGS_model), {});
+  model::ModelOptions options;
+  options.mc_config = absl::GetFlag(FLAGS_mc_config);
+  auto m = model::McModel::Load(absl::GetFlag(FLAGS_model), options);
   if (!m.ok()) {
     std::fprintf(stderr, "%s\n", m.status().ToString().c_str());
     return 1;
@@ -130,6 +180,18 @@ int Run() {
   Bench bench(m->get(), max_b + 1, per_sess_ckpts * (max_b + 1) * 2);
   at::NoGradGuard no_grad;
 
+  const Hardware hw = Measure();
+  const double params = static_cast<double>(MatmulParams(**m));
+  const double state = static_cast<double>((*m)->state_bytes());
+  std::printf(
+      "{\"phase\":\"hardware\",\"copy_GB_s\":%.2f,\"gemm_GFLOP_s\":%.1f,"
+      "\"matmul_params\":%.0f,\"state_bytes\":%.0f}\n",
+      hw.copy_bytes_s / 1e9, hw.gemm_flops_s / 1e9, params, state);
+  // The floor of work moving `bytes` and doing `flops`.
+  auto floor_s = [&hw](double bytes, double flops) {
+    return std::max(bytes / hw.copy_bytes_s, flops / hw.gemm_flops_s);
+  };
+
   // Prefill: one session, P tokens, best of `repeats` (each a fresh session slot).
   double best = 1e30;
   for (int r = 0; r < absl::GetFlag(FLAGS_repeats); ++r) {
@@ -139,8 +201,13 @@ int Run() {
     if (!b.Prefill(s, Tokens(P, 1), /*want_logits=*/false)) return 1;
     best = std::min(best, Seconds(t0, Clock::now()));
   }
-  std::printf("{\"phase\":\"prefill\",\"batch\":1,\"tokens\":%d,\"seconds\":%.6f,\"tok_s\":%.1f}\n",
-              P, best, P / best);
+  // Every piece reads the weights once and multiplies each token by them.
+  const double pieces = std::ceil(static_cast<double>(P) / (*m)->options().prefill_piece);
+  const double prefill_floor = floor_s(4 * params * pieces, 2 * params * P);
+  std::printf(
+      "{\"phase\":\"prefill\",\"batch\":1,\"tokens\":%d,\"seconds\":%.6f,\"tok_s\":%.1f,"
+      "\"floor_s\":%.6f,\"of_floor\":%.3f}\n",
+      P, best, P / best, prefill_floor, prefill_floor / best);
 
   // Decode: sessions holding `ctx` tokens, `steps` timed steps.
   for (int B : batches) {
@@ -156,10 +223,14 @@ int Run() {
       if (!b.Step(sessions)) return 1;
     }
     const double sec = Seconds(t0, Clock::now());
+    // A step reads every weight once and each session's state (read and
+    // written), and multiplies each session's token by the weights.
+    const double step_floor = floor_s(4 * params + 2 * state * B, 2 * params * B);
     std::printf(
         "{\"phase\":\"decode\",\"batch\":%d,\"context\":%d,\"steps\":%d,\"seconds\":%.6f,"
-        "\"tok_s\":%.1f,\"ckpts_per_session\":%zu}\n",
-        B, ctx, steps, sec, B * steps / sec, sessions[0].ckpts.size());
+        "\"tok_s\":%.1f,\"ckpts_per_session\":%zu,\"floor_s\":%.6f,\"of_floor\":%.3f}\n",
+        B, ctx, steps, sec, B * steps / sec, sessions[0].ckpts.size(), step_floor * steps,
+        step_floor * steps / sec);
   }
   return 0;
 }

@@ -11,7 +11,8 @@
 #endif
 
 ABSL_FLAG(std::string, model, MCSERVE_DEFAULT_MODEL_DIR,
-          "Model directory holding config.json and model.safetensors");
+          "Model directory: mc-lm (config.json, model.safetensors) or an fla checkpoint "
+          "(Hugging Face layout: config.json, model.safetensors[.index.json], tokenizer.model)");
 ABSL_FLAG(std::string, tokenizer_model, "",
           "Serve with this SentencePiece model (tokenizer.model, its own BOS/EOS) instead of "
           "the tokenizer the model's config names");
@@ -29,6 +30,9 @@ ABSL_FLAG(int32_t, max_running, 64, "Most requests decoding together (batch size
 ABSL_FLAG(int32_t, max_waiting, 1024, "Most queued requests; beyond: RESOURCE_EXHAUSTED");
 ABSL_FLAG(int32_t, prefill_tokens_per_step, 512, "Prompt tokens prefilled per engine step");
 ABSL_FLAG(int32_t, prefill_piece, 64, "Tokens per parallel prefill piece");
+ABSL_FLAG(std::string, mc_config, "",
+          "fla checkpoints: Memory Caching overlay (mc_config.json format; default: "
+          "MODEL/mc_config.json if present, else plain fla with aggregation none)");
 ABSL_FLAG(int32_t, max_sessions, 256, "Most live sessions");
 ABSL_FLAG(std::string, checkpoint_pool, "256MiB",
           "Device memory for MC checkpoints, the tier the model reads (e.g. 256MiB, 2GiB)");
@@ -95,6 +99,7 @@ absl::StatusOr<ServerOptions> ServerOptionsFromFlags() {
   ASSIGN_OR_RETURN(o.model.ckpt_dtype,
                    model::ParseCkptDtype(absl::GetFlag(FLAGS_checkpoint_dtype)));
   o.model.prefill_piece = absl::GetFlag(FLAGS_prefill_piece);
+  o.model.mc_config = absl::GetFlag(FLAGS_mc_config);
   RETURN_IF_ERROR(Positive("prefill_piece", o.model.prefill_piece));
 
   engine::EngineOptions& e = o.engine;

@@ -44,8 +44,9 @@ SessionSnapshot Engine::Snapshot(const Session& s) const {
   snap.session_id = s.id;
   snap.model_fingerprint = fingerprint_;
   snap.n_layers = c.n_layers;
-  snap.n_heads = c.n_heads;
+  snap.n_heads = c.state_heads();
   snap.head_dim = c.head_dim;
+  snap.value_dim = c.value_dim();
   snap.segment_length = c.segment_length;
   snap.ckpt_dtype = model_->options().ckpt_dtype;
   snap.position = s.position;
@@ -70,7 +71,8 @@ absl::Status Engine::CheckSnapshot(const SessionSnapshot& snap) const {
         "server's model is %016x)",
         snap.session_id, snap.model_fingerprint, fingerprint_));
   }
-  if (snap.n_layers != c.n_layers || snap.n_heads != c.n_heads || snap.head_dim != c.head_dim ||
+  if (snap.n_layers != c.n_layers || snap.n_heads != c.state_heads() ||
+      snap.head_dim != c.head_dim || snap.value_dim != c.value_dim() ||
       snap.segment_length != c.segment_length) {
     return absl::FailedPreconditionError("snapshot shapes do not match the served model");
   }

@@ -6,14 +6,16 @@
 //   version   u32      2
 //   hlen      u32      length of the header
 //   header    hlen     JSON: session_id, model_fingerprint (hex), n_layers,
-//                      n_heads, head_dim, segment_length, checkpoint_dtype,
+//                      n_heads, head_dim, value_dim (absent: head_dim),
+//                      segment_length, checkpoint_dtype,
 //                      position, pending_token, num_checkpoints, eviction
 //                      counts and the lossy mark, and "online": the online
 //                      state's tensors as [{name, shape, dtype}] in the
 //                      model's StateLayout order (shape with L first)
 //   payload            the online tensors in that order, then per
-//                      checkpoint, oldest first: its state [L, H, d, d] in
+//                      checkpoint, oldest first: its state [L, H, d, dv] in
 //                      checkpoint_dtype, summary [L, H, d] f32, usefulness f32
+//                      (d = head_dim, dv = value_dim)
 //   crc       u32      CRC-32C of every byte before it
 // Version 1 (still read) had no "online" list: its online state was S
 // [L, H, d, d] f32 ("memory") then the key sum [L, H, d] f32 ("key_sum").
@@ -47,6 +49,7 @@ struct SessionSnapshot {
   std::string session_id;
   uint64_t model_fingerprint = 0;
   int32_t n_layers = 0, n_heads = 0, head_dim = 0, segment_length = 0;
+  int32_t value_dim = 0;  // per head: states are head_dim x value_dim (0: square)
   model::CkptDtype ckpt_dtype = model::CkptDtype::kFloat32;
   int64_t position = 0;
   int32_t pending_token = 0;

@@ -6,18 +6,19 @@
 // (mc_decode_cuda.h) with the same arguments; the model picks by device.
 //
 // Memory layouts (all row-major, float32 unless noted):
-//   q, k, v, u   [B, H, d]   q and k already l2-normalised
+//   q, k, u      [B, H, dk]  q and k already normalised (q scaled as read)
+//   v            [B, H, dv]  (dk = params.head_dim, dv = ValueDim(params))
 //   alpha, beta  [B, H]      sigmoid gates; null when unused by the config
-//   state pool   slot s, head h: state + s*state_slot_stride + h*d*d,
-//                a d x d matrix S[i][j], i over key dims, j over value dims
-//   key_sum pool slot s, head h: key_sum + s*key_sum_slot_stride + h*d
+//   state pool   slot s, head h: state + s*state_slot_stride + h*dk*dv,
+//                a dk x dv matrix S[i][j], i over key dims, j over value dims
+//   key_sum pool slot s, head h: key_sum + s*key_sum_slot_stride + h*dk
 //                (sum of keys over the open segment)
-//   ckpt pool    slot c, head h: ckpt + c*ckpt_slot_stride + h*d*d, in
+//   ckpt pool    slot c, head h: ckpt + c*ckpt_slot_stride + h*dk*dv, in
 //                params.ckpt_dtype (float or bf16 as uint16_t)
-//   summaries    slot c, head h: summary + c*summary_slot_stride + h*d
+//   summaries    slot c, head h: summary + c*summary_slot_stride + h*dk
 //   ckpt_table   row b: ckpt_table + b*ckpt_table_stride, the session's
 //                checkpoint slots oldest first; ckpt_counts[b] are valid
-//   out          [B, H, d]   the aggregated read, before o_norm
+//   out          [B, H, dv]  the aggregated read, before o_norm
 // Callers pass pool pointers already offset to the layer being run.
 // A row whose state_slots[b] is negative is padding: its output is zeroed
 // and nothing else is touched.

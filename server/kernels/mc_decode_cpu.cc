@@ -10,42 +10,42 @@
 namespace mcserve::kernels {
 namespace {
 
-// Applies one token to S (d x d) in place (mc-model.md §4).
+// Applies one token to S (dk x dv) in place (mc-model.md §4).
 void UpdateState(const McLayerParams& p, float* s, const float* k, const float* v, float alpha,
                  float beta, float* scratch) {
-  const int32_t d = p.head_dim;
+  const int32_t dk = p.head_dim, dv = ValueDim(p);
   if (p.rule == MemoryRule::kDelta) {
     // kts[j] = (k^T S)[j]; S <- alpha * (S - beta k kts^T) + beta k v^T
     float* kts = scratch;
-    std::fill(kts, kts + d, 0.0f);
-    for (int32_t i = 0; i < d; ++i) {
+    std::fill(kts, kts + dv, 0.0f);
+    for (int32_t i = 0; i < dk; ++i) {
       const float ki = k[i];
-      const float* row = s + i * d;
-      for (int32_t j = 0; j < d; ++j) kts[j] += ki * row[j];
+      const float* row = s + i * dv;
+      for (int32_t j = 0; j < dv; ++j) kts[j] += ki * row[j];
     }
-    for (int32_t i = 0; i < d; ++i) {
+    for (int32_t i = 0; i < dk; ++i) {
       const float bk = beta * k[i];
-      float* row = s + i * d;
-      for (int32_t j = 0; j < d; ++j) {
+      float* row = s + i * dv;
+      for (int32_t j = 0; j < dv; ++j) {
         row[j] = alpha * (row[j] - bk * kts[j]) + bk * v[j];
       }
     }
     return;
   }
-  for (int32_t i = 0; i < d; ++i) {
+  for (int32_t i = 0; i < dk; ++i) {
     const float ki = k[i];
-    float* row = s + i * d;
-    for (int32_t j = 0; j < d; ++j) row[j] = alpha * row[j] + ki * v[j];
+    float* row = s + i * dv;
+    for (int32_t j = 0; j < dv; ++j) row[j] = alpha * row[j] + ki * v[j];
   }
 }
 
-// out[j] += w * sum_i M[i][j] q[i], M stored as T.
+// out[j] += w * sum_i M[i][j] q[i], M (dk x dv) stored as T.
 template <typename T>
-void AddRead(const T* m, const float* q, float w, int32_t d, float* out) {
-  for (int32_t i = 0; i < d; ++i) {
+void AddRead(const T* m, const float* q, float w, int32_t dk, int32_t dv, float* out) {
+  for (int32_t i = 0; i < dk; ++i) {
     const float wq = w * q[i];
-    const T* row = m + i * d;
-    for (int32_t j = 0; j < d; ++j) {
+    const T* row = m + i * dv;
+    for (int32_t j = 0; j < dv; ++j) {
       if constexpr (std::is_same_v<T, uint16_t>) {
         out[j] += wq * Bf16ToFloat(row[j]);
       } else {
@@ -57,11 +57,12 @@ void AddRead(const T* m, const float* q, float w, int32_t d, float* out) {
 
 void AddCheckpointRead(const McLayerParams& p, const McDecodeArgs& a, int32_t slot, int32_t h,
                        const float* q, float w, float* out) {
-  const int64_t off = slot * a.ckpt_slot_stride + int64_t{h} * p.head_dim * p.head_dim;
+  const int32_t dk = p.head_dim, dv = ValueDim(p);
+  const int64_t off = slot * a.ckpt_slot_stride + int64_t{h} * dk * dv;
   if (p.ckpt_dtype == CkptDtype::kBFloat16) {
-    AddRead(static_cast<const uint16_t*>(a.ckpt) + off, q, w, p.head_dim, out);
+    AddRead(static_cast<const uint16_t*>(a.ckpt) + off, q, w, dk, dv, out);
   } else {
-    AddRead(static_cast<const float*>(a.ckpt) + off, q, w, p.head_dim, out);
+    AddRead(static_cast<const float*>(a.ckpt) + off, q, w, dk, dv, out);
   }
 }
 
@@ -73,7 +74,7 @@ float Dot(const float* x, const float* y, int32_t d) {
 
 // Per-thread scratch sized for one row.
 struct Scratch {
-  std::vector<float> vec;      // d
+  std::vector<float> vec;      // dv
   std::vector<float> z;        // n
   std::vector<int32_t> order;  // n
   std::vector<char> selected;  // n (bool storage)
@@ -95,21 +96,22 @@ void SelectTopK(const McLayerParams& p, int32_t n, Scratch& sc) {
 }
 
 void DecodeHead(const McLayerParams& p, const McDecodeArgs& a, int32_t b, int32_t h, Scratch& sc) {
-  const int32_t H = p.n_heads, d = p.head_dim;
+  const int32_t H = p.n_heads, d = p.head_dim, dv = ValueDim(p);
   const int64_t row = (int64_t{b} * H + h) * d;
+  const int64_t vrow = (int64_t{b} * H + h) * dv;
   const int32_t slot = a.state_slots[b];
-  float* s = a.state + slot * a.state_slot_stride + int64_t{h} * d * d;
+  float* s = a.state + slot * a.state_slot_stride + int64_t{h} * d * dv;
   float* ks = a.key_sum + slot * a.key_sum_slot_stride + int64_t{h} * d;
   const float* q = a.q + row;
   const float* k = a.k + row;
   const float alpha = p.scalar_decay ? a.alpha[b * H + h] : 1.0f;
   const float beta = p.rule == MemoryRule::kDelta ? a.beta[b * H + h] : 1.0f;
 
-  UpdateState(p, s, k, a.v + row, alpha, beta, sc.vec.data());
+  UpdateState(p, s, k, a.v + vrow, alpha, beta, sc.vec.data());
   for (int32_t i = 0; i < d; ++i) ks[i] += k[i];
 
-  float* out = a.out + row;
-  std::fill(out, out + d, 0.0f);
+  float* out = a.out + vrow;
+  std::fill(out, out + dv, 0.0f);
   const int32_t n = KeepsCheckpoints(p.aggregation) ? a.ckpt_counts[b] : 0;
   const int32_t* table = a.ckpt_table + b * a.ckpt_table_stride;
   float z_on = 0.0f;
@@ -126,7 +128,7 @@ void DecodeHead(const McLayerParams& p, const McDecodeArgs& a, int32_t b, int32_
   float w_on = 1.0f;
   AggregationWeights(p, n, z_on, sc.z.data(), &w_on,
                      reinterpret_cast<const bool*>(sc.selected.data()));
-  AddRead(static_cast<const float*>(s), q, w_on, d, out);
+  AddRead(static_cast<const float*>(s), q, w_on, d, dv, out);
   for (int32_t i = 0; i < n; ++i) {
     if (sc.z[i] != 0.0f) AddCheckpointRead(p, a, table[i], h, q, sc.z[i], out);
     if (a.ckpt_weight_out != nullptr) {
@@ -139,15 +141,15 @@ void DecodeHead(const McLayerParams& p, const McDecodeArgs& a, int32_t b, int32_
 
 void McDecodeCpu(const McLayerParams& p, const McDecodeArgs& a, int32_t b_begin, int32_t b_end) {
   Scratch sc;
-  sc.vec.resize(p.head_dim);
+  sc.vec.resize(ValueDim(p));
   for (int32_t b = b_begin; b < b_end; ++b) {
     if (a.ckpt_weight_out != nullptr) {
       std::fill(a.ckpt_weight_out + b * a.ckpt_table_stride,
                 a.ckpt_weight_out + (b + 1) * a.ckpt_table_stride, 0.0f);
     }
     if (a.state_slots[b] < 0) {
-      const int64_t row = int64_t{b} * p.n_heads * p.head_dim;
-      std::fill(a.out + row, a.out + row + int64_t{p.n_heads} * p.head_dim, 0.0f);
+      const int64_t row = int64_t{b} * p.n_heads * ValueDim(p);
+      std::fill(a.out + row, a.out + row + int64_t{p.n_heads} * ValueDim(p), 0.0f);
       continue;
     }
     const int32_t n = KeepsCheckpoints(p.aggregation) ? a.ckpt_counts[b] : 0;
@@ -161,7 +163,7 @@ void McDecodeCpu(const McLayerParams& p, const McDecodeArgs& a, int32_t b_begin,
 }
 
 void McCheckpointCpu(const McLayerParams& p, const McCheckpointArgs& a) {
-  const int64_t dd = int64_t{p.head_dim} * p.head_dim;
+  const int64_t dd = int64_t{p.head_dim} * ValueDim(p);
   const int64_t state_elems = p.n_heads * dd;
   const int64_t sum_elems = int64_t{p.n_heads} * p.head_dim;
   const float c_len = static_cast<float>(p.segment_length);

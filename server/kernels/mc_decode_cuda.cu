@@ -19,13 +19,15 @@ namespace {
 
 constexpr int32_t kMinCkptsPerSplit = 4;
 constexpr int32_t kMaxSplits = 64;
+// Dynamic shared memory a launch may use without opting in to more.
+constexpr int64_t kMaxSharedBytes = 48 * 1024;
 
 bool Aligned(const void* p, uintptr_t bytes) {
   return p == nullptr || reinterpret_cast<uintptr_t>(p) % bytes == 0;
 }
 
-// The vector loads need 16-byte rows of S and q and 8- or 16-byte rows of
-// the checkpoints.
+// The vector loads (V = 4, dv a multiple of 4) need 16-byte rows of S and
+// 8- or 16-byte rows of the checkpoints.
 bool VectorAligned(const McLayerParams& p, const McDecodeArgs& a) {
   const uintptr_t ckpt_align = p.ckpt_dtype == CkptDtype::kBFloat16 ? 8 : 16;
   return Aligned(a.state, 16) && Aligned(a.ckpt, ckpt_align) && a.state_slot_stride % 4 == 0 &&
@@ -35,9 +37,9 @@ bool VectorAligned(const McLayerParams& p, const McDecodeArgs& a) {
 template <int V, int R>
 cudaError_t Launch(const McLayerParams& p, const McDecodeArgs& a, const McDecodeCudaPlan& plan,
                    const cuda::Workspace& ws, cudaStream_t stream) {
-  const cuda::Tile t = cuda::MakeTile(p.head_dim);
+  const cuda::Tile t = cuda::MakeTile(p.head_dim, ValueDim(p));
   const dim3 state_grid(a.batch, p.n_heads);
-  const size_t state_smem = cuda::StateKernelSharedBytes(p.head_dim, t);
+  const size_t state_smem = cuda::StateKernelSharedBytes(p.head_dim, ValueDim(p), t);
   if (p.rule == MemoryRule::kDelta) {
     cuda::DecodeStateKernel<V, R, true><<<state_grid, t.threads, state_smem, stream>>>(p, a, ws);
   } else {
@@ -53,7 +55,7 @@ cudaError_t Launch(const McLayerParams& p, const McDecodeArgs& a, const McDecode
     return cudaGetLastError();
   }
   const dim3 read_grid(plan.num_splits, p.n_heads, a.batch);
-  const size_t read_smem = cuda::ReadKernelSharedBytes(p.head_dim, t);
+  const size_t read_smem = cuda::ReadKernelSharedBytes(ValueDim(p), t);
   if (p.ckpt_dtype == CkptDtype::kBFloat16) {
     cuda::DecodeReadKernel<V, R, uint16_t><<<read_grid, t.threads, read_smem, stream>>>(p, a, ws);
   } else {
@@ -63,11 +65,12 @@ cudaError_t Launch(const McLayerParams& p, const McDecodeArgs& a, const McDecode
   return cudaGetLastError();
 }
 
-// Picks the register tile: heads up to d = 64 own at most 4 rows per thread.
+// Picks the register tile: the smaller one when each thread owns at most 4
+// rows of S (square heads up to d = 64).
 template <int V>
 cudaError_t LaunchTiled(const McLayerParams& p, const McDecodeArgs& a, const McDecodeCudaPlan& plan,
                         const cuda::Workspace& ws, cudaStream_t stream) {
-  const cuda::Tile t = cuda::MakeTile(p.head_dim);
+  const cuda::Tile t = cuda::MakeTile(p.head_dim, ValueDim(p));
   const int rows = (p.head_dim + t.groups - 1) / t.groups;
   if (rows <= 4) return Launch<V, 4>(p, a, plan, ws, stream);
   return Launch<V, cuda::kMaxRowsPerThread>(p, a, plan, ws, stream);
@@ -77,13 +80,13 @@ cudaError_t LaunchTiled(const McLayerParams& p, const McDecodeArgs& a, const McD
 // summary, clears the key sum (and S on reset).
 template <typename T>
 __global__ void __launch_bounds__(256) CheckpointKernel(McLayerParams p, McCheckpointArgs a) {
-  const int b = blockIdx.x, h = blockIdx.y, d = p.head_dim;
+  const int b = blockIdx.x, h = blockIdx.y, dk = p.head_dim;
   const int32_t slot = a.state_slots[b];
   if (slot < 0) return;
   const int32_t dst = a.dst_slots[b];
-  const int64_t dd = int64_t{d} * d;
+  const int64_t dd = int64_t{dk} * ValueDim(p);
   float* s = a.state + slot * a.state_slot_stride + h * dd;
-  float* ks = a.key_sum + slot * a.key_sum_slot_stride + int64_t{h} * d;
+  float* ks = a.key_sum + slot * a.key_sum_slot_stride + int64_t{h} * dk;
   T* c = dst >= 0 ? static_cast<T*>(a.ckpt) + dst * a.ckpt_slot_stride + h * dd : nullptr;
   const bool reset = p.boundary == Boundary::kReset;
   for (int64_t e = threadIdx.x; e < dd; e += blockDim.x) {
@@ -98,8 +101,8 @@ __global__ void __launch_bounds__(256) CheckpointKernel(McLayerParams p, McCheck
     if (reset) s[e] = 0.0f;
   }
   const float c_len = static_cast<float>(p.segment_length);
-  for (int j = threadIdx.x; j < d; j += blockDim.x) {
-    if (dst >= 0) a.summary[dst * a.summary_slot_stride + int64_t{h} * d + j] = ks[j] / c_len;
+  for (int j = threadIdx.x; j < dk; j += blockDim.x) {
+    if (dst >= 0) a.summary[dst * a.summary_slot_stride + int64_t{h} * dk + j] = ks[j] / c_len;
     ks[j] = 0.0f;
   }
 }
@@ -107,7 +110,13 @@ __global__ void __launch_bounds__(256) CheckpointKernel(McLayerParams p, McCheck
 }  // namespace
 
 cudaError_t McCudaCheckShape(const McLayerParams& p) {
-  if (p.n_heads < 1 || p.segment_length < 1 || !cuda::TileFits(p.head_dim)) {
+  const int32_t dk = p.head_dim, dv = ValueDim(p);
+  if (p.n_heads < 1 || p.segment_length < 1 || !cuda::TileFits(dk, dv)) {
+    return cudaErrorInvalidValue;
+  }
+  // The state kernel's shared memory: only very tall heads (dk in the
+  // thousands, dv <= 4) pass TileFits yet need more.
+  if (cuda::StateKernelSharedBytes(dk, dv, cuda::MakeTile(dk, dv)) > kMaxSharedBytes) {
     return cudaErrorInvalidValue;
   }
   if (p.aggregation == Aggregation::kSsc && p.top_k < 1) return cudaErrorInvalidValue;
@@ -122,7 +131,7 @@ cudaError_t PlanMcDecodeCudaSplits(const McLayerParams& p, int32_t batch, int64_
   plan->max_ckpts = max_ckpts;
   plan->num_splits = num_splits;
   cuda::Workspace ws;
-  plan->workspace_bytes = cuda::CarveWorkspace(nullptr, batch, p.n_heads, p.head_dim, max_ckpts,
+  plan->workspace_bytes = cuda::CarveWorkspace(nullptr, batch, p.n_heads, ValueDim(p), max_ckpts,
                                                cuda::SelectionSlots(p), num_splits, &ws);
   return cudaSuccess;
 }
@@ -150,9 +159,10 @@ cudaError_t McDecodeCuda(const McLayerParams& p, const McDecodeArgs& a,
   if (a.batch == 0) return cudaSuccess;
   if (!Aligned(workspace, 256)) return cudaErrorMisalignedAddress;
   cuda::Workspace ws;
-  cuda::CarveWorkspace(workspace, a.batch, p.n_heads, p.head_dim, a.ckpt_table_stride,
+  cuda::CarveWorkspace(workspace, a.batch, p.n_heads, ValueDim(p), a.ckpt_table_stride,
                        cuda::SelectionSlots(p), plan.num_splits, &ws);
-  if (p.head_dim % 4 != 0) return LaunchTiled<1>(p, a, plan, ws, stream);
+  // V follows the columns (cuda/tile.cuh MakeTile).
+  if (ValueDim(p) % 4 != 0) return LaunchTiled<1>(p, a, plan, ws, stream);
   if (!VectorAligned(p, a)) return cudaErrorMisalignedAddress;
   return LaunchTiled<4>(p, a, plan, ws, stream);
 }

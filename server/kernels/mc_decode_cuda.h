@@ -18,9 +18,13 @@
 // multiply-adds, so ssc selects exactly the checkpoints the reference selects.
 //
 // All pointers in McDecodeArgs / McCheckpointArgs are device pointers
-// (index arrays included). Limits: head_dim <= 128 when a multiple of 4, else
-// <= 64 (McCudaCheckShape), so a 256-thread block keeps a head's S in
-// registers.
+// (index arrays included). Heads are dk x dv (dk = head_dim, dv = ValueDim).
+// Limits (McCudaCheckShape), so a 256-thread block keeps a head's S in
+// registers, at most 16 rows per thread: ceil(dk / 16) * dv <= 1024 when dv
+// is a multiple of 4, else <= 256. So square heads up to 128 (a multiple of
+// 4) or 63; dk = 64 with dv <= 256; dk = 128 with dv <= 128; dv = 64 with
+// dk <= 256. Heads whose state kernel would need over 48 KiB of shared
+// memory (dk in the thousands, dv <= 4) are refused too.
 #ifndef MCSERVE_SERVER_KERNELS_MC_DECODE_CUDA_H_
 #define MCSERVE_SERVER_KERNELS_MC_DECODE_CUDA_H_
 

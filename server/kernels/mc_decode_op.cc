@@ -40,20 +40,20 @@ absl::Status CheckTensor(const at::Tensor& t, const char* name, std::vector<int6
 }
 
 absl::Status CheckPools(const McLayerParams& p, const McPools& pools) {
-  const int64_t H = p.n_heads, d = p.head_dim;
+  const int64_t H = p.n_heads, d = p.head_dim, dv = ValueDim(p);
   if (!pools.state.defined() || pools.state.dim() != 5) {
-    return absl::InvalidArgumentError("state pool must be [slots, L, H, d, d]");
+    return absl::InvalidArgumentError("state pool must be [slots, L, H, dk, dv]");
   }
   if (!pools.ckpt.defined() || pools.ckpt.dim() != 5) {
-    return absl::InvalidArgumentError("checkpoint pool must be [slots, L, H, d, d]");
+    return absl::InvalidArgumentError("checkpoint pool must be [slots, L, H, dk, dv]");
   }
   const int64_t S = pools.state.size(0), L = pools.state.size(1), C = pools.ckpt.size(0);
   const at::Device dev = pools.state.device();
   const at::ScalarType ckpt_type =
       p.ckpt_dtype == CkptDtype::kBFloat16 ? at::kBFloat16 : at::kFloat;
-  RETURN_IF_ERROR(CheckTensor(pools.state, "state pool", {S, L, H, d, d}, at::kFloat, dev));
+  RETURN_IF_ERROR(CheckTensor(pools.state, "state pool", {S, L, H, d, dv}, at::kFloat, dev));
   RETURN_IF_ERROR(CheckTensor(pools.key_sum, "key_sum pool", {S, L, H, d}, at::kFloat, dev));
-  RETURN_IF_ERROR(CheckTensor(pools.ckpt, "checkpoint pool", {C, L, H, d, d}, ckpt_type, dev));
+  RETURN_IF_ERROR(CheckTensor(pools.ckpt, "checkpoint pool", {C, L, H, d, dv}, ckpt_type, dev));
   return CheckTensor(pools.summary, "summary pool", {C, L, H, d}, at::kFloat, dev);
 }
 
@@ -101,17 +101,15 @@ absl::Status CheckInputs(const McLayerParams& p, const McPools& pools, int64_t l
     return absl::OutOfRangeError(
         absl::StrCat("layer ", layer, " outside the pools' ", pools.state.size(1), " layers"));
   }
-  const int64_t H = p.n_heads, d = p.head_dim;
-  if (pools.state.size(2) != H || pools.state.size(3) != d) {
+  const int64_t H = p.n_heads, d = p.head_dim, dv = ValueDim(p);
+  if (pools.state.size(2) != H || pools.state.size(3) != d || pools.state.size(4) != dv) {
     return absl::InvalidArgumentError("the pools' heads differ from the layer's");
   }
   const at::Device dev = pools.state.device();
   RETURN_IF_ERROR(CheckTensor(in.q, "q", {B, H, d}, at::kFloat, dev));
   RETURN_IF_ERROR(CheckTensor(in.k, "k", {B, H, d}, at::kFloat, dev));
-  RETURN_IF_ERROR(CheckTensor(in.v, "v", {B, H, d}, at::kFloat, dev));
-  const bool gated = p.aggregation == Aggregation::kGrm || p.aggregation == Aggregation::kSoup ||
-                     p.aggregation == Aggregation::kSsc;
-  if (gated) RETURN_IF_ERROR(CheckTensor(in.u, "u", {B, H, d}, at::kFloat, dev));
+  RETURN_IF_ERROR(CheckTensor(in.v, "v", {B, H, dv}, at::kFloat, dev));
+  if (IsGated(p.aggregation)) RETURN_IF_ERROR(CheckTensor(in.u, "u", {B, H, d}, at::kFloat, dev));
   if (p.scalar_decay) RETURN_IF_ERROR(CheckTensor(in.alpha, "alpha", {B, H}, at::kFloat, dev));
   if (p.rule == MemoryRule::kDelta) {
     RETURN_IF_ERROR(CheckTensor(in.beta, "beta", {B, H}, at::kFloat, dev));
@@ -135,8 +133,8 @@ struct LayerPointers {
 
 LayerPointers Pointers(const McLayerParams& p, const McPools& pools, int64_t layer,
                        const DecodeBatch& batch, const DecodeInputs& in) {
-  const int64_t L = pools.state.size(1), H = p.n_heads, d = p.head_dim;
-  const int64_t state_stride = L * H * d * d, sum_stride = L * H * d;
+  const int64_t L = pools.state.size(1), H = p.n_heads, d = p.head_dim, dv = ValueDim(p);
+  const int64_t state_stride = L * H * d * dv, sum_stride = L * H * d;
   const int64_t elem = pools.ckpt.element_size();
   LayerPointers lp;
   McDecodeArgs& a = lp.decode;
@@ -147,13 +145,13 @@ LayerPointers Pointers(const McLayerParams& p, const McPools& pools, int64_t lay
   a.u = in.u.defined() ? in.u.data_ptr<float>() : nullptr;
   a.alpha = in.alpha.defined() ? in.alpha.data_ptr<float>() : nullptr;
   a.beta = in.beta.defined() ? in.beta.data_ptr<float>() : nullptr;
-  a.state = pools.state.data_ptr<float>() + layer * H * d * d;
+  a.state = pools.state.data_ptr<float>() + layer * H * d * dv;
   a.state_slot_stride = state_stride;
   a.key_sum = pools.key_sum.data_ptr<float>() + layer * H * d;
   a.key_sum_slot_stride = sum_stride;
   a.state_slots = batch.state_slots();
   a.positions = batch.positions();
-  a.ckpt = static_cast<const char*>(pools.ckpt.data_ptr()) + layer * H * d * d * elem;
+  a.ckpt = static_cast<const char*>(pools.ckpt.data_ptr()) + layer * H * d * dv * elem;
   a.ckpt_slot_stride = state_stride;
   a.summary = pools.summary.data_ptr<float>() + layer * H * d;
   a.summary_slot_stride = sum_stride;
@@ -169,7 +167,7 @@ LayerPointers Pointers(const McLayerParams& p, const McPools& pools, int64_t lay
   c.state_slot_stride = state_stride;
   c.key_sum = a.key_sum;
   c.key_sum_slot_stride = sum_stride;
-  c.ckpt = static_cast<char*>(pools.ckpt.data_ptr()) + layer * H * d * d * elem;
+  c.ckpt = static_cast<char*>(pools.ckpt.data_ptr()) + layer * H * d * dv * elem;
   c.ckpt_slot_stride = state_stride;
   c.summary = pools.summary.data_ptr<float>() + layer * H * d;
   c.summary_slot_stride = sum_stride;
@@ -226,7 +224,8 @@ bool CudaKernelsBuilt() {
 
 bool DecodeBatch::PlannedFor(const McLayerParams& params) const {
   return params.n_heads == params_.n_heads && params.head_dim == params_.head_dim &&
-         params.aggregation == params_.aggregation && params.top_k == params_.top_k;
+         ValueDim(params) == ValueDim(params_) && params.aggregation == params_.aggregation &&
+         params.top_k == params_.top_k;
 }
 
 bool DecodeBatch::MadeFor(const McPools& pools) const {
@@ -304,7 +303,7 @@ absl::StatusOr<at::Tensor> DecodeLayer(const McLayerParams& params, const McPool
   const at::Device dev = pools.state.device();
 
   try {
-    at::Tensor out = at::empty({B, params.n_heads, params.head_dim}, in.q.options());
+    at::Tensor out = at::empty({B, params.n_heads, ValueDim(params)}, in.q.options());
     LayerPointers lp = Pointers(params, pools, layer, batch, in);
     lp.decode.out = out.data_ptr<float>();
     if (ckpt_weights != nullptr) {

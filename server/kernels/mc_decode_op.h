@@ -32,11 +32,12 @@
 
 namespace mcserve::kernels {
 
-// The MC state pools, all layers (server/model/cache_tensors.h).
+// The MC state pools, all layers (server/model/cache_tensors.h); d = dk =
+// params.head_dim, dv = ValueDim(params).
 struct McPools {
-  at::Tensor state;    // [state_slots, L, H, d, d] float32
+  at::Tensor state;    // [state_slots, L, H, d, dv] float32
   at::Tensor key_sum;  // [state_slots, L, H, d] float32
-  at::Tensor ckpt;     // [ckpt_slots, L, H, d, d] float32 or bfloat16 (params.ckpt_dtype)
+  at::Tensor ckpt;     // [ckpt_slots, L, H, d, dv] float32 or bfloat16 (params.ckpt_dtype)
   at::Tensor summary;  // [ckpt_slots, L, H, d] float32
 };
 
@@ -106,16 +107,17 @@ class DecodeBatch {
 
 // One layer's mixer inputs for the batch, on the pools' device, float32.
 struct DecodeInputs {
-  at::Tensor q, k, v;  // [B, H, d]; q and k l2-normalised
-  at::Tensor u;        // [B, H, d] for grm, soup, ssc; undefined otherwise
-  at::Tensor alpha;    // [B, H] sigmoid decay for scalar decay; undefined otherwise
-  at::Tensor beta;     // [B, H] sigmoid write strength for delta; undefined otherwise
+  at::Tensor q, k;   // [B, H, d]; normalised (q scaled as it reads S)
+  at::Tensor v;      // [B, H, dv]
+  at::Tensor u;      // [B, H, d] for grm, soup, ssc; undefined otherwise
+  at::Tensor alpha;  // [B, H] sigmoid decay for scalar decay; undefined otherwise
+  at::Tensor beta;   // [B, H] sigmoid write strength for delta; undefined otherwise
 };
 
 // Runs layer `layer`'s decode step (mc_decode.h) with a batch made for
 // `pools` and `params`' layer shape (validated and planned there, so not
 // again per layer): updates the sessions' online state in place and returns
-// the aggregated read [B, H, d]. When `ckpt_weights` is set, it receives
+// the aggregated read [B, H, dv]. When `ckpt_weights` is set, it receives
 // [B, table_stride] gate weights (device tensor). Then freezes the
 // checkpoints of the sessions whose segment closed.
 absl::StatusOr<at::Tensor> DecodeLayer(const McLayerParams& params, const McPools& pools,

@@ -9,7 +9,7 @@
 
 namespace mcserve::kernels {
 
-// How the online memory S (d x d per head) absorbs a token (mc-model.md §4).
+// How the online memory S (dk x dv per head) absorbs a token (mc-model.md §4).
 enum class MemoryRule : int32_t { kHebbian = 0, kDelta = 1 };
 // How cached checkpoints are mixed into the read (mc-model.md §5).
 enum class Aggregation : int32_t {
@@ -25,9 +25,13 @@ enum class Boundary : int32_t { kContinue = 0, kReset = 1 };
 // Storage type of checkpoint states. Online state and summaries are float32.
 enum class CkptDtype : int32_t { kFloat32 = 0, kBFloat16 = 1 };
 
+// A layer's memory is one matrix S per head, head_dim x value_dim: rows over
+// key dimensions, columns over value dimensions. Queries, keys, router
+// inputs and summaries have head_dim entries; values and reads value_dim.
 struct McLayerParams {
   int32_t n_heads = 0;
-  int32_t head_dim = 0;
+  int32_t head_dim = 0;   // key dimensions dk
+  int32_t value_dim = 0;  // value dimensions dv; 0: equal to head_dim
   MemoryRule rule = MemoryRule::kHebbian;
   bool scalar_decay = false;
   Aggregation aggregation = Aggregation::kNone;
@@ -37,6 +41,16 @@ struct McLayerParams {
   float gate_scale = 1.0f;
   CkptDtype ckpt_dtype = CkptDtype::kFloat32;
 };
+
+// The value dimensions of a head (dv).
+MCSERVE_HD int32_t ValueDim(const McLayerParams& p) {
+  return p.value_dim > 0 ? p.value_dim : p.head_dim;
+}
+
+// True when the aggregation reads gate logits (needs u and summaries).
+MCSERVE_HD bool IsGated(Aggregation a) {
+  return a == Aggregation::kGrm || a == Aggregation::kSoup || a == Aggregation::kSsc;
+}
 
 // True when the aggregation keeps a cache of checkpoints at all.
 MCSERVE_HD bool KeepsCheckpoints(Aggregation a) { return a != Aggregation::kNone; }

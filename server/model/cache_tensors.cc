@@ -8,7 +8,7 @@ at::ScalarType CkptScalarType(CkptDtype d) {
 
 CacheTensors AllocateCache(const ModelConfig& c, const StateLayout& layout, int64_t state_slots,
                            int64_t ckpt_slots, CkptDtype dtype, const at::Device& device) {
-  const int64_t L = c.n_layers, H = c.n_heads, d = c.head_dim;
+  const int64_t L = c.n_layers, H = c.state_heads(), d = c.head_dim, dv = c.value_dim();
   const auto opts = at::TensorOptions().device(device);
   CacheTensors t;
   for (const StateTensorSpec& spec : layout) {
@@ -16,7 +16,7 @@ CacheTensors AllocateCache(const ModelConfig& c, const StateLayout& layout, int6
     shape.insert(shape.end(), spec.shape.begin(), spec.shape.end());
     t.online.push_back(at::zeros(shape, opts.dtype(spec.dtype)));
   }
-  t.ckpt = at::zeros({ckpt_slots, L, H, d, d}, opts.dtype(CkptScalarType(dtype)));
+  t.ckpt = at::zeros({ckpt_slots, L, H, d, dv}, opts.dtype(CkptScalarType(dtype)));
   t.ckpt_summary = at::zeros({ckpt_slots, L, H, d}, opts.dtype(at::kFloat));
   return t;
 }
@@ -33,8 +33,8 @@ int64_t StateBytes(const ModelConfig& c, const StateLayout& layout) {
 
 int64_t CheckpointBytes(const ModelConfig& c, CkptDtype dtype) {
   const int64_t elem = dtype == CkptDtype::kBFloat16 ? 2 : 4;
-  const int64_t hd = int64_t{c.n_heads} * c.head_dim;
-  return c.n_layers * (hd * c.head_dim * elem + hd * 4);
+  const int64_t hd = int64_t{c.state_heads()} * c.head_dim;
+  return c.n_layers * (hd * c.value_dim() * elem + hd * 4);
 }
 
 }  // namespace mcserve::model

@@ -38,8 +38,9 @@ enum class BoundaryState {
 struct CacheTensors {
   // One pool per StateLayout entry, in layout order: [state_slots, L, shape...].
   std::vector<at::Tensor> online;
-  at::Tensor ckpt;          // [ckpt_slots, L, H, d, d]  float32 or bfloat16
-  at::Tensor ckpt_summary;  // [ckpt_slots, L, H, d]     float32: mean key of the segment
+  // H = ModelConfig::state_heads(), dk = head_dim, dv = value_dim().
+  at::Tensor ckpt;          // [ckpt_slots, L, H, dk, dv]  float32 or bfloat16
+  at::Tensor ckpt_summary;  // [ckpt_slots, L, H, dk]      float32: mean key of the segment
 };
 
 at::ScalarType CkptScalarType(CkptDtype d);

@@ -74,9 +74,9 @@ at::Tensor Aggregate(const McLayerParams& p, const ChunkMixerInputs& in, const a
   // q [H, T, d] @ M laid out [H, d, n * d].
   at::Tensor reads;
   if (n > 0) {
-    const int64_t H = in.q.size(0), T = in.q.size(1), d = in.q.size(2);
-    const at::Tensor m = in.ckpt.permute({0, 2, 1, 3}).reshape({H, d, n * d});
-    reads = at::bmm(in.q, m).view({H, T, n, d});
+    const int64_t H = in.q.size(0), T = in.q.size(1), dk = in.ckpt.size(2), dv = in.ckpt.size(3);
+    const at::Tensor m = in.ckpt.permute({0, 2, 1, 3}).reshape({H, dk, n * dv});
+    reads = at::bmm(in.q, m).view({H, T, n, dv});
   }
   if (p.aggregation == Aggregation::kResidual || p.aggregation == Aggregation::kMean) {
     at::Tensor o = n > 0 ? o_on + reads.sum(2) : o_on;

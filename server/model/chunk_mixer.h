@@ -26,21 +26,21 @@
 namespace mcserve::model {
 
 struct ChunkMixerInputs {
-  at::Tensor q, k, v;       // [H, T, d]; q and k l2-normalised
-  at::Tensor u;             // [H, T, d]; undefined unless the aggregation gates
+  at::Tensor q, k, v;       // [H, T, dk], [H, T, dk], [H, T, dv]; q and k normalised
+  at::Tensor u;             // [H, T, dk]; undefined unless the aggregation gates
   at::Tensor log_alpha;     // [H, T]; undefined unless scalar decay
   at::Tensor beta;          // [H, T]; undefined unless delta rule
-  at::Tensor s0;            // [H, d, d] state before the chunk
-  at::Tensor ks0;           // [H, d]    key sum of the open segment before the chunk
+  at::Tensor s0;            // [H, dk, dv] state before the chunk
+  at::Tensor ks0;           // [H, dk]     key sum of the open segment before the chunk
   int64_t count0 = 0;       // tokens of the open segment before the chunk
-  at::Tensor ckpt;          // [H, n, d, d] float32 checkpoints readable (n >= 0)
-  at::Tensor ckpt_summary;  // [H, n, d]
+  at::Tensor ckpt;          // [H, n, dk, dv] float32 checkpoints readable (n >= 0)
+  at::Tensor ckpt_summary;  // [H, n, dk]
 };
 
 struct ChunkMixerOutputs {
-  at::Tensor o;       // [H, T, d] aggregated read, before o_norm
-  at::Tensor s_end;   // [H, d, d] state after the chunk
-  at::Tensor ks_end;  // [H, d]    key sum after the chunk
+  at::Tensor o;       // [H, T, dv] aggregated read, before o_norm
+  at::Tensor s_end;   // [H, dk, dv] state after the chunk
+  at::Tensor ks_end;  // [H, dk]     key sum after the chunk
 };
 
 ChunkMixerOutputs ChunkMixer(const kernels::McLayerParams& p, const ChunkMixerInputs& in);

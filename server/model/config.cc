@@ -9,99 +9,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "server/model/json_reader.h"
 #include "server/util/status_macros.h"
 
 namespace mcserve::model {
 namespace {
 
 using Json = nlohmann::json;
-
-absl::Status FieldError(absl::string_view field, absl::string_view what) {
-  return absl::InvalidArgumentError(absl::StrCat("config.json: field '", field, "' ", what));
-}
-
-// Reads fields of one JSON object and reports keys nobody asked for.
-class ObjectReader {
- public:
-  ObjectReader(const Json& obj, std::string prefix) : obj_(obj), prefix_(std::move(prefix)) {}
-
-  std::string Path(absl::string_view key) const { return absl::StrCat(prefix_, key); }
-
-  const Json* Find(absl::string_view key) {
-    seen_.emplace_back(key);
-    auto it = obj_.find(std::string(key));
-    return it == obj_.end() ? nullptr : &*it;
-  }
-
-  absl::StatusOr<int64_t> Int(absl::string_view key, std::optional<int64_t> dflt,
-                              int64_t min_value) {
-    const Json* v = Find(key);
-    if (v == nullptr) {
-      if (dflt) return *dflt;
-      return FieldError(Path(key), "is required");
-    }
-    if (!v->is_number_integer()) return FieldError(Path(key), "must be an integer");
-    const int64_t x = v->get<int64_t>();
-    if (x < min_value || x > (int64_t{1} << 30)) {
-      return FieldError(Path(key), absl::StrCat("must be in [", min_value, ", 2^30], got ", x));
-    }
-    return x;
-  }
-
-  absl::StatusOr<double> Number(absl::string_view key, std::optional<double> dflt) {
-    const Json* v = Find(key);
-    if (v == nullptr) {
-      if (dflt) return *dflt;
-      return FieldError(Path(key), "is required");
-    }
-    if (!v->is_number()) return FieldError(Path(key), "must be a number");
-    return v->get<double>();
-  }
-
-  absl::StatusOr<bool> Bool(absl::string_view key) {
-    const Json* v = Find(key);
-    if (v == nullptr) return FieldError(Path(key), "is required");
-    if (!v->is_boolean()) return FieldError(Path(key), "must be true or false");
-    return v->get<bool>();
-  }
-
-  absl::StatusOr<std::string> Enum(absl::string_view key, const std::vector<std::string>& allowed,
-                                   std::optional<std::string> dflt = std::nullopt) {
-    const Json* v = Find(key);
-    if (v == nullptr) {
-      if (dflt) return *dflt;
-      return FieldError(Path(key), "is required");
-    }
-    if (!v->is_string()) return FieldError(Path(key), "must be a string");
-    std::string s = v->get<std::string>();
-    for (const auto& a : allowed) {
-      if (s == a) return s;
-    }
-    return FieldError(Path(key), absl::StrCat("has unknown value '", s, "' (expected one of: ",
-                                              absl::StrJoin(allowed, ", "), ")"));
-  }
-
-  absl::StatusOr<const Json*> Object(absl::string_view key) {
-    const Json* v = Find(key);
-    if (v == nullptr) return FieldError(Path(key), "is required");
-    if (!v->is_object()) return FieldError(Path(key), "must be an object");
-    return v;
-  }
-
-  absl::Status NoUnknownKeys() const {
-    for (const auto& [key, value] : obj_.items()) {
-      bool known = false;
-      for (const auto& s : seen_) known = known || s == key;
-      if (!known) return FieldError(Path(key), "is not a known config field");
-    }
-    return absl::OkStatus();
-  }
-
- private:
-  const Json& obj_;
-  std::string prefix_;
-  std::vector<std::string> seen_;
-};
 
 template <typename E>
 E FromName(absl::string_view name, std::initializer_list<E> all, absl::string_view (*to_name)(E)) {
@@ -212,9 +126,22 @@ absl::StatusOr<ModelConfig> ModelConfig::Load(const std::string& path) {
 }
 
 absl::Status ModelConfig::Validate() const {
+  const std::string mc = is_fla() ? "" : "mc.";  // overlays name MC fields at the top
+  if (segment_length < 1) {
+    return FieldError(mc + "segment_length", "must be >= 1", mc_source);
+  }
+  if (aggregation == Aggregation::kSsc && top_k < 1) {
+    return FieldError(mc + "top_k", "must be >= 1", mc_source);
+  }
+  if (tokenizer != TokenizerKind::kByte) {
+    if (bos_id < 0 || bos_id >= vocab_size)
+      return FieldError("bos_token_id", "must be in [0, vocab_size)");
+    if (eos_id < 0 || eos_id >= vocab_size)
+      return FieldError("eos_token_id", "must be in [0, vocab_size)");
+    if (bos_id == eos_id) return FieldError("eos_token_id", "must differ from bos_token_id");
+    return absl::OkStatus();
+  }
   if (vocab_size < 258) return FieldError("vocab_size", "must be >= 258 for the byte tokenizer");
-  if (segment_length < 1) return FieldError("mc.segment_length", "must be >= 1");
-  if (aggregation == Aggregation::kSsc && top_k < 1) return FieldError("mc.top_k", "must be >= 1");
   if (bos_id < 256 || bos_id >= vocab_size) {
     return FieldError("tokenizer.bos_id", "must be in [256, vocab_size)");
   }
@@ -243,18 +170,31 @@ std::string ModelConfig::ToJson() const {
              {"gate_scale", gate_scale}};
   if (aggregation == Aggregation::kSsc) j["mc"]["top_k"] = top_k;
   j["tokenizer"] = {{"type", "byte"}, {"bos_id", bos_id}, {"eos_id", eos_id}};
+  if (is_fla()) {
+    // Not a loadable file for fla models (they load from fla's own config);
+    // it identifies the model, e.g. in snapshot fingerprints.
+    j["model_type"] = FamilyName(family);
+    j["tokenizer"]["type"] = "sentencepiece";
+    j["fla"] = {{"num_v_heads", fla.num_v_heads},
+                {"head_v_dim", fla.head_v_dim},
+                {"conv_size", fla.conv_size},
+                {"qk_activation", static_cast<int>(fla.qk_activation)},
+                {"qk_norm", static_cast<int>(fla.qk_norm)},
+                {"use_beta", fla.use_beta},
+                {"allow_neg_eigval", fla.allow_neg_eigval},
+                {"use_gate", fla.use_gate},
+                {"router", RouterName(router)}};
+  }
   return j.dump(2);
 }
 
-bool ModelConfig::HasGate() const {
-  return aggregation == Aggregation::kGrm || aggregation == Aggregation::kSoup ||
-         aggregation == Aggregation::kSsc;
-}
+bool ModelConfig::HasGate() const { return kernels::IsGated(aggregation); }
 
 kernels::McLayerParams ModelConfig::LayerParams(CkptDtype ckpt_dtype) const {
   kernels::McLayerParams p;
-  p.n_heads = n_heads;
+  p.n_heads = state_heads();
   p.head_dim = head_dim;
+  p.value_dim = value_dim();
   p.rule = rule;
   p.scalar_decay = scalar_decay;
   p.aggregation = aggregation;
@@ -291,6 +231,20 @@ absl::string_view BoundaryName(Boundary b) { return b == Boundary::kReset ? "res
 absl::string_view CkptDtypeName(CkptDtype d) {
   return d == CkptDtype::kBFloat16 ? "bfloat16" : "float32";
 }
+
+absl::string_view FamilyName(ModelFamily f) {
+  switch (f) {
+    case ModelFamily::kMcLm:
+      return "mc-lm";
+    case ModelFamily::kDeltaNet:
+      return "delta_net";
+    case ModelFamily::kGatedDeltaNet:
+      return "gated_deltanet";
+  }
+  return "?";
+}
+
+absl::string_view RouterName(Router r) { return r == Router::kQuery ? "query" : "u_proj"; }
 
 absl::StatusOr<CkptDtype> ParseCkptDtype(absl::string_view name) {
   if (name == "float32") return CkptDtype::kFloat32;

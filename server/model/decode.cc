@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "server/kernels/mc_decode_op.h"
+#include "server/model/fla_mixer.h"
 #include "server/model/mc_model.h"
 #include "server/model/mixer_inputs.h"
 #include "server/model/ops.h"
@@ -47,20 +48,32 @@ absl::StatusOr<at::Tensor> McModel::DecodeImpl(const CacheTensors& cache,
   ASSIGN_OR_RETURN(
       const kernels::DecodeBatch ix,
       kernels::DecodeBatch::Create(params_, pools, IndexBatch(batch, config_.segment_length)));
-  std::vector<int64_t> tokens;
-  for (const DecodeSeq& s : batch) tokens.push_back(s.token);
+  std::vector<int64_t> tokens, slots;
+  for (const DecodeSeq& s : batch) {
+    tokens.push_back(s.token);
+    slots.push_back(s.state_slot);
+  }
   at::Tensor x = weights_.embed.index_select(0, at::tensor(tokens, at::kLong).to(options_.device));
+  at::Tensor slot_index;  // fla convolution caches are gathered and scattered by slot
+  if (has_conv()) slot_index = at::tensor(slots, at::kLong).to(options_.device);
 
   at::Tensor weights_sum;  // gate weight per checkpoint, summed over layers
   for (int64_t l = 0; l < L; ++l) {
     const LayerWeights& lw = weights_.layers[l];
-    const MixerInputs m = ProjectMixer(config_, lw, RmsNorm(x, lw.mixer_norm, config_.rms_eps));
+    const at::Tensor z = RmsNorm(x, lw.mixer_norm, config_.rms_eps);
+    const MixerInputs m =
+        !config_.is_fla()
+            ? ProjectMixer(config_, lw, z)
+            : ProjectFlaDecode(config_, lw, z,
+                               has_conv() ? cache.online[kConv].select(1, l) : at::Tensor(),
+                               slot_index);
     kernels::DecodeInputs in;
     in.q = m.q.contiguous();
     in.k = m.k.contiguous();
     in.v = m.v.contiguous();
     if (m.u.defined()) in.u = m.u.contiguous();
     if (m.a_logit.defined()) in.alpha = at::sigmoid(m.a_logit).contiguous();
+    if (m.log_alpha.defined()) in.alpha = at::exp(m.log_alpha).contiguous();
     if (m.beta.defined()) in.beta = m.beta.contiguous();
     at::Tensor layer_weights;
     ASSIGN_OR_RETURN(const at::Tensor out,

@@ -1,27 +1,98 @@
 #include "server/model/mc_model.h"
 
+#include <filesystem>
+#include <fstream>
+#include <optional>
 #include <set>
+#include <sstream>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "server/model/checkpoint_files.h"
+#include "server/model/fla_config.h"
+#include "server/model/fla_mixer.h"
+#include "server/model/fla_weights.h"
 #include "server/model/ops.h"
 #include "server/model/safetensors.h"
 #include "server/util/status_macros.h"
 
 namespace mcserve::model {
 
+namespace {
+
+absl::StatusOr<std::string> ReadText(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// The error with `path` in front (instead of the bare file name parsers use).
+absl::Status InFile(const std::string& path, const absl::Status& s) {
+  absl::string_view msg = s.message();
+  absl::ConsumePrefix(&msg, absl::StrCat(std::filesystem::path(path).filename().string(), ": "));
+  return absl::Status(s.code(), absl::StrCat(path, ": ", msg));
+}
+
+// An fla config with its MC overlay, router and tokenizer settled.
+absl::StatusOr<ModelConfig> LoadFlaConfig(const std::string& dir, const std::string& text,
+                                          const ModelOptions& options,
+                                          const CheckpointFiles& files) {
+  const std::string config_path = dir + "/config.json";
+  absl::StatusOr<ModelConfig> parsed = ParseFlaConfig(text);
+  if (!parsed.ok()) return InFile(config_path, parsed.status());
+  ModelConfig c = *std::move(parsed);
+  std::string overlay = options.mc_config;
+  if (overlay.empty() && std::filesystem::exists(dir + "/mc_config.json")) {
+    overlay = dir + "/mc_config.json";
+  }
+  std::optional<Router> router;
+  if (!overlay.empty()) {
+    ASSIGN_OR_RETURN(const std::string overlay_text, ReadText(overlay));
+    ASSIGN_OR_RETURN(router, ApplyMcOverlay(overlay_text, overlay, c));
+  }
+  const bool has_router = files.tensors().count(FlaRouterName(0)) > 0;
+  if (router == Router::kProj && !has_router) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        overlay, ": field 'router' is 'u_proj' but the checkpoint has no ", FlaRouterName(0)));
+  }
+  c.router = router.value_or(has_router ? Router::kProj : Router::kQuery);
+  c.tokenizer = TokenizerKind::kSentencePiece;
+  c.tokenizer_path = dir + "/tokenizer.model";
+  return c;
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<McModel>> McModel::Load(const std::string& dir,
                                                        const ModelOptions& options) {
-  ASSIGN_OR_RETURN(ModelConfig config, ModelConfig::Load(dir + "/config.json"));
-  const std::string weights_path = dir + "/model.safetensors";
-  ASSIGN_OR_RETURN(std::unique_ptr<SafetensorsFile> file, SafetensorsFile::Open(weights_path));
-  absl::StatusOr<Weights> weights = LoadWeights(config, *file, options.device);
-  if (!weights.ok()) {
-    return absl::Status(weights.status().code(),
-                        absl::StrCat(weights_path, ": ", weights.status().message()));
-  }
   if (options.prefill_piece < 1) return absl::InvalidArgumentError("prefill_piece must be >= 1");
-  return std::unique_ptr<McModel>(new McModel(std::move(config), *std::move(weights), options));
+  const std::string config_path = dir + "/config.json";
+  ASSIGN_OR_RETURN(const std::string text, ReadText(config_path));
+  absl::StatusOr<std::string> type = PeekModelType(text);
+  if (!type.ok()) return InFile(config_path, type.status());
+  const bool fla = IsFlaModelType(*type);
+  if (!fla && !options.mc_config.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("an MC overlay (", options.mc_config,
+                                                   ") applies to fla checkpoints only; ",
+                                                   config_path, " has model_type '", *type, "'"));
+  }
+  std::optional<ModelConfig> config;
+  if (!fla) {
+    ASSIGN_OR_RETURN(config, ModelConfig::Load(config_path));
+  }
+  ASSIGN_OR_RETURN(CheckpointFiles files, CheckpointFiles::Open(dir));
+  if (fla) {
+    ASSIGN_OR_RETURN(config, LoadFlaConfig(dir, text, options, files));
+  }
+  absl::StatusOr<Weights> weights = LoadWeights(*config, files.tensors(), options.device);
+  if (!weights.ok()) {
+    return absl::Status(weights.status().code(), absl::StrCat(dir, "/", files.description(), ": ",
+                                                              weights.status().message()));
+  }
+  return std::unique_ptr<McModel>(new McModel(*std::move(config), *std::move(weights), options));
 }
 
 McModel::McModel(ModelConfig config, Weights weights, ModelOptions options)
@@ -29,11 +100,16 @@ McModel::McModel(ModelConfig config, Weights weights, ModelOptions options)
       weights_(std::move(weights)),
       options_(options),
       params_(config_.LayerParams(options.ckpt_dtype)) {
-  const int64_t H = config_.n_heads, d = config_.head_dim;
-  layout_ = {{"memory", {H, d, d}, at::kFloat}, {"key_sum", {H, d}, at::kFloat}};
+  const int64_t H = config_.state_heads(), dk = config_.head_dim, dv = config_.value_dim();
+  layout_ = {{"memory", {H, dk, dv}, at::kFloat}, {"key_sum", {H, dk}, at::kFloat}};
+  if (has_conv()) {
+    layout_.push_back({"conv", {FlaConvChannels(config_), config_.fla.conv_size}, at::kFloat});
+  }
 }
 
 BoundaryState McModel::boundary_state() const {
+  // Convolution caches hold the last inputs, never zero at a boundary.
+  if (has_conv()) return BoundaryState::kStored;
   if (config_.boundary == Boundary::kReset) return BoundaryState::kZero;
   // The key sum restarts at every boundary; the memory carries on and is
   // what the checkpoint froze, exactly when that is kept in float32.
@@ -64,6 +140,7 @@ at::Tensor McModel::Logits(const at::Tensor& x) const {
 // o: [N, H, d] aggregated reads; g: [N, H*d] gate pre-activations.
 at::Tensor McModel::MixerOut(const LayerWeights& lw, const at::Tensor& o,
                              const at::Tensor& g) const {
+  if (config_.is_fla()) return FlaMixerOut(config_, lw, o, g);
   const at::Tensor normed = RmsNorm(o, lw.o_norm, config_.rms_eps).reshape({o.size(0), -1});
   return at::linear(normed * at::silu(g), lw.o_proj);
 }

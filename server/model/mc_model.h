@@ -30,6 +30,9 @@ struct ModelOptions {
   // Longest piece the parallel prefill processes at once (pieces also stop
   // at segment boundaries).
   int32_t prefill_piece = 64;
+  // fla checkpoints: the MC overlay file; "" for `dir`/mc_config.json if
+  // present, else aggregation none.
+  std::string mc_config;
   // Test hook: sites "model.prefill" (tag: PrefillSeq::tag) and
   // "model.decode" (tag: "") fail as LibTorch would. Null: none.
   FaultInjector* faults = nullptr;
@@ -64,8 +67,12 @@ struct PrefillSeq {
 
 class McModel {
  public:
-  // Loads `dir`/config.json and `dir`/model.safetensors. Errors name the file
-  // and the field or tensor at fault.
+  // Loads `dir`/config.json and its weights (model.safetensors, or a sharded
+  // model.safetensors.index.json). An fla checkpoint (model_type delta_net
+  // or gated_deltanet) also takes its MC settings from options.mc_config, or
+  // else `dir`/mc_config.json when present (fla_config.h), and its tokenizer
+  // from `dir`/tokenizer.model. Errors name the file and the field or tensor
+  // at fault.
   static absl::StatusOr<std::unique_ptr<McModel>> Load(const std::string& dir,
                                                        const ModelOptions& options);
 
@@ -77,10 +84,13 @@ class McModel {
   // Number of checkpoints written by feeding `count` tokens from `position`.
   int64_t CheckpointsClosed(int64_t position, int64_t count) const;
 
-  // A sequence's online state, per layer: kMemory [H, d, d] float32 (S),
-  // kKeySum [H, d] float32 (keys of the open segment).
+  // A sequence's online state, per layer: kMemory [H, dk, dv] float32 (S,
+  // one per value head), kKeySum [H, dk] float32 (keys of the open segment),
+  // and for fla models with short convolutions kConv [C, W] float32 (the
+  // last W inputs of the q, k and v convolutions).
   static constexpr int kMemory = 0;
   static constexpr int kKeySum = 1;
+  static constexpr int kConv = 2;
   const StateLayout& state_layout() const { return layout_; }
   BoundaryState boundary_state() const;
   int64_t state_bytes() const { return StateBytes(config_, layout_); }
@@ -103,6 +113,7 @@ class McModel {
 
   at::Tensor Logits(const at::Tensor& x) const;
   at::Tensor MixerOut(const LayerWeights& lw, const at::Tensor& o, const at::Tensor& g) const;
+  bool has_conv() const { return config_.is_fla() && config_.fla.conv_size > 0; }
   absl::Status CheckDecode(const CacheTensors& cache, absl::Span<const DecodeSeq> batch) const;
   absl::Status CheckPrefill(const CacheTensors& cache, const PrefillSeq& seq) const;
   absl::StatusOr<at::Tensor> DecodeImpl(const CacheTensors& cache,

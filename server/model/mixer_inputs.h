@@ -11,11 +11,12 @@
 namespace mcserve::model {
 
 struct MixerInputs {
-  at::Tensor q, k, v;  // [N, H, d]; q and k l2-normalised
-  at::Tensor u;        // [N, H, d]; undefined unless the aggregation gates
-  at::Tensor g;        // [N, H*d] output gate pre-activation
-  at::Tensor a_logit;  // [N, H] decay pre-activation; undefined unless scalar decay
-  at::Tensor beta;     // [N, H] sigmoid(W_b x + b_b); undefined unless delta
+  at::Tensor q, k, v;    // [N, H, d]; q and k l2-normalised
+  at::Tensor u;          // [N, H, d]; undefined unless the aggregation gates
+  at::Tensor g;          // [N, H*d] output gate pre-activation
+  at::Tensor a_logit;    // [N, H] decay pre-activation (mc-lm scalar decay); else undefined
+  at::Tensor log_alpha;  // [N, H] log of the decay (fla gated_deltanet); else undefined
+  at::Tensor beta;       // [N, H] sigmoid(W_b x + b_b); undefined unless delta
 };
 
 // z: [N, D] normalised layer input.

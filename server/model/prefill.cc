@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "server/model/chunk_mixer.h"
+#include "server/model/fla_mixer.h"
 #include "server/model/mc_model.h"
 #include "server/model/mixer_inputs.h"
 #include "server/model/ops.h"
@@ -38,7 +39,12 @@ at::Tensor McModel::PrefillPiece(const CacheTensors& cache, const PrefillSeq& se
 
   for (int64_t l = 0; l < config_.n_layers; ++l) {
     const LayerWeights& lw = weights_.layers[l];
-    const MixerInputs m = ProjectMixer(config_, lw, RmsNorm(x, lw.mixer_norm, config_.rms_eps));
+    const at::Tensor z = RmsNorm(x, lw.mixer_norm, config_.rms_eps);
+    const MixerInputs m =
+        !config_.is_fla()
+            ? ProjectMixer(config_, lw, z)
+            : ProjectFlaPrefill(config_, lw, z,
+                                has_conv() ? cache.online[kConv][seq.state_slot][l] : at::Tensor());
     at::Tensor s = cache.online[kMemory][seq.state_slot][l];   // [H, d, d] view
     at::Tensor ks = cache.online[kKeySum][seq.state_slot][l];  // [H, d] view
     ChunkMixerInputs in;
@@ -47,6 +53,7 @@ at::Tensor McModel::PrefillPiece(const CacheTensors& cache, const PrefillSeq& se
     in.v = HeadsFirst(m.v);
     if (m.u.defined()) in.u = HeadsFirst(m.u);
     if (m.a_logit.defined()) in.log_alpha = at::log_sigmoid(m.a_logit).t();
+    if (m.log_alpha.defined()) in.log_alpha = m.log_alpha.t();
     if (m.beta.defined()) in.beta = m.beta.t();
     in.s0 = s;
     in.ks0 = ks;

@@ -222,4 +222,12 @@ absl::Status WriteSafetensors(const std::string& path, const std::vector<StWrite
   return absl::OkStatus();
 }
 
+void ReleasePages(const StTensor& t) {
+  if (t.data == nullptr || t.nbytes == 0) return;
+  const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(t.data) + page - 1) / page * page;
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(t.data) + t.nbytes) / page * page;
+  if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+}
+
 }  // namespace mcserve::model

@@ -58,6 +58,12 @@ absl::Status WriteSafetensors(const std::string& path, const std::vector<StWrite
 // Converts stored values to float32.
 std::vector<float> StToFloat(const StTensor& t);
 
+// Drops the mapped pages that lie wholly inside `t`'s bytes from this
+// process's resident set (they stay in the page cache and fault back in if
+// read again). A loader calls it once a tensor is converted, so a large
+// checkpoint is never resident twice (file pages and float32 copy).
+void ReleasePages(const StTensor& t);
+
 }  // namespace mcserve::model
 
 #endif  // MCSERVE_SERVER_MODEL_SAFETENSORS_H_

@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "server/model/fla_weights.h"
 #include "server/util/status_macros.h"
 
 namespace mcserve::model {
@@ -20,19 +21,26 @@ std::string ShapeStr(const std::vector<int64_t>& s) {
   return absl::StrCat("[", absl::StrJoin(s, ", "), "]");
 }
 
-absl::StatusOr<at::Tensor> Take(const std::map<std::string, const StTensor*>& found,
-                                const std::string& name, const at::Device& device) {
-  auto it = found.find(name);
-  if (it == found.end()) return absl::InternalError(absl::StrCat("tensor '", name, "' not found"));
-  const StTensor& t = *it->second;
-  std::vector<float> values = StToFloat(t);
-  at::Tensor cpu = at::from_blob(values.data(), t.shape, at::kFloat).clone();
-  return cpu.to(device);
+absl::StatusOr<at::Tensor> Take(const FoundTensors& found, const std::string& name,
+                                const at::Device& device) {
+  return TakeTensor(found, name, device);
 }
 
 }  // namespace
 
+absl::StatusOr<at::Tensor> TakeTensor(const FoundTensors& found, const std::string& name,
+                                      const at::Device& device) {
+  auto it = found.find(name);
+  if (it == found.end()) return absl::InternalError(absl::StrCat("tensor '", name, "' not found"));
+  const StTensor& t = *it->second;
+  std::vector<float> values = StToFloat(t);
+  ReleasePages(t);
+  at::Tensor cpu = at::from_blob(values.data(), t.shape, at::kFloat).clone();
+  return cpu.to(device);
+}
+
 std::vector<TensorSpec> ExpectedTensors(const ModelConfig& c) {
+  if (c.is_fla()) return ExpectedFlaTensors(c);
   const int64_t V = c.vocab_size, D = c.d_model, I = c.inner_dim(), H = c.n_heads;
   std::vector<TensorSpec> out;
   out.push_back({"embed.weight", {V, D}});
@@ -62,14 +70,15 @@ std::vector<TensorSpec> ExpectedTensors(const ModelConfig& c) {
   return out;
 }
 
-absl::StatusOr<Weights> LoadWeights(const ModelConfig& c, const SafetensorsFile& file,
+absl::StatusOr<Weights> LoadWeights(const ModelConfig& c,
+                                    const std::map<std::string, StTensor>& tensors,
                                     const at::Device& device) {
-  std::map<std::string, const StTensor*> found;
+  FoundTensors found;
   std::set<StDtype> dtypes;
   Weights w;
   for (const TensorSpec& spec : ExpectedTensors(c)) {
-    auto it = file.tensors().find(spec.name);
-    if (it == file.tensors().end()) {
+    auto it = tensors.find(spec.name);
+    if (it == tensors.end()) {
       return absl::InvalidArgumentError(
           absl::StrCat("missing tensor '", spec.name, "' ", ShapeStr(spec.shape)));
     }
@@ -82,8 +91,8 @@ absl::StatusOr<Weights> LoadWeights(const ModelConfig& c, const SafetensorsFile&
     dtypes.insert(it->second.dtype);
     w.num_parameters += static_cast<int64_t>(it->second.nbytes / StDtypeSize(it->second.dtype));
   }
-  for (const auto& [name, t] : file.tensors()) {
-    if (found.count(name) == 0) {
+  for (const auto& [name, t] : tensors) {
+    if (found.count(name) == 0 && !(c.is_fla() && IsIgnoredFlaTensor(c, name))) {
       return absl::InvalidArgumentError(absl::StrCat(
           "unexpected tensor '", name, "': not used by this config (aggregation ",
           AggregationName(c.aggregation), ", rule ", RuleName(c.rule), ", decay ",
@@ -91,6 +100,10 @@ absl::StatusOr<Weights> LoadWeights(const ModelConfig& c, const SafetensorsFile&
     }
   }
   w.file_dtype = dtypes.empty() ? StDtype::kF32 : *dtypes.begin();
+  if (c.is_fla()) {
+    RETURN_IF_ERROR(LoadFlaWeights(c, found, device, w));
+    return w;
+  }
   try {
     ASSIGN_OR_RETURN(w.embed, Take(found, "embed.weight", device));
     for (int l = 0; l < c.n_layers; ++l) {

@@ -7,6 +7,7 @@
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -21,19 +22,26 @@ struct TensorSpec {
   std::vector<int64_t> shape;
 };
 
-// Every tensor the config requires, in file order.
+// Every tensor the config requires, in file order (mc-lm's names, or fla's
+// for the fla families: fla_weights.h).
 std::vector<TensorSpec> ExpectedTensors(const ModelConfig& c);
 
 struct LayerWeights {
   at::Tensor mixer_norm;  // [D]
-  at::Tensor in_proj;     // [P*H*d, D]: q, k, v, g and (with a gate) u, fused
-  at::Tensor a_w, a_b;    // [H, D], [H] (scalar decay only)
-  at::Tensor b_w, b_b;    // [H, D], [H] (delta rule only)
-  at::Tensor o_norm;      // [d]
-  at::Tensor o_proj;      // [D, H*d]
-  at::Tensor mlp_norm;    // [D]
-  at::Tensor gate_up;     // [2*d_ff, D]: gate then up, fused
-  at::Tensor down;        // [D, d_ff]
+  // mc-lm: [P*H*d, D]: q, k, v, g and (with a gate) u, fused.
+  // fla: rows q [H*dk], k [H*dk], v [HV*dv], then g [HV*dv] with use_gate
+  // and u [H*dk] with router weights.
+  at::Tensor in_proj;
+  at::Tensor a_w, a_b;        // [H, D], [H] (scalar decay only; fla: a_proj [HV, D], no bias)
+  at::Tensor b_w, b_b;        // [H, D], [H] (delta rule only; fla: b_proj, no bias; absent
+                              // when use_beta is false)
+  at::Tensor conv;            // fla with short convolution: [2*H*dk + HV*dv, W] for q, k, v
+  at::Tensor a_log, dt_bias;  // gated_deltanet: [HV] each
+  at::Tensor o_norm;          // [d] (fla: [dv])
+  at::Tensor o_proj;          // [D, H*d]
+  at::Tensor mlp_norm;        // [D]
+  at::Tensor gate_up;         // [2*d_ff, D]: gate then up, fused
+  at::Tensor down;            // [D, d_ff]
 };
 
 struct Weights {
@@ -45,10 +53,17 @@ struct Weights {
   int64_t num_parameters = 0;
 };
 
-// Checks `file` against the config (missing, extra, wrong shape: named) and
-// loads float32 copies onto `device`.
-absl::StatusOr<Weights> LoadWeights(const ModelConfig& c, const SafetensorsFile& file,
+// Checks `tensors` (a checkpoint's files, checkpoint_files.h) against the
+// config (missing, extra, wrong shape: named) and loads float32 copies onto
+// `device`, one tensor at a time.
+absl::StatusOr<Weights> LoadWeights(const ModelConfig& c,
+                                    const std::map<std::string, StTensor>& tensors,
                                     const at::Device& device);
+
+// For the family loaders: the named tensor of `found` as float32 on `device`.
+using FoundTensors = std::map<std::string, const StTensor*>;
+absl::StatusOr<at::Tensor> TakeTensor(const FoundTensors& found, const std::string& name,
+                                      const at::Device& device);
 
 // Seeded random weights that give a well-conditioned model: projections
 // ~ N(0, 1/fan_in), norms 1, decay bias so alpha starts near 0.9.

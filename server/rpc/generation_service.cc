@@ -45,6 +45,12 @@ v1::ModelInfo DescribeModel(const engine::Engine& e, const ServiceOptions& o) {
   m.set_default_max_tokens(o.limits.default_max_tokens);
   m.set_checkpoint_bytes(e.checkpoint_bytes());
   m.set_state_bytes(e.state_bytes());
+  m.set_num_v_heads(c.state_heads());
+  m.set_head_v_dim(c.value_dim());
+  m.set_conv_size(c.is_fla() ? c.fla.conv_size : 0);
+  m.set_output_gate(!c.is_fla() || c.fla.use_gate);
+  if (c.HasGate()) m.set_mc_router(std::string(model::RouterName(c.router)));
+  m.set_mc_source(c.mc_source);
   DescribeTokenizer(e.tokenizer(), *m.mutable_tokenizer());
   return m;
 }

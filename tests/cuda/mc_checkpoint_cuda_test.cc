@@ -1,11 +1,13 @@
 // The CUDA checkpoint freeze against the CPU reference (bit-exact: it only
-// copies, rounds to bf16 and divides), and the host-side plan and shape
-// rules of the decode kernels (these need no device and always run).
+// copies, rounds to bf16 and divides) on square and dk x dv heads, and the
+// host-side plan and shape rules of the decode kernels (these need no device
+// and always run).
 #include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
 
 #include <cstdint>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "server/kernels/bf16.h"
@@ -29,6 +31,13 @@ McLayerParams Layer(int32_t head_dim, Aggregation agg = Aggregation::kGrm, int32
   return p;
 }
 
+// Heads of dk = head_dim key dims and dv value dims.
+McLayerParams Rect(int32_t dk, int32_t dv) {
+  McLayerParams p = Layer(dk);
+  p.value_dim = dv;
+  return p;
+}
+
 TEST(McDecodeCudaPlanTest, SupportsHeadDimsThatFitARegisterTile) {
   for (int32_t d : {1, 4, 10, 16, 32, 63, 64, 100, 128}) {
     EXPECT_EQ(McCudaCheckShape(Layer(d)), cudaSuccess) << d;
@@ -37,6 +46,24 @@ TEST(McDecodeCudaPlanTest, SupportsHeadDimsThatFitARegisterTile) {
     EXPECT_EQ(McCudaCheckShape(Layer(d)), cudaErrorInvalidValue) << d;
   }
   EXPECT_EQ(McCudaCheckShape(Layer(64, Aggregation::kSsc, 0)), cudaErrorInvalidValue);
+}
+
+// dk x dv heads: ceil(dk / 16) * dv <= 1024 when dv is a multiple of 4,
+// else <= 256 (the tile's columns follow dv, its row groups dk).
+TEST(McDecodeCudaPlanTest, SupportsRectangularHeadsThatFitARegisterTile) {
+  const std::vector<std::pair<int32_t, int32_t>> fit = {{8, 16},   {16, 32},  {32, 8},   {10, 16},
+                                                        {16, 10},  {64, 256}, {256, 64}, {16, 1024},
+                                                        {16, 255}, {64, 63},  {1, 4},    {2048, 4}};
+  for (const auto& [dk, dv] : fit) {
+    EXPECT_EQ(McCudaCheckShape(Rect(dk, dv)), cudaSuccess) << dk << " x " << dv;
+  }
+  // Too many threads or rows per thread; {4096, 4} fits the tile but its
+  // state kernel would need over 48 KiB of shared memory.
+  const std::vector<std::pair<int32_t, int32_t>> refused = {
+      {128, 256}, {64, 260}, {257, 64}, {16, 257}, {17, 255}, {16, 1028}, {0, 16}, {4096, 4}};
+  for (const auto& [dk, dv] : refused) {
+    EXPECT_EQ(McCudaCheckShape(Rect(dk, dv)), cudaErrorInvalidValue) << dk << " x " << dv;
+  }
 }
 
 TEST(McDecodeCudaPlanTest, SplitsLongCachesToFillTheDevice) {
@@ -65,6 +92,9 @@ TEST(McDecodeCudaPlanTest, WorkspaceHoldsWeightsAndPartials) {
   // weights 8*4*100 floats, sel and sel_z (top_k 0 -> 256 each), n_read
   // 8*4 ints, partials 4*8*4*64 floats; each 256-byte aligned.
   EXPECT_EQ(plan.workspace_bytes, 12800 + 256 + 256 + 256 + 32768);
+  // Partials follow the value dims: 4*8*4*16 floats for 64 x 16 heads.
+  ASSERT_EQ(PlanMcDecodeCudaSplits(Rect(64, 16), 8, 100, 4, &plan), cudaSuccess);
+  EXPECT_EQ(plan.workspace_bytes, 12800 + 256 + 256 + 256 + 8192);
   EXPECT_EQ(PlanMcDecodeCudaSplits(Layer(64), 8, 0, 4, &plan), cudaErrorInvalidValue);
   EXPECT_EQ(PlanMcDecodeCudaSplits(Layer(64), 8, 10, 0, &plan), cudaErrorInvalidValue);
 }
@@ -78,16 +108,20 @@ TEST(McDecodeCudaPlanTest, RejectsAMismatchedPlan) {
   EXPECT_EQ(McDecodeCuda(Layer(64), a, plan, nullptr, nullptr), cudaErrorInvalidValue);
 }
 
-class CheckpointParityTest
-    : public ::testing::TestWithParam<std::tuple<Boundary, CkptDtype, int32_t>> {};
+// (boundary, checkpoint dtype, {dk, dv}); dv 0: square.
+class CheckpointParityTest : public ::testing::TestWithParam<
+                                 std::tuple<Boundary, CkptDtype, std::pair<int32_t, int32_t>>> {};
 
 TEST_P(CheckpointParityTest, FreezesExactlyAsTheCpuReference) {
   if (!HaveDevice()) GTEST_SKIP() << "no CUDA device: not run";
-  McLayerParams p = Layer(std::get<2>(GetParam()));
+  const auto [dk, dv] = std::get<2>(GetParam());
+  McLayerParams p = Rect(dk, dv);
   p.boundary = std::get<0>(GetParam());
   p.ckpt_dtype = std::get<1>(GetParam());
   const int64_t L = 2, S = 9, C = 7, H = p.n_heads, d = p.head_dim;
-  const int64_t state_stride = L * H * d * d, sum_stride = L * H * d;
+  // One layer's states (H * dk * dv) and key sums / summaries (H * dk).
+  const int64_t layer_state = H * d * ValueDim(p), layer_sum = H * d;
+  const int64_t state_stride = L * layer_state, sum_stride = L * layer_sum;
   std::mt19937 rng(7);
   std::normal_distribution<float> dist;
   std::vector<float> state(S * state_stride), key_sum(S * sum_stride), summary(C * sum_stride);
@@ -111,21 +145,21 @@ TEST_P(CheckpointParityTest, FreezesExactlyAsTheCpuReference) {
   a.summary_slot_stride = sum_stride;
   a.state_slots = slots.data();
   a.dst_slots = dst.data();
-  a.state = cs.data() + H * d * d;
-  a.key_sum = cks.data() + H * d;
-  a.ckpt = bf16 ? static_cast<void*>(cb.data() + H * d * d) : cf.data() + H * d * d;
-  a.summary = csum.data() + H * d;
+  a.state = cs.data() + layer_state;
+  a.key_sum = cks.data() + layer_sum;
+  a.ckpt = bf16 ? static_cast<void*>(cb.data() + layer_state) : cf.data() + layer_state;
+  a.summary = csum.data() + layer_sum;
   McCheckpointCpu(p, a);
 
   DeviceBuffer ds(state), dks(key_sum), dsum(summary), dslots(slots), ddst(dst);
   DeviceBuffer dckpt = bf16 ? DeviceBuffer(ckpt_b) : DeviceBuffer(ckpt_f);
   a.state_slots = dslots.as<int32_t>();
   a.dst_slots = ddst.as<int32_t>();
-  a.state = ds.as<float>() + H * d * d;
-  a.key_sum = dks.as<float>() + H * d;
-  a.ckpt = bf16 ? static_cast<void*>(dckpt.as<uint16_t>() + H * d * d)
-                : static_cast<void*>(dckpt.as<float>() + H * d * d);
-  a.summary = dsum.as<float>() + H * d;
+  a.state = ds.as<float>() + layer_state;
+  a.key_sum = dks.as<float>() + layer_sum;
+  a.ckpt = bf16 ? static_cast<void*>(dckpt.as<uint16_t>() + layer_state)
+                : static_cast<void*>(dckpt.as<float>() + layer_state);
+  a.summary = dsum.as<float>() + layer_sum;
   ASSERT_EQ(McCheckpointCuda(p, a, nullptr), cudaSuccess);
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   EXPECT_EQ(ds.Download<float>(), cs);
@@ -142,7 +176,9 @@ INSTANTIATE_TEST_SUITE_P(
     All, CheckpointParityTest,
     ::testing::Combine(::testing::Values(Boundary::kContinue, Boundary::kReset),
                        ::testing::Values(CkptDtype::kFloat32, CkptDtype::kBFloat16),
-                       ::testing::Values(16, 10)));
+                       ::testing::Values(std::make_pair(16, 0), std::make_pair(10, 0),
+                                         std::make_pair(8, 16), std::make_pair(16, 32),
+                                         std::make_pair(32, 8), std::make_pair(12, 10))));
 
 }  // namespace
 }  // namespace mcserve::kernels

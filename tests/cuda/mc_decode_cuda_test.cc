@@ -2,7 +2,8 @@
 // random inputs, with every output poisoned (NaN) before each run: every
 // aggregation x rule x decay x checkpoint dtype, ragged layouts (sessions
 // with 0, 1 and many checkpoints, padding rows, batch sizes that are not a
-// multiple of anything), head sizes on both load paths, and forced splits.
+// multiple of anything), square and rectangular (dk x dv) heads on both load
+// paths and both register tiles, and forced splits.
 //
 // Without a CUDA device the device tests are skipped and CTest reports them
 // as not run (SKIP_REGULAR_EXPRESSION), never as passed. The plan and shape
@@ -20,6 +21,7 @@
 #include <random>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "server/kernels/bf16.h"
@@ -48,10 +50,12 @@ struct Problem {
   std::vector<int32_t> state_slots, table, counts;
   std::vector<int64_t> positions;
 
-  int64_t StateStride() const { return L * p.n_heads * p.head_dim * p.head_dim; }
-  int64_t SumStride() const { return L * p.n_heads * p.head_dim; }
-  int64_t LayerState() const { return int64_t{p.n_heads} * p.head_dim * p.head_dim; }
-  int64_t LayerSum() const { return int64_t{p.n_heads} * p.head_dim; }
+  int64_t Dk() const { return p.head_dim; }
+  int64_t Dv() const { return ValueDim(p); }
+  int64_t StateStride() const { return L * LayerState(); }
+  int64_t SumStride() const { return L * LayerSum(); }
+  int64_t LayerState() const { return p.n_heads * Dk() * Dv(); }
+  int64_t LayerSum() const { return p.n_heads * Dk(); }
 };
 
 std::vector<float> Random(std::mt19937& rng, size_t n, float scale) {
@@ -76,7 +80,7 @@ Problem MakeProblem(const McLayerParams& params, const std::vector<int32_t>& cou
   std::mt19937 rng(seed);
   Problem pr;
   pr.p = params;
-  const int H = params.n_heads, d = params.head_dim;
+  const int H = params.n_heads, dk = params.head_dim, dv = ValueDim(params);
   pr.B = static_cast<int32_t>(counts.size());
   int64_t total = 0;
   for (int32_t c : counts) {
@@ -86,12 +90,12 @@ Problem MakeProblem(const McLayerParams& params, const std::vector<int32_t>& cou
   pr.S = pr.B + 3;
   pr.C = total + 5;
   const size_t rows = static_cast<size_t>(pr.B) * H;
-  pr.q = Random(rng, rows * d, 1.0f);
-  pr.k = Random(rng, rows * d, 1.0f);
-  L2NormalizeRows(pr.q, d);
-  L2NormalizeRows(pr.k, d);
-  pr.v = Random(rng, rows * d, 1.0f);
-  pr.u = Random(rng, rows * d, 1.0f);
+  pr.q = Random(rng, rows * dk, 1.0f);
+  pr.k = Random(rng, rows * dk, 1.0f);
+  L2NormalizeRows(pr.q, dk);
+  L2NormalizeRows(pr.k, dk);
+  pr.v = Random(rng, rows * dv, 1.0f);
+  pr.u = Random(rng, rows * dk, 1.0f);
   std::uniform_real_distribution<float> unit(0.05f, 0.95f);
   for (size_t i = 0; i < rows; ++i) {
     pr.alpha.push_back(unit(rng));
@@ -145,7 +149,7 @@ Outputs RunCpu(const Problem& pr) {
   Outputs o;
   o.state = pr.state;
   o.key_sum = pr.key_sum;
-  o.out.assign(pr.q.size(), NAN);
+  o.out.assign(pr.v.size(), NAN);
   o.weights.assign(pr.B * pr.max_n, NAN);
   McDecodeArgs a = ArgsFor(pr);
   a.q = pr.q.data();
@@ -184,7 +188,7 @@ Outputs RunCuda(const Problem& pr, int32_t forced_splits) {
   DeviceBuffer state(pr.state), key_sum(pr.key_sum), summary(pr.summary);
   DeviceBuffer ckpt = bf16 ? DeviceBuffer(pr.ckpt_bf16) : DeviceBuffer(pr.ckpt_f32);
   DeviceBuffer slots(pr.state_slots), positions(pr.positions), table(pr.table), counts(pr.counts);
-  DeviceBuffer out = DeviceBuffer::Poisoned(pr.q.size() * sizeof(float));
+  DeviceBuffer out = DeviceBuffer::Poisoned(pr.v.size() * sizeof(float));
   DeviceBuffer weights = DeviceBuffer::Poisoned(pr.B * pr.max_n * sizeof(float));
   DeviceBuffer ws = DeviceBuffer::Poisoned(plan.workspace_bytes);
 
@@ -231,11 +235,13 @@ using Variant = std::tuple<Aggregation, int32_t /*top_k*/, MemoryRule, bool /*de
 
 class DecodeParityTest : public ::testing::TestWithParam<Variant> {
  protected:
-  McLayerParams Params(int32_t head_dim) const {
+  // value_dim 0: square heads.
+  McLayerParams Params(int32_t head_dim, int32_t value_dim = 0) const {
     McLayerParams p;
     std::tie(p.aggregation, p.top_k, p.rule, p.scalar_decay, p.ckpt_dtype) = GetParam();
     p.n_heads = 3;
     p.head_dim = head_dim;
+    p.value_dim = value_dim;
     p.segment_length = 8;
     p.gate_scale = 1.7f;
     return p;
@@ -246,8 +252,9 @@ class DecodeParityTest : public ::testing::TestWithParam<Variant> {
     const Problem pr = MakeProblem(p, counts, seed);
     const Outputs cpu = RunCpu(pr);
     const Outputs gpu = RunCuda(pr, splits);
-    const std::string tag = "d=" + std::to_string(p.head_dim) + " B=" + std::to_string(pr.B) +
-                            " splits=" + std::to_string(splits) + " ";
+    const std::string tag = "dk=" + std::to_string(pr.Dk()) + " dv=" + std::to_string(pr.Dv()) +
+                            " B=" + std::to_string(pr.B) + " splits=" + std::to_string(splits) +
+                            " ";
     ExpectClose(gpu.out, cpu.out, 1e-4f, 1e-5f, tag + "out");
     ExpectClose(gpu.state, cpu.state, 1e-5f, 1e-6f, tag + "state");
     ExpectClose(gpu.key_sum, cpu.key_sum, 0.0f, 0.0f, tag + "key_sum");
@@ -256,21 +263,42 @@ class DecodeParityTest : public ::testing::TestWithParam<Variant> {
       ASSERT_EQ(gpu.weights[i] == 0.0f, cpu.weights[i] == 0.0f) << tag << "weight " << i;
     }
   }
+
+  // The fixed layouts, then a random batch of `rows` sessions with up to
+  // `max_count` checkpoints each under several splits.
+  void CheckLayouts(const McLayerParams& p, uint32_t& seed, int32_t rows = 37,
+                    int32_t max_count = 80) {
+    const std::vector<std::vector<int32_t>> layouts = {
+        {0}, {1}, {0, 1, 7, -1, 33}, {-1, -1}, {64, 2, 0, 5, 1, 0, 3}};
+    for (const auto& layout : layouts) Check(p, layout, seed++, /*splits=*/0);
+    std::mt19937 rng(seed++);
+    std::uniform_int_distribution<int32_t> n(-1, max_count);
+    std::vector<int32_t> big(rows);
+    for (int32_t& c : big) c = n(rng);
+    for (int32_t splits : {0, 1, 3, 64}) Check(p, big, seed++, splits);
+  }
 };
 
 TEST_P(DecodeParityTest, MatchesCpuReferenceOnRaggedBatches) {
   REQUIRE_DEVICE();
-  const std::vector<std::vector<int32_t>> layouts = {
-      {0}, {1}, {0, 1, 7, -1, 33}, {-1, -1}, {64, 2, 0, 5, 1, 0, 3}};
   uint32_t seed = 1;
-  for (int32_t d : {16, 64, 128, 12, 10}) {
-    const McLayerParams p = Params(d);
-    for (const auto& layout : layouts) Check(p, layout, seed++, /*splits=*/0);
-    std::mt19937 rng(seed++);
-    std::uniform_int_distribution<int32_t> n(-1, 80);
-    std::vector<int32_t> big(37);
-    for (int32_t& c : big) c = n(rng);
-    for (int32_t splits : {0, 1, 3, 64}) Check(p, big, seed++, splits);
+  for (int32_t d : {16, 64, 128, 12, 10}) CheckLayouts(Params(d), seed);
+}
+
+// dk != dv: columns (V, threads per row) follow dv, row groups dk. dv = 10
+// and 63 take the scalar load path, dk = 10 the vector one; 40 x 64 (4-row
+// tile) and 100 x 128 (16-row tile) leave threads with fewer rows than
+// others; 64 x 63, 64 x 256 and 256 x 64 fill the 16-row tile at the shape
+// limit. A smaller random batch than the square test's keeps the pools
+// (every slot is filled) small.
+TEST_P(DecodeParityTest, MatchesCpuReferenceOnRectangularHeads) {
+  REQUIRE_DEVICE();
+  const std::vector<std::pair<int32_t, int32_t>> shapes = {
+      {8, 16},   {16, 32},  {32, 16},   {16, 10}, {10, 16},  {40, 64},
+      {64, 128}, {128, 64}, {100, 128}, {64, 63}, {64, 256}, {256, 64}};
+  uint32_t seed = 1000;
+  for (const auto& [dk, dv] : shapes) {
+    CheckLayouts(Params(dk, dv), seed, /*rows=*/13, /*max_count=*/24);
   }
 }
 

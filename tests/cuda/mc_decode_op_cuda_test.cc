@@ -2,7 +2,8 @@
 // on LibTorch's current stream (not the legacy default stream), with the
 // plan and workspace DecodeBatch::Create made once for the step. Needs a
 // LibTorch built with CUDA; without a device the tests are skipped and
-// CTest reports them as not run.
+// CTest reports them as not run. Rectangular (dk x dv) heads take the same
+// path and compute what the CPU path computes.
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -134,6 +135,61 @@ TEST(McDecodeOpCudaTest, LaunchesOnTheCurrentStream) {
   EXPECT_FALSE(pools.state.cpu()[1][1].eq(0).all().item<bool>());
   CheckCuda(cudaStreamDestroy(probe), "probe stream");
   CheckCuda(cudaFreeHost(seen), "pinned buffer");
+}
+
+// Deterministic values of `shape` in [-scale, scale].
+at::Tensor Wave(at::IntArrayRef shape, double phase, double scale) {
+  int64_t n = 1;
+  for (int64_t x : shape) n *= x;
+  return (at::sin(at::arange(n, at::kFloat) * 0.37 + phase) * scale).reshape(shape);
+}
+
+// dk x dv heads through the wrapper: the CUDA path computes what the CPU
+// path computes (read, online state, key sum, ckpt weights, and the
+// checkpoint and summary one closing session freezes).
+TEST(McDecodeOpCudaTest, RectangularHeadsMatchTheCpuPath) {
+  REQUIRE_DEVICE();
+  constexpr int64_t kDk = 8, kDv = 16, kB = 3;
+  McLayerParams p = Params();
+  p.head_dim = kDk;
+  p.value_dim = kDv;
+  p.rule = MemoryRule::kDelta;
+  const McPools cpu{Wave({kSlots, kLayers, kHeads, kDk, kDv}, 0.1, 0.3),
+                    Wave({kSlots, kLayers, kHeads, kDk}, 0.2, 1.0),
+                    Wave({kCkpts, kLayers, kHeads, kDk, kDv}, 0.3, 0.3),
+                    Wave({kCkpts, kLayers, kHeads, kDk}, 0.4, 0.5)};
+  const at::Device dev(at::kCUDA, 0);
+  const McPools gpu{cpu.state.to(dev), cpu.key_sum.to(dev), cpu.ckpt.to(dev), cpu.summary.to(dev)};
+  DecodeIndex index = Index();
+  index.closing_state_slots = {1};
+  index.closing_dst_slots = {5};
+  DecodeInputs in;
+  in.q = Wave({kB, kHeads, kDk}, 0.5, 1.0);
+  in.q = in.q / in.q.norm(2, -1, true);
+  in.k = Wave({kB, kHeads, kDk}, 0.6, 1.0);
+  in.k = in.k / in.k.norm(2, -1, true);
+  in.v = Wave({kB, kHeads, kDv}, 0.7, 1.0);
+  in.u = Wave({kB, kHeads, kDk}, 0.8, 1.0);
+  in.beta = at::full({kB, kHeads}, 0.5f);
+  const DecodeInputs in_gpu{in.q.to(dev), in.k.to(dev), in.v.to(dev),
+                            in.u.to(dev), at::Tensor(), in.beta.to(dev)};
+
+  auto cpu_batch = DecodeBatch::Create(p, cpu, index);
+  auto gpu_batch = DecodeBatch::Create(p, gpu, index);
+  ASSERT_TRUE(cpu_batch.ok()) << cpu_batch.status();
+  ASSERT_TRUE(gpu_batch.ok()) << gpu_batch.status();
+  at::Tensor cpu_w, gpu_w;
+  auto cpu_out = DecodeLayer(p, cpu, 1, *cpu_batch, in, &cpu_w);
+  auto gpu_out = DecodeLayer(p, gpu, 1, *gpu_batch, in_gpu, &gpu_w);
+  ASSERT_TRUE(cpu_out.ok()) << cpu_out.status();
+  ASSERT_TRUE(gpu_out.ok()) << gpu_out.status();
+  ASSERT_EQ(gpu_out->sizes(), at::IntArrayRef({kB, kHeads, kDv}));
+  EXPECT_TRUE(at::allclose(gpu_out->cpu(), *cpu_out, 1e-4, 1e-5));
+  EXPECT_TRUE(at::allclose(gpu_w.cpu(), cpu_w, 1e-5, 1e-6));
+  EXPECT_TRUE(at::allclose(gpu.state.cpu(), cpu.state, 1e-5, 1e-6));
+  EXPECT_TRUE(at::allclose(gpu.ckpt.cpu(), cpu.ckpt, 1e-5, 1e-6));
+  EXPECT_TRUE(gpu.key_sum.cpu().equal(cpu.key_sum));
+  EXPECT_TRUE(gpu.summary.cpu().equal(cpu.summary));
 }
 
 }  // namespace

@@ -82,7 +82,7 @@ class WeightsTest : public ::testing::Test {
     EXPECT_TRUE(WriteSafetensors(path, tensors).ok());
     auto f = SafetensorsFile::Open(path);
     EXPECT_TRUE(f.ok());
-    return LoadWeights(Config(), **f, at::kCPU).status();
+    return LoadWeights(Config(), (*f)->tensors(), at::kCPU).status();
   }
 };
 

@@ -75,12 +75,12 @@ __device__ inline float SelectAndWeigh(int32_t top_k, float z_on, float* w, int3
 
 // Writes the weight of each of the n table entries to w and returns the
 // online weight; sets *n_read to the entries the read kernel must walk. `u`
-// and `ks` are shared (d floats); `count` is the open segment's length.
+// and `ks` are shared (dk floats); `count` is the open segment's length.
 __device__ inline float ComputeGates(const McLayerParams& p, const McDecodeArgs& a, int32_t b,
                                      int32_t h, const float* u, const float* ks, int32_t n,
                                      int64_t count, float* w, int32_t* sel, float* sel_z,
                                      int32_t* n_read, GateScratch s) {
-  const int d = p.head_dim;
+  const int dk = p.head_dim;
   switch (p.aggregation) {
     case Aggregation::kNone:
       if (threadIdx.x == 0) *n_read = 0;
@@ -100,11 +100,11 @@ __device__ inline float ComputeGates(const McLayerParams& p, const McDecodeArgs&
       break;
   }
   const float z_on =
-      __fdiv_rn(__fmul_rn(p.gate_scale, DotExact(u, ks, d)), static_cast<float>(count));
+      __fdiv_rn(__fmul_rn(p.gate_scale, DotExact(u, ks, dk)), static_cast<float>(count));
   const int32_t* table = a.ckpt_table + b * a.ckpt_table_stride;
   for (int32_t i = threadIdx.x; i < n; i += blockDim.x) {
-    const float* sum = a.summary + table[i] * a.summary_slot_stride + int64_t{h} * d;
-    w[i] = __fmul_rn(p.gate_scale, DotExact(u, sum, d));
+    const float* sum = a.summary + table[i] * a.summary_slot_stride + int64_t{h} * dk;
+    w[i] = __fmul_rn(p.gate_scale, DotExact(u, sum, dk));
   }
   __syncthreads();
   if (p.aggregation == Aggregation::kSsc && n > p.top_k) {

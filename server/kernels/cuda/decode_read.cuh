@@ -15,8 +15,10 @@
 
 namespace mcserve::kernels::cuda {
 
-__host__ __device__ inline int64_t ReadKernelSharedBytes(int d, const Tile& t) {
-  return (int64_t{t.groups} * d + d) * 4;
+// Shared bytes the read kernel needs for dv value dims: the reduction
+// buffer (groups x dv) and the summed read (dv).
+__host__ __device__ inline int64_t ReadKernelSharedBytes(int dv, const Tile& t) {
+  return (int64_t{t.groups} * dv + dv) * 4;
 }
 
 // grid (splits, H, B), block t.threads. Split s walks its share of the
@@ -27,10 +29,10 @@ __host__ __device__ inline int64_t ReadKernelSharedBytes(int d, const Tile& t) {
 template <int V, int R, typename T>
 __global__ void __launch_bounds__(kMaxThreads)
     DecodeReadKernel(McLayerParams p, McDecodeArgs a, Workspace ws) {
-  const int d = p.head_dim, H = p.n_heads;
+  const int dk = p.head_dim, dv = ValueDim(p), H = p.n_heads;
   const int split = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
   const int64_t bh = int64_t{b} * H + h;
-  const Tile t = MakeTile(d);
+  const Tile t = MakeTile(dk, dv);
   const int g = static_cast<int>(threadIdx.x) / t.tpr;
   const int col = (static_cast<int>(threadIdx.x) % t.tpr) * V;
   const bool owns = g < t.groups;
@@ -44,13 +46,13 @@ __global__ void __launch_bounds__(kMaxThreads)
   const float* w = ws.weight + bh * a.ckpt_table_stride;
   const int32_t* sel = ws.sel + bh * top_k;
   const int32_t* table = a.ckpt_table + b * a.ckpt_table_stride;
-  const T* ckpt = static_cast<const T*>(a.ckpt) + int64_t{h} * d * d;
+  const T* ckpt = static_cast<const T*>(a.ckpt) + int64_t{h} * dk * dv;
 
   float q[R];
 #pragma unroll
   for (int r = 0; r < R; ++r) {
     const int i = g + r * t.groups;
-    q[r] = owns && i < d ? a.q[bh * d + i] : 0.0f;
+    q[r] = owns && i < dk ? a.q[bh * dk + i] : 0.0f;
   }
   float acc[V];
 #pragma unroll
@@ -59,13 +61,14 @@ __global__ void __launch_bounds__(kMaxThreads)
     const int32_t idx = ssc ? sel[e] : e;
     const float wi = w[idx];
     if (wi == 0.0f) continue;  // same for the whole block: no divergence
-    const T* mat = ckpt + table[idx] * a.ckpt_slot_stride;
+    // Row i = g + r * groups of the checkpoint, from this thread's column.
+    const T* mine = ckpt + table[idx] * a.ckpt_slot_stride + (int64_t{g} * dv + col);
 #pragma unroll
     for (int r = 0; r < R; ++r) {
       const int i = g + r * t.groups;
-      if (owns && i < d) {
+      if (owns && i < dk) {
         float x[V];
-        LoadRow<V>(mat + int64_t{i} * d + col, x);
+        LoadRow<V>(mine + int64_t{r} * t.groups * dv, x);
         const float wq = wi * q[r];
 #pragma unroll
         for (int c = 0; c < V; ++c) acc[c] += wq * x[c];
@@ -74,19 +77,19 @@ __global__ void __launch_bounds__(kMaxThreads)
   }
   extern __shared__ float smem[];
   float* red = smem;
-  float* sum = red + t.groups * d;
-  SumOverGroups<V>(t, d, acc, red, sum);
-  float* out = ws.partial + ((int64_t{split} * gridDim.z + b) * H + h) * d;
-  for (int j = threadIdx.x; j < d; j += blockDim.x) out[j] = sum[j];
+  float* sum = red + t.groups * dv;
+  SumOverGroups<V>(t, dv, acc, red, sum);
+  float* out = ws.partial + ((int64_t{split} * gridDim.z + b) * H + h) * dv;
+  for (int j = threadIdx.x; j < dv; j += blockDim.x) out[j] = sum[j];
 }
 
 // grid (B), block 256. out += the splits in order; ckpt_weight_out (when
 // set) = the gate weights averaged over heads, 0 past the session's count.
 __global__ void __launch_bounds__(256)
     DecodeReduceKernel(McLayerParams p, McDecodeArgs a, Workspace ws, int32_t splits) {
-  const int H = p.n_heads, d = p.head_dim;
+  const int H = p.n_heads, dv = ValueDim(p);
   const int b = blockIdx.x;
-  const int64_t hd = int64_t{H} * d;
+  const int64_t hd = int64_t{H} * dv;
   for (int64_t e = threadIdx.x; e < hd; e += blockDim.x) {
     float x = a.out[b * hd + e];
     for (int32_t s = 0; s < splits; ++s) x += ws.partial[(int64_t{s} * a.batch + b) * hd + e];

@@ -1,12 +1,13 @@
-// How a thread block covers one head's d x d matrix, and the block-wide
+// How a thread block covers one head's dk x dv matrix, and the block-wide
 // reductions the MC kernels share. Device-only (nvcc).
 //
 // A block covers the matrix in `groups` row groups of `tpr` threads; thread
 // t owns columns [col, col + V) of rows g, g + groups, g + 2*groups, ...
 // (g = t / tpr, col = (t % tpr) * V), at most kMaxRowsPerThread rows, so a
-// thread can keep its part of S in registers. V = 4 (16-byte float loads,
-// 8-byte bf16 loads) when d is a multiple of 4, else 1. The block is rounded
-// up to whole warps; threads past tpr * groups hold no rows.
+// thread can keep its part of S in registers. Columns follow the value dims
+// dv, rows the key dims dk. V = 4 (16-byte float loads, 8-byte bf16 loads)
+// when dv is a multiple of 4, else 1. The block is rounded up to whole
+// warps; threads past tpr * groups hold no rows.
 #ifndef MCSERVE_SERVER_KERNELS_CUDA_TILE_CUH_
 #define MCSERVE_SERVER_KERNELS_CUDA_TILE_CUH_
 
@@ -30,25 +31,26 @@ struct Tile {
   int threads = 1;  // launched, a multiple of 32
 };
 
-// Host and device: the tile for head_dim d (threads > kMaxThreads, or rows
-// per thread > kMaxRowsPerThread, when d is too large for these kernels).
-__host__ __device__ inline Tile MakeTile(int d) {
+// Host and device: the tile for dk x dv heads (threads > kMaxThreads, or
+// rows per thread > kMaxRowsPerThread, when the head is too large for these
+// kernels).
+__host__ __device__ inline Tile MakeTile(int dk, int dv) {
   Tile t;
-  t.v = d % 4 == 0 ? 4 : 1;
-  t.tpr = d / t.v;
-  const int min_groups = (d + kMaxRowsPerThread - 1) / kMaxRowsPerThread;
+  t.v = dv % 4 == 0 ? 4 : 1;
+  t.tpr = dv / t.v;
+  const int min_groups = (dk + kMaxRowsPerThread - 1) / kMaxRowsPerThread;
   int want = 256 / t.tpr;
   if (want < 1) want = 1;
-  if (want > d) want = d;
+  if (want > dk) want = dk;
   t.groups = want > min_groups ? want : min_groups;
   t.threads = (t.tpr * t.groups + kWarp - 1) / kWarp * kWarp;
   return t;
 }
 
-__host__ __device__ inline bool TileFits(int d) {
-  if (d < 1) return false;
-  const Tile t = MakeTile(d);
-  return t.threads <= kMaxThreads && (d + t.groups - 1) / t.groups <= kMaxRowsPerThread;
+__host__ __device__ inline bool TileFits(int dk, int dv) {
+  if (dk < 1 || dv < 1) return false;
+  const Tile t = MakeTile(dk, dv);
+  return t.threads <= kMaxThreads && (dk + t.groups - 1) / t.groups <= kMaxRowsPerThread;
 }
 
 // Loads V consecutive values (as float) from a float or bf16 row.
@@ -88,23 +90,23 @@ __device__ __forceinline__ void StoreRow(float* p, const float (&in)[V]) {
   }
 }
 
-// Sums each column over the row groups: every thread of a group puts its V
-// partial column sums in red[g * d + col ..], then threads j < d add the
-// groups in order. `out` is shared memory of d floats. Contains barriers:
-// every thread of the block must call it.
+// Sums each of the `cols` (dv) columns over the row groups: every thread of
+// a group puts its V partial column sums in red[g * cols + col ..], then
+// threads j < cols add the groups in order. `out` is shared memory of cols
+// floats. Contains barriers: every thread of the block must call it.
 template <int V>
-__device__ void SumOverGroups(const Tile& t, int d, const float (&part)[V], float* red,
+__device__ void SumOverGroups(const Tile& t, int cols, const float (&part)[V], float* red,
                               float* out) {
   const int g = static_cast<int>(threadIdx.x) / t.tpr;
   const int col = (static_cast<int>(threadIdx.x) % t.tpr) * V;
   if (g < t.groups) {
 #pragma unroll
-    for (int c = 0; c < V; ++c) red[g * d + col + c] = part[c];
+    for (int c = 0; c < V; ++c) red[g * cols + col + c] = part[c];
   }
   __syncthreads();
-  for (int j = threadIdx.x; j < d; j += blockDim.x) {
+  for (int j = threadIdx.x; j < cols; j += blockDim.x) {
     float s = 0.0f;
-    for (int gg = 0; gg < t.groups; ++gg) s += red[gg * d + j];
+    for (int gg = 0; gg < t.groups; ++gg) s += red[gg * cols + j];
     out[j] = s;
   }
   __syncthreads();

@@ -15,7 +15,7 @@ struct Workspace {
   int32_t* sel = nullptr;     // [B, H, top_k] ssc: the selected table entries
   float* sel_z = nullptr;     // [B, H, top_k] ssc: their logits
   int32_t* n_read = nullptr;  // [B, H] entries the read kernel walks (ssc: selected)
-  float* partial = nullptr;   // [splits, B, H, d] checkpoint reads per split
+  float* partial = nullptr;   // [splits, B, H, dv] checkpoint reads per split
 };
 
 // Entries of sel / sel_z per (session, head): top_k for ssc, none otherwise.
@@ -27,7 +27,7 @@ inline int64_t AlignUp(int64_t bytes) { return (bytes + 255) / 256 * 256; }
 
 // Lays the workspace out from `base` (or just sizes it when base is null);
 // returns the bytes used.
-inline int64_t CarveWorkspace(void* base, int64_t batch, int64_t heads, int64_t head_dim,
+inline int64_t CarveWorkspace(void* base, int64_t batch, int64_t heads, int64_t value_dim,
                               int64_t max_n, int64_t top_k, int64_t splits, Workspace* ws) {
   char* p = static_cast<char*>(base);
   int64_t off = 0;
@@ -41,7 +41,7 @@ inline int64_t CarveWorkspace(void* base, int64_t batch, int64_t heads, int64_t 
   ws->sel = static_cast<int32_t*>(take(bh * top_k * 4));
   ws->sel_z = static_cast<float*>(take(bh * top_k * 4));
   ws->n_read = static_cast<int32_t*>(take(bh * 4));
-  ws->partial = static_cast<float*>(take(splits * bh * head_dim * 4));
+  ws->partial = static_cast<float*>(take(splits * bh * value_dim * 4));
   return off;
 }
 
