@@ -63,6 +63,8 @@ CASES = [
          dict(DN, use_short_conv=False, qk_activation="identity"), mc("residual")),
     case("dn_nobeta_sum_none", "delta_net", dict(DN, use_beta=False, qk_norm="sum")),
     case("dn_nobeta_sum_mean", "delta_net", dict(DN, use_beta=False, qk_norm="sum"), mc("mean")),
+    # use_beta false with allow_neg_eigval: beta is 2, not 1.
+    case("dn_nobeta_negeig_none", "delta_net", dict(DN, use_beta=False, allow_neg_eigval=True)),
     case("dn_expandv2_grm", "delta_net", dict(DN, expand_v=2.0), mc("grm")),
     case("gdn_grouped_none", "gated_deltanet", GDN_GROUPED),
     case("gdn_grouped_ssc", "gated_deltanet", GDN_GROUPED, mc("ssc")),

@@ -12,8 +12,9 @@ namespace {
 std::vector<at::Tensor> AllTensors(const model::Weights& w) {
   std::vector<at::Tensor> all = {w.embed, w.norm, w.lm_head};
   for (const model::LayerWeights& l : w.layers) {
-    for (const at::Tensor& t : {l.mixer_norm, l.in_proj, l.a_w, l.a_b, l.b_w, l.b_b, l.o_norm,
-                                l.o_proj, l.mlp_norm, l.gate_up, l.down}) {
+    for (const at::Tensor& t :
+         {l.mixer_norm, l.in_proj, l.a_w, l.a_b, l.b_w, l.b_b, l.o_norm, l.o_proj, l.mlp_norm,
+          l.gate_up, l.down, l.conv, l.a_log, l.dt_bias}) {
       if (t.defined()) all.push_back(t);
     }
   }

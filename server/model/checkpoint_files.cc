@@ -53,8 +53,13 @@ absl::StatusOr<std::map<std::string, std::string>> ReadIndex(const std::string& 
 absl::StatusOr<CheckpointFiles> CheckpointFiles::Open(const std::string& dir) {
   CheckpointFiles c;
   const std::string single = dir + "/" + kSingle, index = dir + "/" + kIndex;
-  if (!std::filesystem::exists(index)) {
-    ASSIGN_OR_RETURN(std::unique_ptr<SafetensorsFile> f, SafetensorsFile::Open(single));
+  std::error_code ec;
+  const bool sharded = std::filesystem::exists(index, ec);
+  if (ec) return absl::PermissionDeniedError(absl::StrCat(index, ": ", ec.message()));
+  if (!sharded) {
+    absl::StatusOr<std::unique_ptr<SafetensorsFile>> opened = SafetensorsFile::Open(single);
+    if (!opened.ok()) return opened.status();  // names the file's full path
+    std::unique_ptr<SafetensorsFile> f = *std::move(opened);
     c.tensors_ = f->tensors();
     for (const auto& [name, t] : c.tensors_) c.file_of_[name] = kSingle;
     c.files_.push_back(std::move(f));
@@ -68,13 +73,14 @@ absl::StatusOr<CheckpointFiles> CheckpointFiles::Open(const std::string& dir) {
     absl::StatusOr<std::unique_ptr<SafetensorsFile>> f = SafetensorsFile::Open(dir + "/" + shard);
     if (!f.ok()) {
       return absl::Status(f.status().code(),
-                          absl::StrCat(kIndex, " lists shard ", shard, ": ", f.status().message()));
+                          absl::StrCat(index, " lists shard ", shard, ": ", f.status().message()));
     }
     for (const auto& [name, t] : (*f)->tensors()) {
       auto listed = map.find(name);
       if (listed == map.end() || listed->second != shard) {
-        return absl::InvalidArgumentError(absl::StrCat(shard, " holds tensor '", name, "', which ",
-                                                       kIndex, " does not list in that shard"));
+        return absl::InvalidArgumentError(absl::StrCat(dir, "/", shard, " holds tensor '", name,
+                                                       "', which ", kIndex,
+                                                       " does not list in that shard"));
       }
       c.tensors_[name] = t;
       c.file_of_[name] = shard;
@@ -84,7 +90,7 @@ absl::StatusOr<CheckpointFiles> CheckpointFiles::Open(const std::string& dir) {
   for (const auto& [name, file] : map) {
     if (c.tensors_.count(name) == 0) {
       return absl::InvalidArgumentError(
-          absl::StrCat(kIndex, " lists tensor '", name, "' in ", file, ", which lacks it"));
+          absl::StrCat(index, " lists tensor '", name, "' in ", file, ", which lacks it"));
     }
   }
   c.description_ = absl::StrCat(kIndex, " (", shards.size(), " shards)");

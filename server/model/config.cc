@@ -138,8 +138,7 @@ absl::Status ModelConfig::Validate() const {
       return FieldError("bos_token_id", "must be in [0, vocab_size)");
     if (eos_id < 0 || eos_id >= vocab_size)
       return FieldError("eos_token_id", "must be in [0, vocab_size)");
-    if (bos_id == eos_id) return FieldError("eos_token_id", "must differ from bos_token_id");
-    return absl::OkStatus();
+    return absl::OkStatus();  // (SentencePiece models may use one id for both)
   }
   if (vocab_size < 258) return FieldError("vocab_size", "must be >= 258 for the byte tokenizer");
   if (bos_id < 256 || bos_id >= vocab_size) {

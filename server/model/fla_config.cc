@@ -31,6 +31,9 @@ absl::StatusOr<Json> ParseObject(absl::string_view text, absl::string_view file)
   return j;
 }
 
+// The widest projection a config may ask for (keeps every product in range).
+constexpr int64_t kMaxWidth = int64_t{1} << 20;
+
 // A field that must be absent or null: a feature the server does not run.
 absl::Status MustBeNull(ObjectReader& r, absl::string_view key, absl::string_view what) {
   const Json* v = r.Find(key);
@@ -54,11 +57,23 @@ absl::StatusOr<int32_t> Scaled(ObjectReader& r, absl::string_view key, int64_t b
   if (!(ratio > 0) || std::abs(x - std::round(x)) > 1e-6) {
     return r.Error(key, absl::StrCat("gives a non-integer width ", x));
   }
+  if (x > static_cast<double>(kMaxWidth)) {
+    return r.Error(key, absl::StrCat("gives a width ", x, " above ", kMaxWidth));
+  }
   return static_cast<int32_t>(std::round(x));
 }
 
-absl::Status ParseShared(ObjectReader& r, ModelConfig& c) {
+absl::Status ParseShared(const Json& j, ObjectReader& r, ModelConfig& c) {
   for (const char* key : kInert) r.Ignore(key);
+  // Keys Hugging Face adds for itself ("_name_or_path", "_attn_implementation...").
+  for (const auto& [key, value] : j.items()) {
+    if (!key.empty() && key[0] == '_') r.Ignore(key);
+  }
+  // Older fla configs carry norm_first (a norm before the first layer); false is
+  // the model fla builds today.
+  ASSIGN_OR_RETURN(bool norm_first, BoolOr(r, "norm_first", false));
+  if (norm_first)
+    return r.Error("norm_first", "is true: a norm before the first layer is not supported");
   RETURN_IF_ERROR(MustBeNull(r, "attn", "hybrid softmax-attention layers ('attn')"));
   RETURN_IF_ERROR(MustBeNull(r, "attnres_block_size", "attention residuals"));
   ASSIGN_OR_RETURN(c.vocab_size, r.Int("vocab_size", int64_t{32000}, 2));
@@ -93,9 +108,12 @@ absl::Status ParseShared(ObjectReader& r, ModelConfig& c) {
         return r.Error("hidden_ratio", "must be a positive number");
       }
       hr = ratio->get<double>();
+      if (hr > 64) return r.Error("hidden_ratio", "must be <= 64");
     }
     const int64_t raw = static_cast<int64_t>(static_cast<double>(c.d_model) * hr * 2.0 / 3.0);
-    c.d_ff = static_cast<int32_t>(256 * ((raw + 255) / 256));
+    const int64_t width = 256 * ((raw + 255) / 256);
+    if (width > kMaxWidth) return r.Error("hidden_ratio", "gives an MLP width above 2^20");
+    c.d_ff = static_cast<int32_t>(width);
   }
   return absl::OkStatus();
 }
@@ -167,13 +185,27 @@ absl::StatusOr<ModelConfig> ParseFlaConfig(absl::string_view text) {
   c.segment_length = kFlaBlock;
   c.mc_source = "";  // no overlay: plain fla
   c.tokenizer = TokenizerKind::kSentencePiece;
-  RETURN_IF_ERROR(ParseShared(r, c));
+  RETURN_IF_ERROR(ParseShared(j, r, c));
   if (c.family == ModelFamily::kDeltaNet) {
     RETURN_IF_ERROR(ParseDeltaNet(r, c));
   } else {
     RETURN_IF_ERROR(ParseGatedDeltaNet(r, c));
   }
   RETURN_IF_ERROR(r.NoUnknownKeys());
+  // Every width in range before anything multiplies them in 32 bits.
+  const struct {
+    const char* field;
+    int64_t width;
+  } widths[] = {{"hidden_size", c.d_model},
+                {"intermediate_size", c.d_ff},
+                {"num_heads", int64_t{c.n_heads} * c.head_dim},
+                {c.family == ModelFamily::kDeltaNet ? "expand_v" : "num_v_heads",
+                 int64_t{c.fla.num_v_heads} * c.fla.head_v_dim}};
+  for (const auto& w : widths) {
+    if (w.width > kMaxWidth) {
+      return r.Error(w.field, absl::StrCat("gives a width ", w.width, " above ", kMaxWidth));
+    }
+  }
   RETURN_IF_ERROR(c.Validate());
   return c;
 }

@@ -74,12 +74,8 @@ MixerInputs Finish(const ModelConfig& c, const LayerWeights& lw, const at::Tenso
     if (m.u.defined()) m.u = m.u.repeat_interleave(groups, 1);
   }
   m.v = v.reshape({N, HV, dv});
-  if (lw.b_w.defined()) {
-    m.beta = at::sigmoid(at::linear(z, lw.b_w));
-    if (c.fla.allow_neg_eigval) m.beta = m.beta * 2.0;
-  } else {
-    m.beta = at::ones({N, HV}, z.options());
-  }
+  m.beta = lw.b_w.defined() ? at::sigmoid(at::linear(z, lw.b_w)) : at::ones({N, HV}, z.options());
+  if (c.fla.allow_neg_eigval) m.beta = m.beta * 2.0;  // also without use_beta, as fla does
   if (c.family == ModelFamily::kGatedDeltaNet) {
     // g = -exp(A_log) * softplus(a_proj x + dt_bias), the log of the decay.
     m.log_alpha = -at::exp(lw.a_log) * at::softplus(at::linear(z, lw.a_w) + lw.dt_bias, 1, 20);

@@ -45,9 +45,11 @@ absl::StatusOr<ModelConfig> LoadFlaConfig(const std::string& dir, const std::str
   if (!parsed.ok()) return InFile(config_path, parsed.status());
   ModelConfig c = *std::move(parsed);
   std::string overlay = options.mc_config;
-  if (overlay.empty() && std::filesystem::exists(dir + "/mc_config.json")) {
+  std::error_code ec;
+  if (overlay.empty() && std::filesystem::exists(dir + "/mc_config.json", ec)) {
     overlay = dir + "/mc_config.json";
   }
+  if (ec) return absl::PermissionDeniedError(absl::StrCat(dir, "/mc_config.json: ", ec.message()));
   std::optional<Router> router;
   if (!overlay.empty()) {
     ASSIGN_OR_RETURN(const std::string overlay_text, ReadText(overlay));
@@ -87,7 +89,9 @@ absl::StatusOr<std::unique_ptr<McModel>> McModel::Load(const std::string& dir,
   if (fla) {
     ASSIGN_OR_RETURN(config, LoadFlaConfig(dir, text, options, files));
   }
-  absl::StatusOr<Weights> weights = LoadWeights(*config, files.tensors(), options.device);
+  absl::StatusOr<Weights> weights =
+      LoadWeights(*config, files.tensors(), options.device,
+                  [&files](const std::string& name) { return files.FileOf(name); });
   if (!weights.ok()) {
     return absl::Status(weights.status().code(), absl::StrCat(dir, "/", files.description(), ": ",
                                                               weights.status().message()));

@@ -72,7 +72,11 @@ std::vector<TensorSpec> ExpectedTensors(const ModelConfig& c) {
 
 absl::StatusOr<Weights> LoadWeights(const ModelConfig& c,
                                     const std::map<std::string, StTensor>& tensors,
-                                    const at::Device& device) {
+                                    const at::Device& device,
+                                    const std::function<std::string(const std::string&)>& file_of) {
+  auto in = [&file_of](const std::string& name) {
+    return file_of ? absl::StrCat(" (in ", file_of(name), ")") : std::string();
+  };
   FoundTensors found;
   std::set<StDtype> dtypes;
   Weights w;
@@ -83,9 +87,9 @@ absl::StatusOr<Weights> LoadWeights(const ModelConfig& c,
           absl::StrCat("missing tensor '", spec.name, "' ", ShapeStr(spec.shape)));
     }
     if (it->second.shape != spec.shape) {
-      return absl::InvalidArgumentError(absl::StrCat("tensor '", spec.name, "' has shape ",
-                                                     ShapeStr(it->second.shape), ", expected ",
-                                                     ShapeStr(spec.shape)));
+      return absl::InvalidArgumentError(absl::StrCat("tensor '", spec.name, "'", in(spec.name),
+                                                     " has shape ", ShapeStr(it->second.shape),
+                                                     ", expected ", ShapeStr(spec.shape)));
     }
     found[spec.name] = &it->second;
     dtypes.insert(it->second.dtype);
@@ -94,7 +98,7 @@ absl::StatusOr<Weights> LoadWeights(const ModelConfig& c,
   for (const auto& [name, t] : tensors) {
     if (found.count(name) == 0 && !(c.is_fla() && IsIgnoredFlaTensor(c, name))) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "unexpected tensor '", name, "': not used by this config (aggregation ",
+          "unexpected tensor '", name, "'", in(name), ": not used by this config (aggregation ",
           AggregationName(c.aggregation), ", rule ", RuleName(c.rule), ", decay ",
           c.scalar_decay ? "scalar" : "none", ", tie_embeddings ", c.tie_embeddings, ")"));
     }

@@ -7,6 +7,7 @@
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -56,9 +57,10 @@ struct Weights {
 // Checks `tensors` (a checkpoint's files, checkpoint_files.h) against the
 // config (missing, extra, wrong shape: named) and loads float32 copies onto
 // `device`, one tensor at a time.
-absl::StatusOr<Weights> LoadWeights(const ModelConfig& c,
-                                    const std::map<std::string, StTensor>& tensors,
-                                    const at::Device& device);
+// `file_of` (optional) names the file holding a tensor, for the messages.
+absl::StatusOr<Weights> LoadWeights(
+    const ModelConfig& c, const std::map<std::string, StTensor>& tensors, const at::Device& device,
+    const std::function<std::string(const std::string&)>& file_of = nullptr);
 
 // For the family loaders: the named tensor of `found` as float32 on `device`.
 using FoundTensors = std::map<std::string, const StTensor*>;

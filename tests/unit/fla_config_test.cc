@@ -60,6 +60,14 @@ TEST(FlaConfigTest, ReadsTheDeltaNet13BConfig) {
   EXPECT_FALSE(c->scalar_decay);
 }
 
+TEST(FlaConfigTest, AcceptsWhatOlderAndNewerSavesAddWithoutChangingTheModel) {
+  Json j = DeltaNet13B();
+  j["norm_first"] = false;  // fla before 2025
+  j["_attn_implementation_autoset"] = true;
+  j["_name_or_path"] = "fla-hub/delta_net-1.3B-100B";
+  EXPECT_TRUE(ParseFlaConfig(j.dump()).ok()) << ParseFlaConfig(j.dump()).status();
+}
+
 TEST(FlaConfigTest, GatedDeltaNetHasGroupedValueHeadsAndDecay) {
   absl::StatusOr<ModelConfig> c = ParseFlaConfig(Gdn().dump());
   ASSERT_TRUE(c.ok()) << c.status();
@@ -92,7 +100,13 @@ TEST(FlaConfigTest, RefusesWhatTheServerDoesNotImplement) {
   ExpectError(j, "field 'qk_norm'");
   j = DeltaNet13B();
   j["norm_first"] = true;
-  ExpectError(j, "field 'norm_first' is not a known config field");
+  ExpectError(j, "field 'norm_first' is true");
+  j = DeltaNet13B();
+  j["norm_layer"] = "layernorm";
+  ExpectError(j, "field 'norm_layer' is not a known config field");
+  j = DeltaNet13B();
+  j["hidden_size"] = 1 << 30;
+  ExpectError(j, "width above");
   j = DeltaNet13B();
   j["expand_k"] = 0.3;
   ExpectError(j, "field 'expand_k' gives a non-integer width");

@@ -43,6 +43,7 @@ const char* const kCases[] = {
     "dn_noconv_identity_residual",
     "dn_nobeta_sum_none",
     "dn_nobeta_sum_mean",
+    "dn_nobeta_negeig_none",
     "dn_expandv2_grm",
     "gdn_grouped_none",
     "gdn_grouped_ssc",
