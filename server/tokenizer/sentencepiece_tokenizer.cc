@@ -70,9 +70,6 @@ absl::StatusOr<std::unique_ptr<SentencePieceTokenizer>> SentencePieceTokenizer::
                    PickSpecial(*sp, model_path, "bos_id", bos_id, sp->bos_id(), vocab_size));
   ASSIGN_OR_RETURN(const int32_t eos,
                    PickSpecial(*sp, model_path, "eos_id", eos_id, sp->eos_id(), vocab_size));
-  if (bos == eos) {
-    return absl::InvalidArgumentError(absl::StrCat("bos_id and eos_id are both ", bos));
-  }
   std::unique_ptr<SentencePieceTokenizer> t(
       new SentencePieceTokenizer(model_path, std::move(sp), vocab_size, bos, eos));
   RETURN_IF_ERROR(t->BuildTable());

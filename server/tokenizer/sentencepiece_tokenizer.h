@@ -5,10 +5,12 @@
 // larger (padding, or added tokens this tokenizer knows nothing of), never
 // smaller. bos and eos come from the model's config when it names them and
 // must then be control pieces of the SentencePiece model or ids past its
-// pieces; unset, they are the SentencePiece model's own.
+// pieces; unset, they are the SentencePiece model's own. They may be one id
+// (some models use one control piece for both): it is then eos, and
+// sampleable.
 //
 // Sampleable: every normal, user-defined and byte piece, and eos. Never
-// bos or other control pieces, unused pieces, padding, nor the unknown
+// bos (unless it is eos) or other control pieces, unused pieces, padding, nor the unknown
 // piece: it stands for text the tokenizer could not represent, decodes to a
 // placeholder (" \u2047 "), and with byte_fallback encoding never makes it.
 //
