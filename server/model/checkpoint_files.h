@@ -24,6 +24,8 @@ class CheckpointFiles {
   const std::map<std::string, StTensor>& tensors() const { return tensors_; }
   // The file holding `name` (for error messages).
   const std::string& FileOf(const std::string& name) const;
+  // True when the tensors come from shards listed by an index.
+  bool sharded() const { return description_ != "model.safetensors"; }
   // "model.safetensors" or "model.safetensors.index.json (N shards)".
   const std::string& description() const { return description_; }
 

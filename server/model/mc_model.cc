@@ -91,7 +91,9 @@ absl::StatusOr<std::unique_ptr<McModel>> McModel::Load(const std::string& dir,
   }
   absl::StatusOr<Weights> weights =
       LoadWeights(*config, files.tensors(), options.device,
-                  [&files](const std::string& name) { return files.FileOf(name); });
+                  files.sharded() ? std::function<std::string(const std::string&)>(
+                                        [&files](const std::string& n) { return files.FileOf(n); })
+                                  : nullptr);
   if (!weights.ok()) {
     return absl::Status(weights.status().code(), absl::StrCat(dir, "/", files.description(), ": ",
                                                               weights.status().message()));
