@@ -23,9 +23,10 @@ if [ ! -f "$model/model.safetensors" ]; then
     /usr/bin/python3 -m mcref.fla_checkpoint --preset delta_net-1.3B --dtype bf16 --out "$model")
 fi
 if [ ! -f "$model/tokenizer.model" ]; then
-  spm=$(find "$build/tests" -name tokenizer.model -path '*spm*' 2>/dev/null | head -1 || true)
-  if [ -z "$spm" ]; then
-    (cd "$MCSERVE_ROOT/reference" && /usr/bin/python3 -m mcref.spm_tiny --out "$out/spm")
+  spm="$build/tests/spm_tiny/tokenizer.model"  # the tests' fixture, if they ran
+  if [ ! -f "$spm" ]; then
+    (cd "$MCSERVE_ROOT/reference" &&
+      /usr/bin/python3 -m mcref.spm_tiny --root "$MCSERVE_ROOT" --out "$out/spm")
     spm="$out/spm/tokenizer.model"
   fi
   cp "$spm" "$model/tokenizer.model"
@@ -53,6 +54,6 @@ done
 cat "$out/info.txt"
 "$build/client/mcserve-cli" --addr="127.0.0.1:$port" generate --max_tokens=8 \
   "The memory of a recurrent network" | tee "$out/generate.txt"
-kill -INT $server
+pkill -INT -P $server  # time(1) ignores SIGINT itself; the server drains and exits
 wait $server || true
 echo "server peak RSS: $(( $(cat "$out/server-rss-kb") / 1024 )) MiB"

@@ -7,14 +7,16 @@ at::ScalarType CkptScalarType(CkptDtype d) {
 }
 
 CacheTensors AllocateCache(const ModelConfig& c, const StateLayout& layout, int64_t state_slots,
-                           int64_t ckpt_slots, CkptDtype dtype, const at::Device& device) {
+                           int64_t ckpt_slots, CkptDtype dtype, const at::Device& device,
+                           bool zero_online) {
   const int64_t L = c.n_layers, H = c.state_heads(), d = c.head_dim, dv = c.value_dim();
   const auto opts = at::TensorOptions().device(device);
   CacheTensors t;
   for (const StateTensorSpec& spec : layout) {
     std::vector<int64_t> shape = {state_slots, L};
     shape.insert(shape.end(), spec.shape.begin(), spec.shape.end());
-    t.online.push_back(at::zeros(shape, opts.dtype(spec.dtype)));
+    t.online.push_back(zero_online ? at::zeros(shape, opts.dtype(spec.dtype))
+                                   : at::empty(shape, opts.dtype(spec.dtype)));
   }
   t.ckpt = at::zeros({ckpt_slots, L, H, d, dv}, opts.dtype(CkptScalarType(dtype)));
   t.ckpt_summary = at::zeros({ckpt_slots, L, H, d}, opts.dtype(at::kFloat));

@@ -45,9 +45,15 @@ struct CacheTensors {
 
 at::ScalarType CkptScalarType(CkptDtype d);
 
-// Zero-filled pools on `device`: one per layout entry, then the checkpoints.
+// Pools on `device`: one per layout entry, then the checkpoints. Zero-filled,
+// or with `zero_online` false, online pools left uninitialised for an owner
+// that writes every slot before use (the state store zeroes, copies or
+// imports a slot when it hands it out): on the host, untouched pages then
+// cost no memory, so a large model's pool for hundreds of sessions is only
+// resident for the sessions that exist.
 CacheTensors AllocateCache(const ModelConfig& c, const StateLayout& layout, int64_t state_slots,
-                           int64_t ckpt_slots, CkptDtype dtype, const at::Device& device);
+                           int64_t ckpt_slots, CkptDtype dtype, const at::Device& device,
+                           bool zero_online = true);
 
 // Bytes of one sequence's online state (every layout entry, all layers).
 int64_t StateBytes(const ModelConfig& c, const StateLayout& layout);

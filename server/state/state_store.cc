@@ -108,8 +108,11 @@ absl::Status StateStore::Allocate(int64_t state_slots, const pool::PoolOptions& 
   try {
     pool_ = pool::CheckpointPool(model_.config(), pool_options);
     slots_ = pool::SlotAllocator(static_cast<int32_t>(state_slots));
+    // Every slot is written when handed out (Create zeroes it, Fork, Import
+    // and Adopt copy into it), so the pools start uninitialised.
     cache_ = model::AllocateCache(model_.config(), model_.state_layout(), state_slots, 0,
-                                  model_.options().ckpt_dtype, model_.options().device);
+                                  model_.options().ckpt_dtype, model_.options().device,
+                                  /*zero_online=*/false);
   } catch (const std::exception& e) {
     return absl::ResourceExhaustedError(
         absl::StrCat("cannot allocate the state pools (", want, " bytes in all): ", e.what()));
