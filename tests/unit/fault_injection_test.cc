@@ -56,7 +56,10 @@ std::vector<EngineResult> RunFour(EngineHarness& h, int quiet = -1) {
   return out;
 }
 
-TEST(FaultInjectionTest, AFailedPrefillLeavesTheOtherRequestsBitIdentical) {
+// The other requests generate the same tokens with the same log-probabilities
+// up to rounding: without r2 the engine may batch the survivors differently
+// from the clean run, and a batched matrix product rounds by batch size.
+TEST(FaultInjectionTest, AFailedPrefillLeavesTheOtherRequestsUnchanged) {
   EngineHarness clean(Dir(), Options());
   const std::vector<EngineResult> want = RunFour(clean, /*quiet=*/2);
 
@@ -70,7 +73,10 @@ TEST(FaultInjectionTest, AFailedPrefillLeavesTheOtherRequestsBitIdentical) {
   for (int i : {0, 1, 3}) {
     ASSERT_TRUE(got[i].status.ok()) << i << ": " << got[i].status;
     EXPECT_EQ(got[i].tokens, want[i].tokens) << i;
-    EXPECT_EQ(got[i].logprobs, want[i].logprobs) << i;
+    ASSERT_EQ(got[i].logprobs.size(), want[i].logprobs.size()) << i;
+    for (size_t t = 0; t < want[i].logprobs.size(); ++t) {
+      EXPECT_NEAR(got[i].logprobs[t], want[i].logprobs[t], 1e-4) << i << " token " << t;
+    }
   }
 
   // s2's state may be half-written: DATA_LOSS for everything that would read
