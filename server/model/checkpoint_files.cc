@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/util/status_macros.h"
+#include "server/util/text_file.h"
 
 namespace mcserve::model {
 namespace {
@@ -18,11 +19,7 @@ constexpr char kSingle[] = "model.safetensors";
 constexpr char kIndex[] = "model.safetensors.index.json";
 
 absl::StatusOr<std::map<std::string, std::string>> ReadIndex(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  const std::string text = ss.str();
+  ASSIGN_OR_RETURN(const std::string text, ReadTextFile(path));
   Json j = Json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object()) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": not a JSON object"));

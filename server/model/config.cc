@@ -11,6 +11,7 @@
 #include "absl/strings/str_join.h"
 #include "server/model/json_reader.h"
 #include "server/util/status_macros.h"
+#include "server/util/text_file.h"
 
 namespace mcserve::model {
 namespace {
@@ -114,11 +115,8 @@ absl::StatusOr<ModelConfig> ModelConfig::FromJson(absl::string_view text) {
 }
 
 absl::StatusOr<ModelConfig> ModelConfig::Load(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  absl::StatusOr<ModelConfig> c = FromJson(ss.str());
+  ASSIGN_OR_RETURN(const std::string text, ReadTextFile(path));
+  absl::StatusOr<ModelConfig> c = FromJson(text);
   if (!c.ok()) {
     return absl::Status(c.status().code(), absl::StrCat(path, ": ", c.status().message()));
   }

@@ -16,18 +16,11 @@
 #include "server/model/ops.h"
 #include "server/model/safetensors.h"
 #include "server/util/status_macros.h"
+#include "server/util/text_file.h"
 
 namespace mcserve::model {
 
 namespace {
-
-absl::StatusOr<std::string> ReadText(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 // The error with `path` in front (instead of the bare file name parsers use).
 absl::Status InFile(const std::string& path, const absl::Status& s) {
@@ -52,7 +45,7 @@ absl::StatusOr<ModelConfig> LoadFlaConfig(const std::string& dir, const std::str
   if (ec) return absl::PermissionDeniedError(absl::StrCat(dir, "/mc_config.json: ", ec.message()));
   std::optional<Router> router;
   if (!overlay.empty()) {
-    ASSIGN_OR_RETURN(const std::string overlay_text, ReadText(overlay));
+    ASSIGN_OR_RETURN(const std::string overlay_text, ReadTextFile(overlay));
     ASSIGN_OR_RETURN(router, ApplyMcOverlay(overlay_text, overlay, c));
   }
   const bool has_router = files.tensors().count(FlaRouterName(0)) > 0;
@@ -72,7 +65,7 @@ absl::StatusOr<std::unique_ptr<McModel>> McModel::Load(const std::string& dir,
                                                        const ModelOptions& options) {
   if (options.prefill_piece < 1) return absl::InvalidArgumentError("prefill_piece must be >= 1");
   const std::string config_path = dir + "/config.json";
-  ASSIGN_OR_RETURN(const std::string text, ReadText(config_path));
+  ASSIGN_OR_RETURN(const std::string text, ReadTextFile(config_path));
   absl::StatusOr<std::string> type = PeekModelType(text);
   if (!type.ok()) return InFile(config_path, type.status());
   const bool fla = IsFlaModelType(*type);
