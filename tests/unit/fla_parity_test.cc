@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "server/model/mc_model.h"
 #include "server/model/safetensors.h"
+#include "tests/support/parity_case.h"
 #include "tests/support/test_device.h"
 #include "tests/support/test_models.h"
 
@@ -52,31 +53,7 @@ const char* const kCases[] = {
     "gdn_noconv_tied_negeig_residual",
 };
 
-struct Case {
-  std::vector<int32_t> tokens, splits, modes;
-  at::Tensor logits;  // [T, V]
-};
-
-std::vector<int32_t> Ints(const model::StTensor& t) {
-  std::vector<int32_t> out;
-  for (float f : model::StToFloat(t)) out.push_back(static_cast<int32_t>(f));
-  return out;
-}
-
 std::string Dir(const std::string& name) { return absl::StrCat(MCSERVE_FLA_CASES_DIR, "/", name); }
-
-absl::StatusOr<Case> ReadCase(const std::string& dir) {
-  auto f = model::SafetensorsFile::Open(dir + "/expected.safetensors");
-  if (!f.ok()) return f.status();
-  const auto& t = (*f)->tensors();
-  Case c;
-  c.tokens = Ints(t.at("tokens"));
-  c.splits = Ints(t.at("splits"));
-  c.modes = Ints(t.at("modes"));
-  const model::StTensor& l = t.at("logits");
-  c.logits = at::tensor(model::StToFloat(l)).reshape({l.shape[0], l.shape[1]});
-  return c;
-}
 
 std::vector<int32_t> Slice(const std::vector<int32_t>& v, size_t from, size_t to) {
   return std::vector<int32_t>(v.begin() + from, v.begin() + to);
@@ -85,7 +62,7 @@ std::vector<int32_t> Slice(const std::vector<int32_t>& v, size_t from, size_t to
 class FlaParityTest : public ::testing::TestWithParam<const char*> {
  protected:
   void SetUp() override {
-    absl::StatusOr<Case> c = ReadCase(Dir(GetParam()));
+    absl::StatusOr<testing::ParityCase> c = testing::ReadParityCase(Dir(GetParam()));
     ASSERT_TRUE(c.ok()) << c.status() << " (run the fla.make_cases test first)";
     case_ = *std::move(c);
     model::ModelOptions opts;
@@ -106,7 +83,7 @@ class FlaParityTest : public ::testing::TestWithParam<const char*> {
     return parallel && !ties_ ? s.PrefillAll(tokens) : s.DecodeEach(tokens);
   }
 
-  Case case_;
+  testing::ParityCase case_;
   bool ties_ = false;
   std::unique_ptr<model::McModel> model_;
 };

@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "server/model/mc_model.h"
 #include "server/model/safetensors.h"
+#include "tests/support/parity_case.h"
 #include "tests/support/test_device.h"
 #include "tests/support/test_models.h"
 
@@ -24,38 +25,9 @@ namespace {
 
 using Variant = std::tuple<const char*, const char*, const char*, const char*>;
 
-struct Case {
-  std::vector<int32_t> tokens;
-  std::vector<int32_t> splits;
-  std::vector<int32_t> modes;
-  at::Tensor logits;  // [T, V]
-};
-
-std::vector<int32_t> Ints(const model::StTensor& t) {
-  std::vector<int32_t> out;
-  for (float f : model::StToFloat(t)) out.push_back(static_cast<int32_t>(f));
-  return out;
-}
-
-absl::StatusOr<Case> ReadCase(const std::string& dir) {
-  auto f = model::SafetensorsFile::Open(dir + "/expected.safetensors");
-  if (!f.ok()) return f.status();
-  const auto& t = (*f)->tensors();
-  for (const char* name : {"tokens", "splits", "modes", "logits"}) {
-    if (!t.contains(name)) return absl::NotFoundError(absl::StrCat(dir, ": no ", name));
-  }
-  Case c;
-  c.tokens = Ints(t.at("tokens"));
-  c.splits = Ints(t.at("splits"));
-  c.modes = Ints(t.at("modes"));
-  const model::StTensor& l = t.at("logits");
-  c.logits = at::tensor(model::StToFloat(l)).reshape({l.shape[0], l.shape[1]});
-  return c;
-}
-
 // Feeds the case's requests to one session of `m`, each request prefilled in
 // parallel or decoded token by token as the case says; returns [T, V].
-at::Tensor RunSession(model::McModel* m, const Case& c) {
+at::Tensor RunSession(model::McModel* m, const testing::ParityCase& c) {
   testing::SessionDriver session(m);
   std::vector<at::Tensor> out;
   size_t at = 0;
@@ -85,7 +57,7 @@ class ParityTest : public ::testing::TestWithParam<Variant> {
 };
 
 TEST_P(ParityTest, Float32CheckpointsMatchReferenceTo1e4) {
-  absl::StatusOr<Case> c = ReadCase(Dir());
+  absl::StatusOr<testing::ParityCase> c = testing::ReadParityCase(Dir());
   ASSERT_TRUE(c.ok()) << c.status() << " (run the parity.make_cases test first)";
   auto m = Load(model::CkptDtype::kFloat32);
   ASSERT_NE(m, nullptr);
@@ -95,7 +67,7 @@ TEST_P(ParityTest, Float32CheckpointsMatchReferenceTo1e4) {
 }
 
 TEST_P(ParityTest, Bfloat16CheckpointsStayWithinBf16Tolerance) {
-  absl::StatusOr<Case> c = ReadCase(Dir());
+  absl::StatusOr<testing::ParityCase> c = testing::ReadParityCase(Dir());
   ASSERT_TRUE(c.ok()) << c.status();
   auto m = Load(model::CkptDtype::kBFloat16);
   ASSERT_NE(m, nullptr);
@@ -112,7 +84,7 @@ TEST_P(ParityTest, Bfloat16CheckpointsStayWithinBf16Tolerance) {
 // in exact arithmetic is decided there by rounding, as in any float model.)
 TEST(ParityTiesTest, SscTiesGoToTheMoreRecentCheckpoint) {
   const std::string dir = absl::StrCat(MCSERVE_PARITY_DIR, "/ssc_ties");
-  absl::StatusOr<Case> c = ReadCase(dir);
+  absl::StatusOr<testing::ParityCase> c = testing::ReadParityCase(dir);
   ASSERT_TRUE(c.ok()) << c.status();
   auto m = model::McModel::Load(dir, {});
   ASSERT_TRUE(m.ok()) << m.status();
