@@ -35,9 +35,12 @@ def recall_example(rng: random.Random, n_pairs: int, n_queries: int, key_len=3, 
     `key_len` letters (at most 26 pairs when 1), values `value_len` digits."""
     if key_len == 1 and n_pairs > len(LETTERS):
         raise ValueError(f"at most {len(LETTERS)} pairs with one-letter keys")
-    keys = set()
+    # A dict, not a set: keys in the order drawn. A set's order follows the
+    # string hash, which Python randomises per process (PYTHONHASHSEED), so
+    # the same seed gave each process (each recall_table worker) other data.
+    keys = {}
     while len(keys) < n_pairs:
-        keys.add("".join(rng.choice(LETTERS) for _ in range(key_len)))
+        keys["".join(rng.choice(LETTERS) for _ in range(key_len))] = None
     keys = list(keys)
     rng.shuffle(keys)
     vals = {k: "".join(rng.choice(DIGITS) for _ in range(value_len)) for k in keys}

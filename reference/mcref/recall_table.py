@@ -36,6 +36,10 @@ MODELS = [
 ]
 
 
+# Set for the worker processes (read when they load OpenBLAS).
+WORKER_ENV = {"OPENBLAS_NUM_THREADS": "1"}
+
+
 def run_args(base, overrides, seed):
     """mcref.train's arguments for one run: its defaults, then the table's
     shared settings, then the model's own."""
@@ -167,6 +171,10 @@ def main():
     jobs.sort(key=lambda j: j[1]["arch"] != "attention")
     t0 = time.time()
     results = {}
+    # One thread per run for BLAS too: torch.set_num_threads does not reach
+    # Debian's pthread OpenBLAS, which would use every core, and its thread
+    # count changes how some products (the 258-wide lm_head) round.
+    os.environ.update(WORKER_ENV)
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(base.jobs) as pool:
         for name, seed, accs, by_query, secs in pool.imap_unordered(run_one, jobs):
