@@ -57,11 +57,21 @@ def _initial_weights(mixer, batch):
 
 
 # ------------------------------------------------------------------ the math
+def mm(a, b):
+    """a [..., n, k] @ b [..., k, m]. Torch's CPU batched matmul costs a
+    fixed ~100 us per call for tiny matrices, so a product with one or two
+    rows (or a contraction over one or two) is a broadcast multiply and a
+    sum: the recurrent form's and b = 1 training's only kind."""
+    if a.shape[-2] <= 2 or a.shape[-1] <= 2:
+        return (a.unsqueeze(-1) * b.unsqueeze(-3)).sum(-2)
+    return a @ b
+
+
 def mem_apply(x, W1, W2, gamma):
     """M_W(x) for rows x [..., r, d], W1 [..., d, E*d], W2 [..., E*d, d];
     gamma broadcasts against [..., r, d]. gelu is the exact (erf) form; the
     LayerNorm has biased variance, eps 1e-5 and no bias."""
-    y = F.gelu(x @ W1) @ W2
+    y = mm(F.gelu(mm(x, W1)), W2)
     return x + gamma * F.layer_norm(y, y.shape[-1:], eps=LN_EPS)
 
 
@@ -70,19 +80,19 @@ def chunk_grad(K, V, theta, W1, W2, gamma):
     K, V [B, H, n, d], theta [B, H, n], W1 [B, H, d, E*d], W2 [B, H, E*d, d],
     gamma [H, d]. Returns (grad W1, grad W2)."""
     g = gamma[:, None, :]
-    Z = K @ W1
+    Z = mm(K, W1)
     Phi = 0.5 * (1.0 + torch.erf(Z * _SQRT1_2))
     A = Z * Phi
-    Y = A @ W2
+    Y = mm(A, W2)
     Yc = Y - Y.mean(-1, keepdim=True)
     s = torch.sqrt((Yc * Yc).mean(-1, keepdim=True) + LN_EPS)
     Yh = Yc / s
     E = K + g * Yh - V
     GYh = theta[..., None] * E * g
     GY = (GYh - GYh.mean(-1, keepdim=True) - Yh * (GYh * Yh).mean(-1, keepdim=True)) / s
-    G2 = A.transpose(-1, -2) @ GY
-    GZ = (GY @ W2.transpose(-1, -2)) * (Phi + Z * torch.exp(-0.5 * Z * Z) * _INV_SQRT_2PI)
-    G1 = K.transpose(-1, -2) @ GZ
+    G2 = mm(A.transpose(-1, -2), GY)
+    GZ = mm(GY, W2.transpose(-1, -2)) * (Phi + Z * torch.exp(-0.5 * Z * Z) * _INV_SQRT_2PI)
+    G1 = mm(K.transpose(-1, -2), GZ)
     return G1, G2
 
 
@@ -97,7 +107,8 @@ def write(mixer, st: DeepLayerState):
     G at the chunk-start weights, clipped; Sigma <- eta Sigma - G;
     W <- rho W + Sigma."""
     c = mixer.c
-    rows = {key: torch.cat([r[key] for r in st.rows], 2) for key in st.rows[0]}
+    rows = st.rows[0] if len(st.rows) == 1 else \
+        {key: torch.cat([r[key] for r in st.rows], 2) for key in st.rows[0]}
     st.rows = []
     G1, G2 = chunk_grad(rows["k"], rows["v"], rows["theta"], st.W1, st.W2, mixer.mem_ln.weight)
     if c.grad_clip > 0:
@@ -195,19 +206,21 @@ def _ssc_one(c, r_on, reads, z_on, z):
 def chunked_mixer(mixer, st: DeepLayerState, m, p0, piece_len, ckpt_dtype):
     """Tokens p0 .. p0+T-1 (m: projections [B, T, H, d] or [B, T, H]).
     Pieces never cross a segment end and hold at most piece_len tokens;
-    within a piece, writes happen chunk by chunk in order and each run of
-    tokens reading the same weights is read in one batched product.
-    Returns o [B, T, H, d]."""
+    within a piece, writes happen chunk by chunk in order and the reads are
+    batched. Returns o [B, T, H, d]."""
     c = mixer.c
-    mt = {key: val.transpose(1, 2) for key, val in m.items()}      # [B, H, T, ...]
-    T = mt["q"].shape[2]
-    outs, t, p = [], 0, p0
+    T = m["q"].shape[1]
+    sizes, t, p = [], 0, p0
     while t < T:
-        n = min(piece_len, T - t, c.segment_length - p % c.segment_length)
-        outs.append(_segment_piece(mixer, st, {key: val[:, :, t:t + n] for key, val in mt.items()}, p))
-        if (p + n) % c.segment_length == 0:
+        sizes.append(min(piece_len, T - t, c.segment_length - p % c.segment_length))
+        t, p = t + sizes[-1], p + sizes[-1]
+    parts = {key: val.transpose(1, 2).split(sizes, 2) for key, val in m.items()}  # [B, H, n, ...]
+    outs, p = [], p0
+    for i, n in enumerate(sizes):
+        outs.append(_segment_piece(mixer, st, {key: val[i] for key, val in parts.items()}, p))
+        p += n
+        if p % c.segment_length == 0:
             close_segment(mixer, st, ckpt_dtype)
-        t, p = t + n, p + n
     return torch.cat(outs, 2).transpose(1, 2)
 
 
@@ -216,18 +229,21 @@ def _segment_piece(mixer, st, m, p):
     c = mixer.c
     q, k = m["q"], m["k"]
     n = q.shape[2]
-    runs = []                                    # (first token, tokens, W1, W2) read alike
-    t = 0
+    sizes, t = [], 0                             # pieces of chunks
     while t < n:
-        r = min(n - t, c.mem_chunk - (p + t) % c.mem_chunk)
-        st.rows.append({key: m[key][:, :, t:t + r] for key in ROW_KEYS if key in m})
-        if (p + t + r) % c.mem_chunk == 0:       # the run's last token closes the chunk
+        sizes.append(min(n - t, c.mem_chunk - (p + t) % c.mem_chunk))
+        t += sizes[-1]
+    rows = {key: m[key].split(sizes, 2) for key in ROW_KEYS if key in m}
+    runs, t = [], 0                              # (tokens, W1, W2): runs read alike
+    for i, r in enumerate(sizes):
+        st.rows.append({key: val[i] for key, val in rows.items()})
+        if (p + t + r) % c.mem_chunk == 0:       # the piece's last token closes the chunk
             if r > 1:
-                runs.append((t, r - 1, st.W1, st.W2))
+                runs.append((r - 1, st.W1, st.W2))
             write(mixer, st)
-            runs.append((t + r - 1, 1, st.W1, st.W2))
+            runs.append((1, st.W1, st.W2))
         else:
-            runs.append((t, r, st.W1, st.W2))
+            runs.append((r, st.W1, st.W2))
         t += r
     count0 = p % c.segment_length
     ks_cum = st.ksum[:, :, None] + k.cumsum(2)                      # [B, H, n, d]
@@ -237,14 +253,24 @@ def _segment_piece(mixer, st, m, p):
     return _aggregate_piece(mixer, st, q, m.get("u"), s_on, runs)
 
 
+def _per_token(runs, j):
+    """The weights W_j each token reads, [B, H, n, ...] (a copy per token)."""
+    return torch.cat([run[j][:, :, None].expand(-1, -1, run[0], -1, -1) for run in runs], 2)
+
+
 def _aggregate_piece(mixer, st, q, u, s_on, runs):
     c = mixer.c
     gamma = mixer.mem_ln.weight
     N = len(st.ckpt_W1)
     soup = c.aggregation == "soup"
     if not soup or N == 0:
-        r_on = torch.cat([mem_apply(q[:, :, t0:t0 + r], W1, W2, gamma[:, None, :])
-                          for t0, r, W1, W2 in runs], 2)             # [B, H, n, d]
+        if len(runs) <= 2:   # one product per run of tokens that read the same weights
+            splits = q.split([r for r, _, _ in runs], 2)
+            r_on = torch.cat([mem_apply(x, W1, W2, gamma[:, None, :])
+                              for x, (_, W1, W2) in zip(splits, runs)], 2)   # [B, H, n, d]
+        else:                # short chunks: one product over every token's own weights
+            r_on = mem_apply(q[..., None, :], _per_token(runs, 1), _per_token(runs, 2),
+                             gamma[:, None, None, :])[..., 0, :]
         if c.aggregation == "none" or N == 0:
             return r_on   # with no checkpoint every rule is the online read
     CK1, CK2 = torch.stack(st.ckpt_W1, 2), torch.stack(st.ckpt_W2, 2)   # [B, H, N, ...]
@@ -264,9 +290,7 @@ def _aggregate_piece(mixer, st, q, u, s_on, runs):
         reads = mem_apply(q[:, :, None], CK1, CK2, gamma[:, None, None, :])
         return g[..., :1] * r_on + torch.einsum("bhtn,bhntd->bhtd", g[..., 1:], reads)
     # soup: per token W_bar_j = g_on W_j(t) + sum_i g_i W_i,j, then one read each
-    W1t = torch.cat([W1[:, :, None].expand(-1, -1, r, -1, -1) for _, r, W1, _ in runs], 2)
-    W2t = torch.cat([W2[:, :, None].expand(-1, -1, r, -1, -1) for _, r, _, W2 in runs], 2)
     g_on = g[..., 0, None, None]
-    W1b = g_on * W1t + torch.einsum("bhtn,bhnde->bhtde", g[..., 1:], CK1)
-    W2b = g_on * W2t + torch.einsum("bhtn,bhnde->bhtde", g[..., 1:], CK2)
+    W1b = g_on * _per_token(runs, 1) + torch.einsum("bhtn,bhnde->bhtde", g[..., 1:], CK1)
+    W2b = g_on * _per_token(runs, 2) + torch.einsum("bhtn,bhnde->bhtde", g[..., 1:], CK2)
     return mem_apply(q[..., None, :], W1b, W2b, gamma[:, None, None, :])[..., 0, :]
