@@ -246,7 +246,10 @@ def _segment_piece(mixer, st, m, p):
             runs.append((r, st.W1, st.W2))
         t += r
     count0 = p % c.segment_length
-    ks_cum = st.ksum[:, :, None] + k.cumsum(2)                      # [B, H, n, d]
+    # Key sums added in token order, as the recurrent form adds them: segments
+    # with bitwise equal keys get bitwise equal summaries however they are cut
+    # into pieces (ssc's ties stay ties).
+    ks_cum = torch.cat([st.ksum[:, :, None], k], 2).cumsum(2)[:, :, 1:]   # [B, H, n, d]
     s_on = ks_cum / torch.arange(count0 + 1, count0 + n + 1, device=q.device,
                                  dtype=q.dtype)[:, None]
     st.ksum = ks_cum[:, :, -1]
@@ -279,7 +282,7 @@ def _aggregate_piece(mixer, st, q, u, s_on, runs):
         o = r_on + reads.sum(2)
         return o / (1 + N) if c.aggregation == "mean" else o
     z_on = c.gate_scale * (u * s_on).sum(-1, keepdim=True)           # [B, H, n, 1]
-    z = c.gate_scale * torch.einsum("bhtd,bhnd->bhtn", u, torch.stack(st.ckpt_s, 2))
+    z = c.gate_scale * (u[:, :, :, None] * torch.stack(st.ckpt_s, 2)[:, :, None]).sum(-1)  # [B, H, n, N]
     if c.aggregation == "ssc" and N > c.top_k:
         # Stable descending sort of the reversed list: ties keep the more recent first.
         _, order = torch.sort(z.flip(-1), dim=-1, descending=True, stable=True)

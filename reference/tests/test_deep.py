@@ -142,6 +142,20 @@ class FormsTest(unittest.TestCase):
                 t += n
         self.assertLess(rel(torch.cat(outs, 1), want), 1e-10)
 
+    def test_ssc_ties_go_to_the_more_recent_in_both_forms(self):
+        toks = tokens(1, 25)
+        toks[:, SEG:] = toks[:, SEG:2 * SEG].repeat(1, 6)[:, :25 - SEG]   # equal segments 1..5
+        m = model(aggregation="ssc", top_k=2, mem_chunk=2)
+        with torch.no_grad():
+            want, st_r = recurrent(m, toks)
+            st_c = m.initial_state(1)
+            # pieces of 3 cut segments, so the key sums continue across pieces
+            got = m.forward_chunked(toks, st_c, chunk=3)
+        for st in (st_r, st_c):
+            s = st.layers[0].ckpt_s
+            self.assertTrue(all(torch.equal(s[1], x) for x in s[2:]) and len(s) > 3)
+        self.assertLess(rel(got, want), 1e-10)
+
     def test_large_top_k_ssc_equals_grm_and_soup_differs(self):
         toks = tokens(1, 17)
         with torch.no_grad():
