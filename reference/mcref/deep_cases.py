@@ -58,7 +58,8 @@ SETTINGS = {                     # decay, momentum, grad_clip
 
 
 def case_name(agg, boundary, chunk, setting, expansion=2):
-    return f"deep_{agg}_{boundary}_b{chunk}_{setting}" + (f"_e{expansion}" if expansion != 2 else "")
+    tail = f"_e{expansion}" if expansion != 2 else ""
+    return f"deep_{agg}_{boundary}_b{chunk}_{setting}{tail}"
 
 
 def config(agg, boundary, chunk, setting, expansion=2):

@@ -7,8 +7,8 @@ momentum and decay once per chunk of b tokens.
 Both forms of the model use the same closed-form chunk gradient
 (`chunk_grad`) and the same write (`write`):
 - `step_mixer`: one token, the spec read literally (recurrent form);
-- `chunked_mixer`: a token block, the reads of each run of tokens that see
-  the same weights batched, every write kept in the autograd graph (so the
+- `chunked_mixer`: a token block, chunk by chunk, the reads batched over
+  each piece of a segment, every write kept in the autograd graph (so the
   projections, the gates and mem_w1/mem_w2 learn through the writes).
 """
 import dataclasses
@@ -282,7 +282,8 @@ def _aggregate_piece(mixer, st, q, u, s_on, runs):
         o = r_on + reads.sum(2)
         return o / (1 + N) if c.aggregation == "mean" else o
     z_on = c.gate_scale * (u * s_on).sum(-1, keepdim=True)           # [B, H, n, 1]
-    z = c.gate_scale * (u[:, :, :, None] * torch.stack(st.ckpt_s, 2)[:, :, None]).sum(-1)  # [B, H, n, N]
+    S = torch.stack(st.ckpt_s, 2)[:, :, None]                         # [B, H, 1, N, d]
+    z = c.gate_scale * (u[:, :, :, None] * S).sum(-1)                 # [B, H, n, N]
     if c.aggregation == "ssc" and N > c.top_k:
         # Stable descending sort of the reversed list: ties keep the more recent first.
         _, order = torch.sort(z.flip(-1), dim=-1, descending=True, stable=True)

@@ -156,7 +156,8 @@ class MCLM(nn.Module):
         c = self.c
         kw = dict(device=self.embed.weight.device, dtype=self.embed.weight.dtype)
         if c.memory_kind == "mlp":
-            return State(0, [deep_memory.initial_state(layer.mixer, batch) for layer in self.layers])
+            return State(0, [deep_memory.initial_state(layer.mixer, batch)
+                             for layer in self.layers])
         return State(0, [
             LayerState(torch.zeros(batch, c.n_heads, c.head_dim, c.head_dim, **kw),
                        torch.zeros(batch, c.n_heads, c.head_dim, **kw), [], [])

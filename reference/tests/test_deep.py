@@ -76,7 +76,8 @@ class ClosedFormTest(unittest.TestCase):
             W1 = r(B, H, d, E * d).requires_grad_()
             W2 = (r(B, H, E * d, d) / math.sqrt(E * d)).requires_grad_()
             gamma = 0.5 + torch.rand(H, d, generator=g, dtype=torch.float64)
-            loss = (theta * 0.5 * (literal_memory(K, W1, W2, gamma[:, None]) - V).pow(2).sum(-1)).sum()
+            err = literal_memory(K, W1, W2, gamma[:, None]) - V
+            loss = (theta * 0.5 * err.pow(2).sum(-1)).sum()
             A1, A2 = torch.autograd.grad(loss, (W1, W2))
             G1, G2 = deep_memory.chunk_grad(K, V, theta, W1.detach(), W2.detach(), gamma)
             self.assertLess(rel(G1, A1), 1e-12)
@@ -94,7 +95,8 @@ class ClosedFormTest(unittest.TestCase):
         W1 = mix.mem_w1.detach().clone().requires_grad_()
         W2 = mix.mem_w2.detach().clone().requires_grad_()
         k, v = p["k"][0][:, None], p["v"][0][:, None]                 # [H, 1, d]
-        loss = 0.5 * (literal_memory(k, W1, W2, mix.mem_ln.weight.detach()[:, None]) - v).pow(2).sum()
+        gamma = mix.mem_ln.weight.detach()[:, None]
+        loss = 0.5 * (literal_memory(k, W1, W2, gamma) - v).pow(2).sum()
         # The heads are independent, so one loss over all heads gives each head's gradient.
         g1, g2 = torch.autograd.grad(loss, (W1, W2))
         theta = p["theta"][0][:, None, None]
@@ -123,7 +125,8 @@ class FormsTest(unittest.TestCase):
                     a, c = state_tensors(lr), state_tensors(lc)
                     self.assertEqual(len(a), len(c))
                     for x, y in zip(a, c):
-                        self.assertLess((x - y).abs().max().item(), 1e-10 * max(1.0, x.abs().max().item()))
+                        scale = max(1.0, x.abs().max().item())
+                        self.assertLess((x - y).abs().max().item(), 1e-10 * scale)
                     self.assertEqual((lr.n_writes, lr.n_clipped), (lc.n_writes, lc.n_clipped))
                 if clip > 0:
                     self.assertGreater(sum(s.n_clipped for s in st_r.layers), 0)
