@@ -10,7 +10,8 @@ Two forms of the same function:
   segment (matrix products over the piece, state carried between pieces,
   checkpoints taken at segment ends). Used for training and long prompts.
 Both continue from and return a `State`, so a session can be fed in several
-calls.
+calls. With memory.kind = "mlp" (section 9) the memory is deep_memory's
+(a layer's state is then a deep_memory.DeepLayerState).
 """
 import dataclasses
 from typing import List, Optional
@@ -19,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import deep_memory
 from .config import GATED, MCConfig
 
 
@@ -48,7 +50,14 @@ class LayerState:
 @dataclasses.dataclass
 class State:
     position: int                   # tokens fed so far (the next token's position)
-    layers: List[LayerState]
+    layers: List[LayerState]        # (deep_memory.DeepLayerState for deep memory)
+
+
+class Gain(nn.Module):
+    """A fixed-shape gain (the deep memory's LayerNorm gamma, [H, d])."""
+    def __init__(self, *shape):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(*shape))
 
 
 class Mixer(nn.Module):
@@ -66,6 +75,13 @@ class Mixer(nn.Module):
             self.a_proj = nn.Linear(c.d_model, c.n_heads, bias=True)
         if c.rule == "delta":
             self.b_proj = nn.Linear(c.d_model, c.n_heads, bias=True)
+        if c.memory_kind == "mlp":
+            hidden = c.expansion * c.head_dim
+            self.mem_w1 = nn.Parameter(torch.zeros(c.n_heads, c.head_dim, hidden))
+            self.mem_w2 = nn.Parameter(torch.zeros(c.n_heads, hidden, c.head_dim))
+            self.mem_ln = Gain(c.n_heads, c.head_dim)
+            if c.momentum:
+                self.m_proj = nn.Linear(c.d_model, c.n_heads, bias=True)
         self.o_norm = RMSNorm(c.head_dim, c.rms_eps)
         self.o_proj = nn.Linear(hd, c.d_model, bias=False)
 
@@ -82,6 +98,14 @@ class Mixer(nn.Module):
         }
         if c.aggregation in GATED:
             p["u"] = self.heads(self.u_proj(x))
+        if c.memory_kind == "mlp":
+            # theta (the write step) and the retention / momentum logits
+            p["theta"] = c.lr_max * torch.sigmoid(self.b_proj(x))
+            if c.decay == "scalar":
+                p["la"] = self.a_proj(x)
+            if c.momentum:
+                p["lm"] = self.m_proj(x)
+            return p
         if c.decay == "scalar":
             p["log_alpha"] = F.logsigmoid(self.a_proj(x))
         if c.rule == "delta":
@@ -131,6 +155,9 @@ class MCLM(nn.Module):
     def initial_state(self, batch: int) -> State:
         c = self.c
         kw = dict(device=self.embed.weight.device, dtype=self.embed.weight.dtype)
+        if c.memory_kind == "mlp":
+            return State(0, [deep_memory.initial_state(layer.mixer, batch)
+                             for layer in self.layers])
         return State(0, [
             LayerState(torch.zeros(batch, c.n_heads, c.head_dim, c.head_dim, **kw),
                        torch.zeros(batch, c.n_heads, c.head_dim, **kw), [], [])
@@ -140,9 +167,11 @@ class MCLM(nn.Module):
         w = self.embed.weight if self.c.tie_embeddings else self.lm_head.weight
         return self.norm(h) @ w.t()
 
-    def _close_segment(self, st: LayerState):
+    def _close_segment(self, st: LayerState, mixer=None):
         """Checkpoint at the end of a segment (section 5), then reset/continue."""
         c = self.c
+        if c.memory_kind == "mlp":
+            return deep_memory.close_segment(mixer, st, self.ckpt_dtype)
         if c.aggregation != "none":
             st.ckpt_M.append(st.S.to(self.ckpt_dtype).to(st.S.dtype))
             st.ckpt_s.append(st.ksum / c.segment_length)
@@ -159,6 +188,13 @@ class MCLM(nn.Module):
         for layer, st in zip(self.layers, state.layers):
             x = layer.mixer_norm(h)
             m = layer.mixer.project(x)
+            if c.memory_kind == "mlp":
+                o = deep_memory.step_mixer(layer.mixer, st, m, p)
+                h = h + layer.mixer.finish(o, x)
+                h = h + layer.mlp(layer.mlp_norm(h))
+                if (p + 1) % c.segment_length == 0:
+                    self._close_segment(st, layer.mixer)
+                continue
             q, k, v = m["q"], m["k"], m["v"]                      # [B, H, d]
             alpha = m["log_alpha"].exp()[..., None, None] if "log_alpha" in m else 1.0
             if c.rule == "hebbian":
@@ -242,13 +278,17 @@ class MCLM(nn.Module):
         for layer, st in zip(self.layers, state.layers):
             x = layer.mixer_norm(h)
             m = layer.mixer.project(x)
-            outs = []
-            for t0, n, p0 in pieces:
-                piece = {key: val[:, t0:t0 + n] for key, val in m.items()}
-                outs.append(self._mixer_piece(st, piece, p0))
-                if (p0 + n) % c.segment_length == 0:
-                    self._close_segment(st)
-            o = torch.cat(outs, 1)                               # [B, T, H, d]
+            if c.memory_kind == "mlp":
+                o = deep_memory.chunked_mixer(layer.mixer, st, m, state.position, chunk,
+                                              self.ckpt_dtype)
+            else:
+                outs = []
+                for t0, n, p0 in pieces:
+                    piece = {key: val[:, t0:t0 + n] for key, val in m.items()}
+                    outs.append(self._mixer_piece(st, piece, p0))
+                    if (p0 + n) % c.segment_length == 0:
+                        self._close_segment(st)
+                o = torch.cat(outs, 1)                           # [B, T, H, d]
             h = h + layer.mixer.finish(o, x)
             h = h + layer.mlp(layer.mlp_norm(h))
         state.position += T

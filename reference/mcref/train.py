@@ -47,6 +47,16 @@ def build_parser():
     ap.add_argument("--segment_length", type=int, default=32)
     ap.add_argument("--top_k", type=int, default=2)
     ap.add_argument("--boundary", default="continue")
+    ap.add_argument("--memory", default="linear", choices=("linear", "mlp"),
+                    help="memory.kind: the matrix memory, or the deep (MLP) memory of section 9")
+    ap.add_argument("--expansion", type=int, default=4, help="deep memory: hidden width E*d")
+    ap.add_argument("--mem_chunk", type=int, default=1,
+                    help="deep memory: tokens per write (memory.chunk; not --chunk)")
+    ap.add_argument("--lr_max", type=float, default=0.3,
+                    help="deep memory: write step theta = lr_max * sigmoid(W_b x + b_b)")
+    ap.add_argument("--no_momentum", action="store_true", help="deep memory: no momentum")
+    ap.add_argument("--grad_clip", type=float, default=0.0,
+                    help="deep memory: clip each write's gradient to this Frobenius norm (0: off)")
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--seq_len", type=int, default=256)
@@ -85,7 +95,11 @@ def make_model(args):
     c = MCConfig(d_model=args.d_model, n_layers=args.n_layers, n_heads=args.n_heads,
                  head_dim=args.head_dim, d_ff=args.d_ff, rule=args.rule, decay=args.decay,
                  aggregation=args.aggregation, segment_length=args.segment_length,
-                 top_k=args.top_k, boundary=args.boundary)
+                 top_k=args.top_k, boundary=args.boundary,
+                 **(dict(memory_kind="mlp", expansion=args.expansion, mem_chunk=args.mem_chunk,
+                         lr_max=args.lr_max, momentum=not args.no_momentum,
+                         grad_clip=args.grad_clip)
+                    if getattr(args, "memory", "linear") == "mlp" else {}))
     return MCLM(c)
 
 
