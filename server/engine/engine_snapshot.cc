@@ -48,6 +48,7 @@ SessionSnapshot Engine::Snapshot(const Session& s) const {
   snap.n_heads = c.state_heads();
   snap.head_dim = c.head_dim;
   snap.value_dim = c.value_dim();
+  snap.ckpt_rows = c.ckpt_rows();
   snap.segment_length = c.segment_length;
   snap.ckpt_dtype = model_->options().ckpt_dtype;
   snap.position = s.position;
@@ -74,7 +75,7 @@ absl::Status Engine::CheckSnapshot(const SessionSnapshot& snap) const {
   }
   if (snap.n_layers != c.n_layers || snap.n_heads != c.state_heads() ||
       snap.head_dim != c.head_dim || snap.value_dim != c.value_dim() ||
-      snap.segment_length != c.segment_length) {
+      snap.ckpt_rows != c.ckpt_rows() || snap.segment_length != c.segment_length) {
     return absl::FailedPreconditionError("snapshot shapes do not match the served model");
   }
   if (snap.pending_token < 0 || snap.pending_token >= c.vocab_size) {

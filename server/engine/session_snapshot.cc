@@ -100,6 +100,7 @@ std::string EncodeSnapshot(const SessionSnapshot& s) {
   h["n_heads"] = s.n_heads;
   h["head_dim"] = s.head_dim;
   h["value_dim"] = s.value_dim > 0 ? s.value_dim : s.head_dim;
+  h["ckpt_rows"] = s.ckpt_rows > 0 ? s.ckpt_rows : s.head_dim;
   h["segment_length"] = s.segment_length;
   h["checkpoint_dtype"] = std::string(model::CkptDtypeName(s.ckpt_dtype));
   h["position"] = s.position;
@@ -164,6 +165,8 @@ absl::StatusOr<SessionSnapshot> DecodeSnapshot(absl::string_view b) {
     s.head_dim = h.at("head_dim").get<int32_t>();
     // Written since fla models (dk != dv); square heads before.
     s.value_dim = h.contains("value_dim") ? h.at("value_dim").get<int32_t>() : s.head_dim;
+    // Written since deep memories (2*E*d rows); head_dim rows before.
+    s.ckpt_rows = h.contains("ckpt_rows") ? h.at("ckpt_rows").get<int32_t>() : s.head_dim;
     s.segment_length = h.at("segment_length").get<int32_t>();
     absl::StatusOr<model::CkptDtype> dt =
         model::ParseCkptDtype(h.at("checkpoint_dtype").get<std::string>());
@@ -177,8 +180,9 @@ absl::StatusOr<SessionSnapshot> DecodeSnapshot(absl::string_view b) {
     s.eviction.dropped = h.at("dropped").get<int64_t>();
     s.eviction.merged = h.at("merged").get<int64_t>();
     const int64_t n = h.at("num_checkpoints").get<int64_t>();
-    if (s.n_layers < 1 || s.n_heads < 1 || s.head_dim < 1 || s.value_dim < 1 || n < 0 ||
-        s.position < 0 || n > (1 << 24)) {
+    if (s.n_layers < 1 || s.n_heads < 1 || s.head_dim < 1 || s.value_dim < 1 || s.ckpt_rows < 1 ||
+        s.ckpt_rows > (1 << 20) || s.value_dim > (1 << 20) || n < 0 || s.position < 0 ||
+        n > (1 << 24)) {
       return Invalid("header sizes out of range");
     }
     const int64_t L = s.n_layers, H = s.n_heads, d = s.head_dim;
@@ -193,7 +197,7 @@ absl::StatusOr<SessionSnapshot> DecodeSnapshot(absl::string_view b) {
     }
     const at::ScalarType ct = model::CkptScalarType(s.ckpt_dtype);
     for (int64_t i = 0; i < n; ++i) {
-      t = r.Take({L, H, d, s.value_dim}, ct);
+      t = r.Take({L, H, s.ckpt_rows, s.value_dim}, ct);
       if (!t.ok()) return t.status();
       s.ckpt_states.push_back(*t);
       t = r.Take({L, H, d}, at::kFloat);

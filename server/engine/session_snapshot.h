@@ -7,15 +7,17 @@
 //   hlen      u32      length of the header
 //   header    hlen     JSON: session_id, model_fingerprint (hex), n_layers,
 //                      n_heads, head_dim, value_dim (absent: head_dim),
+//                      ckpt_rows (absent: head_dim),
 //                      segment_length, checkpoint_dtype,
 //                      position, pending_token, num_checkpoints, eviction
 //                      counts and the lossy mark, and "online": the online
 //                      state's tensors as [{name, shape, dtype}] in the
 //                      model's StateLayout order (shape with L first)
 //   payload            the online tensors in that order, then per
-//                      checkpoint, oldest first: its state [L, H, d, dv] in
+//                      checkpoint, oldest first: its state [L, H, R, dv] in
 //                      checkpoint_dtype, summary [L, H, d] f32, usefulness f32
-//                      (d = head_dim, dv = value_dim)
+//                      (d = head_dim, dv = value_dim, R = ckpt_rows: d, or a
+//                      deep memory's 2*E*d)
 //   crc       u32      CRC-32C of every byte before it
 // Version 1 (still read) had no "online" list: its online state was S
 // [L, H, d, d] f32 ("memory") then the key sum [L, H, d] f32 ("key_sum").
@@ -50,13 +52,14 @@ struct SessionSnapshot {
   uint64_t model_fingerprint = 0;
   int32_t n_layers = 0, n_heads = 0, head_dim = 0, segment_length = 0;
   int32_t value_dim = 0;  // per head: states are head_dim x value_dim (0: square)
+  int32_t ckpt_rows = 0;  // rows of a checkpoint per head (0: head_dim)
   model::CkptDtype ckpt_dtype = model::CkptDtype::kFloat32;
   int64_t position = 0;
   int32_t pending_token = 0;
   pool::EvictionStats eviction;
   // CPU tensors.
   std::vector<NamedTensor> online;       // the model's StateLayout, [L, ...] each
-  std::vector<at::Tensor> ckpt_states;   // [L, H, d, d] in ckpt_dtype
+  std::vector<at::Tensor> ckpt_states;   // [L, H, R, dv] in ckpt_dtype
   std::vector<at::Tensor> ckpt_summary;  // [L, H, d] float32
   std::vector<float> usefulness;
 };

@@ -23,6 +23,9 @@ struct StateTensorSpec {
   std::string name;
   std::vector<int64_t> shape;  // of one layer
   at::ScalarType dtype = at::kFloat;
+  // A new sequence's value, [L, shape...] on the model's device; undefined:
+  // zero. (A deep memory starts from its learned initial weights.)
+  at::Tensor initial;
 };
 using StateLayout = std::vector<StateTensorSpec>;
 
@@ -38,14 +41,20 @@ enum class BoundaryState {
 struct CacheTensors {
   // One pool per StateLayout entry, in layout order: [state_slots, L, shape...].
   std::vector<at::Tensor> online;
-  // H = ModelConfig::state_heads(), dk = head_dim, dv = value_dim().
-  at::Tensor ckpt;          // [ckpt_slots, L, H, dk, dv]  float32 or bfloat16
+  // H = ModelConfig::state_heads(), R = ckpt_rows() (linear: dk = head_dim),
+  // dk = head_dim, dv = value_dim().
+  at::Tensor ckpt;          // [ckpt_slots, L, H, R, dv]  float32 or bfloat16
   at::Tensor ckpt_summary;  // [ckpt_slots, L, H, dk]      float32: mean key of the segment
 };
 
 at::ScalarType CkptScalarType(CkptDtype d);
 
-// Pools on `device`: one per layout entry, then the checkpoints. Zero-filled,
+// Writes a new sequence's state (each entry's `initial`, else zero) into
+// slot `slot` of `online` (one pool per layout entry).
+void ResetSlot(const StateLayout& layout, const std::vector<at::Tensor>& online, int64_t slot);
+
+// Pools on `device`: one per layout entry, then the checkpoints. Initialised
+// as new sequences (ResetSlot),
 // or with `zero_online` false, online pools left uninitialised for an owner
 // that writes every slot before use (the state store zeroes, copies or
 // imports a slot when it hands it out): on the host, untouched pages then

@@ -1,5 +1,6 @@
 #include "server/model/config.h"
 
+#include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -26,23 +27,31 @@ E FromName(absl::string_view name, std::initializer_list<E> all, absl::string_vi
   return *all.begin();
 }
 
+absl::Status ParseDeepMemory(ObjectReader& r, ModelConfig& c) {
+  DeepMemoryConfig& m = c.deep;
+  ASSIGN_OR_RETURN(m.expansion, r.Int("expansion", int64_t{4}, 1));
+  ASSIGN_OR_RETURN(m.chunk, r.Int("chunk", int64_t{1}, 1));
+  ASSIGN_OR_RETURN(m.lr_max, r.Number("lr_max", std::nullopt));
+  if (!(m.lr_max > 0.0) || !std::isfinite(m.lr_max)) {
+    return FieldError("memory.lr_max", absl::StrCat("must be a finite number > 0, got ", m.lr_max));
+  }
+  ASSIGN_OR_RETURN(m.momentum, r.Bool("momentum", true));
+  ASSIGN_OR_RETURN(m.grad_clip, r.Number("grad_clip", 0.0));
+  if (!(m.grad_clip >= 0.0) || !std::isfinite(m.grad_clip)) {
+    return FieldError("memory.grad_clip", absl::StrCat("must be >= 0, got ", m.grad_clip));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ParseMemory(const Json& obj, ModelConfig& c) {
   ObjectReader r(obj, "memory.");
-  if (const Json* kind = r.Find("kind"); kind != nullptr) {
-    if (!kind->is_string()) return FieldError("memory.kind", "must be a string");
-    const std::string k = kind->get<std::string>();
-    if (k == "mlp") {
-      return FieldError("memory.kind", "'mlp' (deep memory) is reserved and not supported yet");
-    }
-    if (k != "matrix") {
-      return FieldError("memory.kind",
-                        absl::StrCat("has unknown value '", k, "' (expected: matrix)"));
-    }
-  }
+  ASSIGN_OR_RETURN(std::string kind, r.Enum("kind", {"linear", "mlp"}, "linear"));
+  c.memory_kind = kind == "mlp" ? MemoryKind::kMlp : MemoryKind::kLinear;
   ASSIGN_OR_RETURN(std::string rule, r.Enum("rule", {"hebbian", "delta"}));
   ASSIGN_OR_RETURN(std::string decay, r.Enum("decay", {"none", "scalar"}));
   c.rule = rule == "delta" ? MemoryRule::kDelta : MemoryRule::kHebbian;
   c.scalar_decay = decay == "scalar";
+  if (c.is_deep()) RETURN_IF_ERROR(ParseDeepMemory(r, c));
   return r.NoUnknownKeys();
 }
 
@@ -131,6 +140,19 @@ absl::Status ModelConfig::Validate() const {
   if (aggregation == Aggregation::kSsc && top_k < 1) {
     return FieldError(mc + "top_k", "must be >= 1", mc_source);
   }
+  if (is_deep()) {
+    if (is_fla()) return FieldError("memory.kind", "'mlp' is an mc-lm memory, not fla's");
+    if (rule != MemoryRule::kDelta) {
+      return FieldError("memory.rule", "must be 'delta' for memory.kind 'mlp'");
+    }
+    if (deep.chunk < 1 || segment_length % deep.chunk != 0) {
+      return FieldError("memory.chunk", absl::StrCat("must divide mc.segment_length (",
+                                                     segment_length, "), got ", deep.chunk));
+    }
+    if (int64_t{deep.expansion} * head_dim > (int64_t{1} << 20)) {
+      return FieldError("memory.expansion", "makes the memory's hidden width too large");
+    }
+  }
   if (tokenizer != TokenizerKind::kByte) {
     if (bos_id < 0 || bos_id >= vocab_size)
       return FieldError("bos_token_id", "must be in [0, vocab_size)");
@@ -161,6 +183,14 @@ std::string ModelConfig::ToJson() const {
   j["rms_eps"] = rms_eps;
   j["tie_embeddings"] = tie_embeddings;
   j["memory"] = {{"rule", RuleName(rule)}, {"decay", scalar_decay ? "scalar" : "none"}};
+  if (is_deep()) {
+    j["memory"]["kind"] = "mlp";
+    j["memory"]["expansion"] = deep.expansion;
+    j["memory"]["chunk"] = deep.chunk;
+    j["memory"]["lr_max"] = deep.lr_max;
+    j["memory"]["momentum"] = deep.momentum;
+    j["memory"]["grad_clip"] = deep.grad_clip;
+  }
   j["mc"] = {{"aggregation", AggregationName(aggregation)},
              {"segment_length", segment_length},
              {"boundary", BoundaryName(boundary)},
@@ -202,6 +232,8 @@ kernels::McLayerParams ModelConfig::LayerParams(CkptDtype ckpt_dtype) const {
   p.ckpt_dtype = ckpt_dtype;
   return p;
 }
+
+absl::string_view MemoryKindName(MemoryKind k) { return k == MemoryKind::kMlp ? "mlp" : "linear"; }
 
 absl::string_view RuleName(MemoryRule r) { return r == MemoryRule::kDelta ? "delta" : "hebbian"; }
 

@@ -32,6 +32,19 @@ enum class QkNorm { kL2, kSum };
 // l2-normalised query (fla models without router weights).
 enum class Router { kProj, kQuery };
 
+// What the memory of a head is: a matrix S (mc-model.md §4), or a small MLP
+// trained online (Titans' deep memory, mc-model.md §9).
+enum class MemoryKind { kLinear, kMlp };
+
+// Deep memory options (memory.kind = mlp only).
+struct DeepMemoryConfig {
+  int32_t expansion = 4;   // E: the MLP's hidden width is E * head_dim
+  int32_t chunk = 1;       // b: the memory is written once per b tokens
+  double lr_max = 0.0;     // theta_t = lr_max * sigmoid(W_b x + b_b)
+  bool momentum = true;    // m_proj gates a momentum of the writes
+  double grad_clip = 0.0;  // 0: off
+};
+
 // fla layer options (families kDeltaNet and kGatedDeltaNet only).
 struct FlaLayerConfig {
   int32_t num_v_heads = 0;  // value heads HV, a multiple of n_heads
@@ -59,6 +72,8 @@ struct ModelConfig {
   int32_t d_ff = 0;      // MLP width
   double rms_eps = 1e-6;
   bool tie_embeddings = false;
+  MemoryKind memory_kind = MemoryKind::kLinear;
+  DeepMemoryConfig deep;  // memory_kind kMlp
   MemoryRule rule = MemoryRule::kHebbian;
   bool scalar_decay = false;
   Aggregation aggregation = Aggregation::kNone;
@@ -86,6 +101,9 @@ struct ModelConfig {
   // The checkpoint carries u_proj weights (mc-lm: whenever HasGate).
   bool HasRouterProj() const { return HasGate() && router == Router::kProj; }
   bool is_fla() const { return family != ModelFamily::kMcLm; }
+  bool is_deep() const { return memory_kind == MemoryKind::kMlp; }
+  // Deep memory: the MLP's hidden width E * d.
+  int32_t deep_hidden() const { return deep.expansion * head_dim; }
   int32_t inner_dim() const { return n_heads * head_dim; }
   // The memory: state_heads() matrices of head_dim x value_dim per layer
   // (fla: one per value head; grouped query/key heads are repeated).
@@ -94,10 +112,15 @@ struct ModelConfig {
   // Widths of the fla projections: keys (H * dk) and values (HV * dv).
   int32_t key_width() const { return n_heads * head_dim; }
   int32_t value_width() const { return state_heads() * value_dim(); }
+  // A memory (online or checkpoint) is a ckpt_rows() x value_dim() matrix per
+  // head: S itself (rows = head_dim), or a deep memory's W1 [d, E*d] and W2
+  // [E*d, d] packed one after the other (rows = 2*E*d; deep_memory.h).
+  int32_t ckpt_rows() const { return is_deep() ? 2 * deep_hidden() : head_dim; }
   kernels::McLayerParams LayerParams(CkptDtype ckpt_dtype) const;
 };
 
 absl::string_view RuleName(MemoryRule r);
+absl::string_view MemoryKindName(MemoryKind k);
 absl::string_view AggregationName(Aggregation a);
 absl::string_view BoundaryName(Boundary b);
 absl::string_view CkptDtypeName(CkptDtype d);

@@ -42,6 +42,7 @@ kernels::DecodeIndex IndexBatch(absl::Span<const DecodeSeq> batch, int32_t segme
 absl::StatusOr<at::Tensor> McModel::DecodeImpl(const CacheTensors& cache,
                                                absl::Span<const DecodeSeq> batch,
                                                at::Tensor* ckpt_weights) {
+  if (config_.is_deep()) return DeepDecodeImpl(cache, batch, ckpt_weights);
   const int64_t L = config_.n_layers;
   const kernels::McPools pools{cache.online[kMemory], cache.online[kKeySum], cache.ckpt,
                                cache.ckpt_summary};
@@ -83,6 +84,34 @@ absl::StatusOr<at::Tensor> McModel::DecodeImpl(const CacheTensors& cache,
     x = x + SwiGlu(RmsNorm(x, lw.mlp_norm, config_.rms_eps), lw.gate_up, lw.down);
   }
   *ckpt_weights = (weights_sum / static_cast<double>(L)).to(at::kCPU);
+  return Logits(x);
+}
+
+// Deep memory: the mixer runs on LibTorch tensors (deep_mixer.h).
+absl::StatusOr<at::Tensor> McModel::DeepDecodeImpl(const CacheTensors& cache,
+                                                   absl::Span<const DecodeSeq> batch,
+                                                   at::Tensor* ckpt_weights) {
+  std::vector<DeepDecodeSeq> seqs;
+  std::vector<int64_t> tokens;
+  for (const DecodeSeq& s : batch) {
+    seqs.push_back(
+        {s.position, s.state_slot, {s.ckpt_slots.begin(), s.ckpt_slots.end()}, s.new_ckpt_slot});
+    tokens.push_back(s.token);
+  }
+  const DeepDecodeIndex ix = IndexDeepDecode(config_, seqs, options_.device);
+  at::Tensor x = weights_.embed.index_select(0, at::tensor(tokens, at::kLong).to(options_.device));
+  at::Tensor weights_sum;
+  for (int64_t l = 0; l < config_.n_layers; ++l) {
+    const LayerWeights& lw = weights_.layers[l];
+    const MixerInputs m = ProjectMixer(config_, lw, RmsNorm(x, lw.mixer_norm, config_.rms_eps));
+    at::Tensor layer_weights;
+    const at::Tensor o =
+        DeepDecodeLayer(config_, lw, DeepLayerPools(cache, l), ix, m, &layer_weights);
+    weights_sum = weights_sum.defined() ? weights_sum + layer_weights : layer_weights;
+    x = x + MixerOut(lw, o, m.g);
+    x = x + SwiGlu(RmsNorm(x, lw.mlp_norm, config_.rms_eps), lw.gate_up, lw.down);
+  }
+  *ckpt_weights = (weights_sum / static_cast<double>(config_.n_layers)).to(at::kCPU);
   return Logits(x);
 }
 

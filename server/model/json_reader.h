@@ -69,9 +69,12 @@ class ObjectReader {
     return v->get<double>();
   }
 
-  absl::StatusOr<bool> Bool(absl::string_view key) {
+  absl::StatusOr<bool> Bool(absl::string_view key, std::optional<bool> dflt = std::nullopt) {
     const Json* v = Find(key);
-    if (v == nullptr) return Error(key, "is required");
+    if (v == nullptr) {
+      if (dflt) return *dflt;
+      return Error(key, "is required");
+    }
     if (!v->is_boolean()) return Error(key, "must be true or false");
     return v->get<bool>();
   }

@@ -100,15 +100,44 @@ McModel::McModel(ModelConfig config, Weights weights, ModelOptions options)
       options_(options),
       params_(config_.LayerParams(options.ckpt_dtype)) {
   const int64_t H = config_.state_heads(), dk = config_.head_dim, dv = config_.value_dim();
-  layout_ = {{"memory", {H, dk, dv}, at::kFloat}, {"key_sum", {H, dk}, at::kFloat}};
+  const int64_t rows = config_.ckpt_rows();
+  layout_ = {{"memory", {H, rows, dv}, at::kFloat, {}}, {"key_sum", {H, dk}, at::kFloat, {}}};
   if (has_conv()) {
-    layout_.push_back({"conv", {FlaConvChannels(config_), config_.fla.conv_size}, at::kFloat});
+    layout_.push_back({"conv", {FlaConvChannels(config_), config_.fla.conv_size}, at::kFloat, {}});
   }
+  if (config_.is_deep()) {
+    // The memory starts from its learned initial weights; the momentum (if
+    // any) and the open chunk's rows from zero.
+    std::vector<at::Tensor> init;
+    for (const LayerWeights& lw : weights_.layers) init.push_back(lw.mem_init);
+    layout_[kMemory].initial = at::stack(init);
+    if (config_.deep.momentum) {
+      deep_momentum_ = static_cast<int>(layout_.size());
+      layout_.push_back({"momentum", {H, rows, dv}, at::kFloat, {}});
+    }
+    deep_rows_ = static_cast<int>(layout_.size());
+    layout_.push_back(
+        {"chunk_rows", {config_.deep.chunk, H, DeepRowWidth(config_)}, at::kFloat, {}});
+  }
+}
+
+DeepPools McModel::DeepLayerPools(const CacheTensors& cache, int64_t l) const {
+  DeepPools p;
+  p.memory = cache.online[kMemory].select(1, l);
+  p.key_sum = cache.online[kKeySum].select(1, l);
+  if (deep_momentum_ >= 0) p.momentum = cache.online[deep_momentum_].select(1, l);
+  p.rows = cache.online[deep_rows_].select(1, l);
+  p.ckpt = cache.ckpt.select(1, l);
+  p.ckpt_summary = cache.ckpt_summary.select(1, l);
+  return p;
 }
 
 BoundaryState McModel::boundary_state() const {
   // Convolution caches hold the last inputs, never zero at a boundary.
   if (has_conv()) return BoundaryState::kStored;
+  // A deep memory restarts from its initial weights, not zero, and its
+  // momentum carries across boundaries.
+  if (config_.is_deep()) return BoundaryState::kStored;
   if (config_.boundary == Boundary::kReset) return BoundaryState::kZero;
   // The key sum restarts at every boundary; the memory carries on and is
   // what the checkpoint froze, exactly when that is kept in float32.

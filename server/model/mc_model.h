@@ -19,6 +19,7 @@
 #include "absl/types/span.h"
 #include "server/model/cache_tensors.h"
 #include "server/model/config.h"
+#include "server/model/deep_mixer.h"
 #include "server/model/weights.h"
 #include "server/util/fault_injector.h"
 
@@ -85,9 +86,11 @@ class McModel {
   int64_t CheckpointsClosed(int64_t position, int64_t count) const;
 
   // A sequence's online state, per layer: kMemory [H, dk, dv] float32 (S,
-  // one per value head), kKeySum [H, dk] float32 (keys of the open segment),
-  // and for fla models with short convolutions kConv [C, W] float32 (the
-  // last W inputs of the q, k and v convolutions).
+  // one per value head; a deep memory's packed W [H, 2*E*d, d]), kKeySum
+  // [H, dk] float32 (keys of the open segment), and for fla models with
+  // short convolutions kConv [C, W] float32 (the last W inputs of the q, k
+  // and v convolutions); deep memories add "momentum" (with momentum) and
+  // "chunk_rows" (deep_mixer.h).
   static constexpr int kMemory = 0;
   static constexpr int kKeySum = 1;
   static constexpr int kConv = 2;
@@ -119,6 +122,10 @@ class McModel {
   absl::StatusOr<at::Tensor> DecodeImpl(const CacheTensors& cache,
                                         absl::Span<const DecodeSeq> batch,
                                         at::Tensor* ckpt_weights);
+  DeepPools DeepLayerPools(const CacheTensors& cache, int64_t l) const;
+  absl::StatusOr<at::Tensor> DeepDecodeImpl(const CacheTensors& cache,
+                                            absl::Span<const DecodeSeq> batch,
+                                            at::Tensor* ckpt_weights);
   at::Tensor PrefillPiece(const CacheTensors& cache, const PrefillSeq& seq, int64_t begin,
                           int64_t end, int64_t n_ckpt, int32_t new_slot);
 
@@ -127,6 +134,8 @@ class McModel {
   ModelOptions options_;
   kernels::McLayerParams params_;
   StateLayout layout_;
+  int deep_momentum_ = -1;  // layout entries of a deep memory (-1: none)
+  int deep_rows_ = -1;
 };
 
 }  // namespace mcserve::model

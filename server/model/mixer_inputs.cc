@@ -17,6 +17,10 @@ MixerInputs ProjectMixer(const ModelConfig& c, const LayerWeights& lw, const at:
   if (c.HasGate()) m.u = parts[4].reshape({n, H, d});
   if (c.scalar_decay) m.a_logit = at::linear(z, lw.a_w, lw.a_b);
   if (c.rule == MemoryRule::kDelta) m.beta = at::sigmoid(at::linear(z, lw.b_w, lw.b_b));
+  if (c.is_deep()) {
+    m.beta = m.beta * c.deep.lr_max;
+    if (c.deep.momentum) m.m_logit = at::linear(z, lw.m_w, lw.m_b);
+  }
   return m;
 }
 

@@ -17,6 +17,8 @@ struct MixerInputs {
   at::Tensor a_logit;    // [N, H] decay pre-activation (mc-lm scalar decay); else undefined
   at::Tensor log_alpha;  // [N, H] log of the decay (fla gated_deltanet); else undefined
   at::Tensor beta;       // [N, H] sigmoid(W_b x + b_b); undefined unless delta
+                         // (deep memory: the step theta = lr_max * sigmoid(W_b x + b_b))
+  at::Tensor m_logit;    // [N, H] deep memory's momentum logit W_m x + b_m; else undefined
 };
 
 // z: [N, D] normalised layer input.

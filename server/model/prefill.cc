@@ -31,7 +31,7 @@ at::Tensor McModel::PrefillPiece(const CacheTensors& cache, const PrefillSeq& se
   slots.insert(slots.end(), seq.new_ckpt_slots.begin(), seq.new_ckpt_slots.end());
   slots.resize(n_ckpt);
   at::Tensor all_ckpt, all_summary;
-  if (n_ckpt > 0 && kernels::KeepsCheckpoints(config_.aggregation)) {
+  if (n_ckpt > 0 && kernels::KeepsCheckpoints(config_.aggregation) && !config_.is_deep()) {
     const at::Tensor idx = at::tensor(slots, at::kLong).to(dev);
     all_ckpt = cache.ckpt.index_select(0, idx);             // [n, L, H, d, d]
     all_summary = cache.ckpt_summary.index_select(0, idx);  // [n, L, H, d]
@@ -45,6 +45,15 @@ at::Tensor McModel::PrefillPiece(const CacheTensors& cache, const PrefillSeq& se
             ? ProjectMixer(config_, lw, z)
             : ProjectFlaPrefill(config_, lw, z,
                                 has_conv() ? cache.online[kConv][seq.state_slot][l] : at::Tensor());
+    if (config_.is_deep()) {
+      at::Tensor ckpt_index;
+      if (n_ckpt > 0) ckpt_index = at::tensor(slots, at::kLong).to(dev);
+      const at::Tensor o = DeepPrefillLayer(config_, lw, DeepLayerPools(cache, l), seq.state_slot,
+                                            pos0, ckpt_index, new_slot, m);
+      x = x + MixerOut(lw, o, m.g);
+      x = x + SwiGlu(RmsNorm(x, lw.mlp_norm, config_.rms_eps), lw.gate_up, lw.down);
+      continue;
+    }
     at::Tensor s = cache.online[kMemory][seq.state_slot][l];   // [H, d, d] view
     at::Tensor ks = cache.online[kKeySum][seq.state_slot][l];  // [H, d] view
     ChunkMixerInputs in;

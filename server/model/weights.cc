@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "server/model/deep_memory.h"
 #include "server/model/fla_weights.h"
 #include "server/util/status_macros.h"
 
@@ -57,6 +58,16 @@ std::vector<TensorSpec> ExpectedTensors(const ModelConfig& c) {
     if (c.rule == MemoryRule::kDelta) {
       out.push_back({Layer(l, "mixer.b_proj.weight"), {H, D}});
       out.push_back({Layer(l, "mixer.b_proj.bias"), {H}});
+    }
+    if (c.is_deep()) {
+      const int64_t d = c.head_dim, hid = c.deep_hidden();
+      out.push_back({Layer(l, "mixer.mem_w1"), {H, d, hid}});
+      out.push_back({Layer(l, "mixer.mem_w2"), {H, hid, d}});
+      out.push_back({Layer(l, "mixer.mem_ln.weight"), {H, d}});
+      if (c.deep.momentum) {
+        out.push_back({Layer(l, "mixer.m_proj.weight"), {H, D}});
+        out.push_back({Layer(l, "mixer.m_proj.bias"), {H}});
+      }
     }
     out.push_back({Layer(l, "mixer.o_norm.weight"), {c.head_dim}});
     out.push_back({Layer(l, "mixer.o_proj.weight"), {D, I}});
@@ -130,6 +141,16 @@ absl::StatusOr<Weights> LoadWeights(const ModelConfig& c,
         ASSIGN_OR_RETURN(lw.b_w, Take(found, Layer(l, "mixer.b_proj.weight"), device));
         ASSIGN_OR_RETURN(lw.b_b, Take(found, Layer(l, "mixer.b_proj.bias"), device));
       }
+      if (c.is_deep()) {
+        ASSIGN_OR_RETURN(at::Tensor w1, Take(found, Layer(l, "mixer.mem_w1"), device));
+        ASSIGN_OR_RETURN(at::Tensor w2, Take(found, Layer(l, "mixer.mem_w2"), device));
+        lw.mem_init = PackDeepMemory(w1, w2);
+        ASSIGN_OR_RETURN(lw.mem_ln, Take(found, Layer(l, "mixer.mem_ln.weight"), device));
+        if (c.deep.momentum) {
+          ASSIGN_OR_RETURN(lw.m_w, Take(found, Layer(l, "mixer.m_proj.weight"), device));
+          ASSIGN_OR_RETURN(lw.m_b, Take(found, Layer(l, "mixer.m_proj.bias"), device));
+        }
+      }
       ASSIGN_OR_RETURN(lw.o_norm, Take(found, Layer(l, "mixer.o_norm.weight"), device));
       ASSIGN_OR_RETURN(lw.o_proj, Take(found, Layer(l, "mixer.o_proj.weight"), device));
       ASSIGN_OR_RETURN(lw.mlp_norm, Take(found, Layer(l, "mlp_norm.weight"), device));
@@ -167,7 +188,16 @@ std::vector<StWriteTensor> RandomWeights(const ModelConfig& c, uint64_t seed, St
     t.values.resize(numel);
     const bool is_norm = spec.name.find("norm.weight") != std::string::npos;
     const bool is_bias = spec.name.find(".bias") != std::string::npos;
-    if (is_norm) {
+    const bool is_mem = spec.name.find("mixer.mem_w") != std::string::npos;
+    if (spec.name.find("mixer.mem_ln.weight") != std::string::npos) {
+      // The memory's output gain: small, so M_W(x) = x + gamma LN(...) stays
+      // near the identity while the writes reshape it.
+      for (float& v : t.values) v = 0.3f + normal(0.05f);
+    } else if (is_mem) {
+      // The initial memory must not be zero (every gradient would be zero).
+      const float fan_in = static_cast<float>(spec.shape[1]);
+      for (float& v : t.values) v = normal(1.0f / std::sqrt(fan_in));
+    } else if (is_norm) {
       for (float& v : t.values) v = 1.0f + normal(0.1f);
     } else if (is_bias) {
       const float center = spec.name.find("a_proj") != std::string::npos ? 2.0f : 0.0f;

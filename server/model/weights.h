@@ -38,11 +38,17 @@ struct LayerWeights {
                               // when use_beta is false)
   at::Tensor conv;            // fla with short convolution: [2*H*dk + HV*dv, W] for q, k, v
   at::Tensor a_log, dt_bias;  // gated_deltanet: [HV] each
-  at::Tensor o_norm;          // [d] (fla: [dv])
-  at::Tensor o_proj;          // [D, H*d]
-  at::Tensor mlp_norm;        // [D]
-  at::Tensor gate_up;         // [2*d_ff, D]: gate then up, fused
-  at::Tensor down;            // [D, d_ff]
+  // Deep memory (mc-model.md §9): the initial memory packed as the online
+  // state holds it ([H, 2*E*d, d]: W1 then W2, deep_memory.h), the memory's
+  // LayerNorm gain [H, d], and the momentum gate (momentum only).
+  at::Tensor mem_init;
+  at::Tensor mem_ln;
+  at::Tensor m_w, m_b;  // [H, D], [H]
+  at::Tensor o_norm;    // [d] (fla: [dv])
+  at::Tensor o_proj;    // [D, H*d]
+  at::Tensor mlp_norm;  // [D]
+  at::Tensor gate_up;   // [2*d_ff, D]: gate then up, fused
+  at::Tensor down;      // [D, d_ff]
 };
 
 struct Weights {

@@ -17,13 +17,14 @@ bool PinnedHostMemory(const at::Device& device) { return device.is_cuda(); }
 CheckpointPool::CheckpointPool(const model::ModelConfig& c, const PoolOptions& o)
     : device_slots_(o.device_slots), host_slots_(o.host_slots) {
   const int64_t L = c.n_layers, H = c.state_heads(), d = c.head_dim, dv = c.value_dim();
+  const int64_t rows = c.ckpt_rows();
   const auto dev = at::TensorOptions().device(o.device);
-  device_state_ = at::zeros({o.device_slots, L, H, d, dv}, dev.dtype(o.dtype));
+  device_state_ = at::zeros({o.device_slots, L, H, rows, dv}, dev.dtype(o.dtype));
   device_summary_ = at::zeros({o.device_slots, L, H, d}, dev.dtype(at::kFloat));
   // Host slots are written before they are read: empty, so untouched pages
   // cost nothing until used.
   const auto host = at::TensorOptions().pinned_memory(PinnedHostMemory(o.device));
-  host_state_ = at::empty({o.host_slots, L, H, d, dv}, host.dtype(o.dtype));
+  host_state_ = at::empty({o.host_slots, L, H, rows, dv}, host.dtype(o.dtype));
   host_summary_ = at::empty({o.host_slots, L, H, d}, host.dtype(at::kFloat));
   entries_.reserve(o.device_slots + o.host_slots);
 }

@@ -184,9 +184,8 @@ void StateStore::ReleaseSlot(int32_t slot) {
 absl::StatusOr<SeqState> StateStore::Create(absl::string_view owner) {
   absl::StatusOr<int32_t> slot = NewSlot(owner, "for");
   if (!slot.ok()) return slot.status();
-  absl::Status st = Guard(owner, "zero a new state", [&] {
-    for (const at::Tensor& t : cache_.online) t[*slot].zero_();
-  });
+  absl::Status st = Guard(owner, "initialise a new state",
+                          [&] { model::ResetSlot(model_.state_layout(), cache_.online, *slot); });
   if (!st.ok()) {
     ReleaseSlot(*slot);
     return st;

@@ -160,8 +160,8 @@ class StateStore : private pool::Reclaimer {
   // The tensors the model reads and writes.
   const model::CacheTensors& tensors() const { return cache_; }
 
-  // A zeroed state with no checkpoints. `owner` names the sequence in
-  // messages and logs.
+  // A new state (the model's initial one: zero, or a deep memory's initial weights) with no
+  // checkpoints. `owner` names the sequence in messages and logs.
   absl::StatusOr<SeqState> Create(absl::string_view owner);
   // A state continuing from `parent`: it shares the parent's checkpoints
   // and online state until one of them writes (copy on write).

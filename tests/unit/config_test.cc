@@ -46,6 +46,28 @@ TEST(ConfigTest, RoundTripsThroughToJson) {
   EXPECT_EQ(again->ToJson(), c->ToJson());
 }
 
+TEST(ConfigTest, DeepMemoryParsesWithItsDefaultsAndRoundTrips) {
+  auto j = Base();
+  j["memory"] = {{"kind", "mlp"}, {"rule", "delta"}, {"decay", "none"}, {"lr_max", 0.25}};
+  auto c = ModelConfig::FromJson(j.dump());
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(c->is_deep());
+  EXPECT_EQ(c->deep.expansion, 4);
+  EXPECT_EQ(c->deep.chunk, 1);
+  EXPECT_TRUE(c->deep.momentum);
+  EXPECT_DOUBLE_EQ(c->deep.grad_clip, 0.0);
+  EXPECT_DOUBLE_EQ(c->deep.lr_max, 0.25);
+  EXPECT_EQ(c->ckpt_rows(), 2 * 4 * 8);  // W1 and W2 packed: 2 E d rows of d
+  auto again = ModelConfig::FromJson(c->ToJson());
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->ToJson(), c->ToJson());
+  // A linear memory says nothing new: files written before deep memory are unchanged.
+  auto linear = ModelConfig::FromJson(Base().dump());
+  ASSERT_TRUE(linear.ok());
+  EXPECT_EQ(linear->ToJson().find("kind"), std::string::npos);
+  EXPECT_EQ(linear->ckpt_rows(), 8);
+}
+
 TEST(ConfigTest, EveryAggregationValueParses) {
   for (const char* a : {"none", "residual", "mean", "grm", "soup", "ssc"}) {
     auto j = Base();
@@ -70,8 +92,25 @@ TEST(ConfigTest, RejectsBadValuesNamingTheField) {
   j["memory"]["rule"] = "oja";
   ExpectError(j, "field 'memory.rule' has unknown value 'oja'");
   j = Base();
+  j["memory"]["kind"] = "matrix";
+  ExpectError(j, "field 'memory.kind' has unknown value 'matrix'");
+  j = Base();
   j["memory"]["kind"] = "mlp";
-  ExpectError(j, "'mlp' (deep memory) is reserved");
+  ExpectError(j, "field 'memory.lr_max' is required");
+  j["memory"]["lr_max"] = 0;
+  ExpectError(j, "field 'memory.lr_max' must be a finite number > 0");
+  j["memory"]["lr_max"] = 0.5;
+  j["memory"]["chunk"] = 3;  // segment_length 16 in Base()
+  ExpectError(j, "field 'memory.chunk' must divide mc.segment_length");
+  j["memory"]["chunk"] = 2;
+  j["memory"]["grad_clip"] = -1;
+  ExpectError(j, "field 'memory.grad_clip' must be >= 0");
+  j["memory"]["grad_clip"] = 0;
+  j["memory"]["rule"] = "hebbian";
+  ExpectError(j, "field 'memory.rule' must be 'delta' for memory.kind 'mlp'");
+  j = Base();
+  j["memory"]["expansion"] = 4;  // a deep-memory field on a linear memory
+  ExpectError(j, "field 'memory.expansion' is not a known config field");
   j = Base();
   j["vocab_size"] = 100;
   ExpectError(j, "field 'vocab_size'");
