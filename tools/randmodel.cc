@@ -2,7 +2,9 @@
 // benchmarks and the placeholder default model.
 //
 //   mcserve-randmodel --out=DIR [--aggregation=grm --rule=delta --decay=scalar ...]
+//   mcserve-randmodel --out=DIR --memory=mlp [--expansion=4 --mem_chunk=1 ...]
 #include <iostream>
+#include <nlohmann/json.hpp>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -26,6 +28,12 @@ ABSL_FLAG(int32_t, segment_length, 32, "");
 ABSL_FLAG(int32_t, top_k, 2, "ssc only");
 ABSL_FLAG(std::string, boundary, "continue", "continue | reset");
 ABSL_FLAG(bool, tie_embeddings, false, "");
+ABSL_FLAG(std::string, memory, "linear", "linear | mlp (deep memory, mc-model.md section 9)");
+ABSL_FLAG(int32_t, expansion, 4, "mlp only: hidden width = expansion * head_dim");
+ABSL_FLAG(int32_t, mem_chunk, 1, "mlp only: tokens per memory write (divides segment_length)");
+ABSL_FLAG(double, lr_max, 0.5, "mlp only: largest step of a memory write");
+ABSL_FLAG(bool, momentum, true, "mlp only: gated momentum of the writes");
+ABSL_FLAG(double, grad_clip, 0.0, "mlp only: clip each write per head (0: off)");
 ABSL_FLAG(std::string, dtype, "F32", "F32 | BF16 | F16");
 
 int main(int argc, char** argv) {
@@ -39,17 +47,32 @@ int main(int argc, char** argv) {
     return 2;
   }
   // Build the config through the strict parser so bad flag values are named.
-  const std::string json = absl::StrCat(
-      R"({"model_type":"mc-lm","vocab_size":)", absl::GetFlag(FLAGS_vocab_size), R"(,"d_model":)",
-      absl::GetFlag(FLAGS_d_model), R"(,"n_layers":)", absl::GetFlag(FLAGS_n_layers),
-      R"(,"n_heads":)", absl::GetFlag(FLAGS_n_heads), R"(,"head_dim":)",
-      absl::GetFlag(FLAGS_head_dim), R"(,"d_ff":)", absl::GetFlag(FLAGS_d_ff),
-      R"(,"tie_embeddings":)", absl::GetFlag(FLAGS_tie_embeddings) ? "true" : "false",
-      R"(,"memory":{"rule":")", absl::GetFlag(FLAGS_rule), R"(","decay":")",
-      absl::GetFlag(FLAGS_decay), R"("},"mc":{"aggregation":")", absl::GetFlag(FLAGS_aggregation),
-      R"(","segment_length":)", absl::GetFlag(FLAGS_segment_length), R"(,"top_k":)",
-      absl::GetFlag(FLAGS_top_k), R"(,"boundary":")", absl::GetFlag(FLAGS_boundary),
-      R"("},"tokenizer":{"type":"byte","bos_id":256,"eos_id":257}})");
+  nlohmann::json memory = {{"rule", absl::GetFlag(FLAGS_rule)},
+                           {"decay", absl::GetFlag(FLAGS_decay)}};
+  if (absl::GetFlag(FLAGS_memory) != "linear") {
+    memory["kind"] = absl::GetFlag(FLAGS_memory);
+    memory["expansion"] = absl::GetFlag(FLAGS_expansion);
+    memory["chunk"] = absl::GetFlag(FLAGS_mem_chunk);
+    memory["lr_max"] = absl::GetFlag(FLAGS_lr_max);
+    memory["momentum"] = absl::GetFlag(FLAGS_momentum);
+    memory["grad_clip"] = absl::GetFlag(FLAGS_grad_clip);
+  }
+  const nlohmann::json j = {{"model_type", "mc-lm"},
+                            {"vocab_size", absl::GetFlag(FLAGS_vocab_size)},
+                            {"d_model", absl::GetFlag(FLAGS_d_model)},
+                            {"n_layers", absl::GetFlag(FLAGS_n_layers)},
+                            {"n_heads", absl::GetFlag(FLAGS_n_heads)},
+                            {"head_dim", absl::GetFlag(FLAGS_head_dim)},
+                            {"d_ff", absl::GetFlag(FLAGS_d_ff)},
+                            {"tie_embeddings", absl::GetFlag(FLAGS_tie_embeddings)},
+                            {"memory", memory},
+                            {"mc",
+                             {{"aggregation", absl::GetFlag(FLAGS_aggregation)},
+                              {"segment_length", absl::GetFlag(FLAGS_segment_length)},
+                              {"top_k", absl::GetFlag(FLAGS_top_k)},
+                              {"boundary", absl::GetFlag(FLAGS_boundary)}}},
+                            {"tokenizer", {{"type", "byte"}, {"bos_id", 256}, {"eos_id", 257}}}};
+  const std::string json = j.dump();
   auto config = mcserve::model::ModelConfig::FromJson(json);
   if (!config.ok()) {
     std::cerr << "mcserve-randmodel: " << config.status() << "\n";

@@ -51,6 +51,14 @@ v1::ModelInfo DescribeModel(const engine::Engine& e, const ServiceOptions& o) {
   m.set_output_gate(!c.is_fla() || c.fla.use_gate);
   if (c.HasGate()) m.set_mc_router(std::string(model::RouterName(c.router)));
   m.set_mc_source(c.mc_source);
+  m.set_memory_kind(std::string(model::MemoryKindName(c.memory_kind)));
+  if (c.is_deep()) {
+    m.set_memory_expansion(c.deep.expansion);
+    m.set_memory_chunk(c.deep.chunk);
+    m.set_memory_lr_max(c.deep.lr_max);
+    m.set_memory_momentum(c.deep.momentum);
+    m.set_memory_grad_clip(c.deep.grad_clip);
+  }
   DescribeTokenizer(e.tokenizer(), *m.mutable_tokenizer());
   return m;
 }
