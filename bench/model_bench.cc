@@ -183,10 +183,12 @@ int Run() {
   const Hardware hw = Measure();
   const double params = static_cast<double>(MatmulParams(**m));
   const double state = static_cast<double>((*m)->state_bytes());
+  const double ckpt = static_cast<double>((*m)->checkpoint_bytes());
+  const char* kind = (*m)->config().is_deep() ? "mlp" : "linear";
   std::printf(
       "{\"phase\":\"hardware\",\"copy_GB_s\":%.2f,\"gemm_GFLOP_s\":%.1f,"
-      "\"matmul_params\":%.0f,\"state_bytes\":%.0f}\n",
-      hw.copy_bytes_s / 1e9, hw.gemm_flops_s / 1e9, params, state);
+      "\"matmul_params\":%.0f,\"state_bytes\":%.0f,\"checkpoint_bytes\":%.0f}\n",
+      hw.copy_bytes_s / 1e9, hw.gemm_flops_s / 1e9, params, state, ckpt);
   // The floor of work moving `bytes` and doing `flops`.
   auto floor_s = [&hw](double bytes, double flops) {
     return std::max(bytes / hw.copy_bytes_s, flops / hw.gemm_flops_s);
@@ -205,9 +207,9 @@ int Run() {
   const double pieces = std::ceil(static_cast<double>(P) / (*m)->options().prefill_piece);
   const double prefill_floor = floor_s(4 * params * pieces, 2 * params * P);
   std::printf(
-      "{\"phase\":\"prefill\",\"batch\":1,\"tokens\":%d,\"seconds\":%.6f,\"tok_s\":%.1f,"
-      "\"floor_s\":%.6f,\"of_floor\":%.3f}\n",
-      P, best, P / best, prefill_floor, prefill_floor / best);
+      "{\"phase\":\"prefill\",\"memory\":\"%s\",\"batch\":1,\"tokens\":%d,\"seconds\":%.6f,"
+      "\"tok_s\":%.1f,\"floor_s\":%.6f,\"of_floor\":%.3f}\n",
+      kind, P, best, P / best, prefill_floor, prefill_floor / best);
 
   // Decode: sessions holding `ctx` tokens, `steps` timed steps.
   for (int B : batches) {
@@ -223,14 +225,18 @@ int Run() {
       if (!b.Step(sessions)) return 1;
     }
     const double sec = Seconds(t0, Clock::now());
-    // A step reads every weight once and each session's state (read and
-    // written), and multiplies each session's token by the weights.
-    const double step_floor = floor_s(4 * params + 2 * state * B, 2 * params * B);
+    // A step reads every weight once, each session's state (read and
+    // written) and each of its checkpoints once, and multiplies each
+    // session's token by the weights.
+    const double n_ckpt = static_cast<double>(sessions[0].ckpts.size());
+    const double per_session = state + n_ckpt * ckpt;
+    const double step_floor = floor_s(4 * params + (2 * state + n_ckpt * ckpt) * B, 2 * params * B);
     std::printf(
-        "{\"phase\":\"decode\",\"batch\":%d,\"context\":%d,\"steps\":%d,\"seconds\":%.6f,"
-        "\"tok_s\":%.1f,\"ckpts_per_session\":%zu,\"floor_s\":%.6f,\"of_floor\":%.3f}\n",
-        B, ctx, steps, sec, B * steps / sec, sessions[0].ckpts.size(), step_floor * steps,
-        step_floor * steps / sec);
+        "{\"phase\":\"decode\",\"memory\":\"%s\",\"batch\":%d,\"context\":%d,\"steps\":%d,"
+        "\"seconds\":%.6f,\"tok_s\":%.1f,\"ckpts_per_session\":%zu,\"bytes_per_session\":%.0f,"
+        "\"floor_s\":%.6f,\"of_floor\":%.3f}\n",
+        kind, B, ctx, steps, sec, B * steps / sec, sessions[0].ckpts.size(), per_session,
+        step_floor * steps, step_floor * steps / sec);
   }
   return 0;
 }
