@@ -3,7 +3,7 @@
 # (build-offline.sh) and verifies the CUDA path end to end:
 #   1. kernel parity with the CPU reference (ctest -L cuda); a skip fails;
 #   2. compute-sanitizer memcheck, racecheck and initcheck on the kernels;
-#   3. the model's parity with the Python references (mc-lm and fla), the engine and the
+#   3. the model's parity with the Python references (mc-lm, deep memory and fla), the engine and the
 #      real gRPC server tests, all on the GPU (MCSERVE_TEST_DEVICE=cuda);
 #   4. mcserve-kernel-bench, its tables written to $REPORT_DIR;
 #   5. with FLA_PATH (a local flash-linear-attention checkout), the no-cache
@@ -41,7 +41,7 @@ done
 log "3. parity, engine and server tests on CUDA"
 (cd "$MCSERVE_BUILD" &&
   MCSERVE_TEST_DEVICE=cuda ctest -L 'parity|integration' --output-on-failure -j 4 &&
-  MCSERVE_TEST_DEVICE=cuda ctest -R 'EnginePoolTest|LossyPolicyTest|FlaEngineTest' --output-on-failure -j 4) |
+  MCSERVE_TEST_DEVICE=cuda ctest -R 'EnginePoolTest|LossyPolicyTest|FlaEngineTest|DeepEngineTest' --output-on-failure -j 4) |
   tee "$report/cuda-integration.txt" | grep -E "tests passed|tests failed"
 
 log "4. kernel benchmark"
