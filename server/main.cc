@@ -96,14 +96,16 @@ int Run(int argc, char** argv) {
   if (!model.ok()) return Fatal("cannot load model", model.status());
   metrics::Metrics metrics;
   std::unique_ptr<metrics::HttpExposer> exposer;
-  if (!opts->metrics_listen.empty()) {
+  if (!opts->metrics.listen.empty()) {
     absl::StatusOr<std::unique_ptr<metrics::HttpExposer>> e =
-        metrics::HttpExposer::Start(opts->metrics_listen, metrics.registry());
+        metrics::HttpExposer::Start(opts->metrics, metrics.registry());
     if (!e.ok()) return Fatal("cannot serve metrics", e.status());
     exposer = *std::move(e);
     WritePortFile(opts->metrics_port_file, exposer->port());
     MCSERVE_LOG(kInfo, "serving metrics")
-        .Kv("listen", opts->metrics_listen)
+        .Kv("listen", opts->metrics.listen)
+        .Kv("tls", !opts->metrics.tls_cert_file.empty())
+        .Kv("auth", opts->metrics.bearer_token_file.empty() ? "none" : "bearer")
         .Kv("port", exposer->port())
         .Kv("path", "/metrics");
   }

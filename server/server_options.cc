@@ -20,6 +20,16 @@ ABSL_FLAG(std::string, listen, "127.0.0.1:50051", "gRPC listen address (port 0: 
 ABSL_FLAG(std::string, port_file, "", "If set, write the bound gRPC port here once serving");
 ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9400",
           "Prometheus /metrics address (port 0: pick one; empty: no metrics endpoint)");
+ABSL_FLAG(std::string, metrics_tls_cert, "",
+          "Serve /metrics over HTTPS with this PEM certificate chain (with --metrics_tls_key)");
+ABSL_FLAG(std::string, metrics_tls_key, "", "PEM private key for --metrics_tls_cert");
+ABSL_FLAG(std::string, metrics_bearer_token_file, "",
+          "If set, /metrics answers only scrapes sending 'Authorization: Bearer <token>' with "
+          "this file's token (Prometheus: authorization.credentials_file)");
+ABSL_FLAG(int32_t, metrics_max_connections, 256,
+          "Most /metrics connections served at once (each on its own thread); more wait");
+ABSL_FLAG(absl::Duration, metrics_read_timeout, absl::Seconds(5),
+          "A /metrics connection that sends nothing for this long is closed");
 ABSL_FLAG(std::string, metrics_port_file, "",
           "If set, write the bound metrics port here once serving");
 ABSL_FLAG(std::string, session_dir, "",
@@ -86,7 +96,12 @@ absl::StatusOr<ServerOptions> ServerOptionsFromFlags() {
   o.model_dir = absl::GetFlag(FLAGS_model);
   o.listen = absl::GetFlag(FLAGS_listen);
   o.port_file = absl::GetFlag(FLAGS_port_file);
-  o.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
+  o.metrics.listen = absl::GetFlag(FLAGS_metrics_listen);
+  o.metrics.tls_cert_file = absl::GetFlag(FLAGS_metrics_tls_cert);
+  o.metrics.tls_key_file = absl::GetFlag(FLAGS_metrics_tls_key);
+  o.metrics.bearer_token_file = absl::GetFlag(FLAGS_metrics_bearer_token_file);
+  o.metrics.max_connections = absl::GetFlag(FLAGS_metrics_max_connections);
+  o.metrics.read_timeout = absl::GetFlag(FLAGS_metrics_read_timeout);
   o.metrics_port_file = absl::GetFlag(FLAGS_metrics_port_file);
   o.session_dir = absl::GetFlag(FLAGS_session_dir);
   o.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);

@@ -7,6 +7,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "server/engine/engine.h"
+#include "server/metrics/http_exposer.h"
 #include "server/model/mc_model.h"
 #include "server/rpc/generation_service.h"
 
@@ -16,7 +17,7 @@ struct ServerOptions {
   std::string model_dir;
   std::string listen;
   std::string port_file;
-  std::string metrics_listen;  // empty: no metrics endpoint
+  metrics::ExposerOptions metrics;  // listen empty: no metrics endpoint
   std::string metrics_port_file;
   std::string session_dir;  // empty: sessions end with the process
   int max_message_bytes = 4 << 20;
