@@ -124,6 +124,7 @@ int Run(int argc, char** argv) {
   int port = 0;
   builder.AddListeningPort(opts->listen, grpc::InsecureServerCredentials(), &port);
   builder.SetMaxReceiveMessageSize(opts->max_message_bytes);
+  opts->connections.Apply(builder);
   builder.RegisterService(&service);
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
   interceptors.push_back(std::make_unique<metrics::RpcMetricsFactory>(&metrics));

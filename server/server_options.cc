@@ -66,6 +66,26 @@ ABSL_FLAG(int32_t, max_tokens_limit, 4096, "Largest max_tokens a request may ask
 ABSL_FLAG(int32_t, default_max_tokens, 256, "max_tokens when a request sets none");
 ABSL_FLAG(std::string, max_snapshot_size, "1GiB", "Largest session snapshot ImportSession accepts");
 ABSL_FLAG(int32_t, max_message_bytes, 4 << 20, "Largest gRPC message accepted, bytes");
+ABSL_FLAG(int32_t, grpc_max_concurrent_streams, 0,
+          "Most concurrent RPCs per HTTP/2 connection (0: unlimited); more wait for a stream");
+ABSL_FLAG(absl::Duration, grpc_keepalive_time, absl::Hours(2),
+          "Ping a connection after this long without activity");
+ABSL_FLAG(absl::Duration, grpc_keepalive_timeout, absl::Seconds(20),
+          "Close a connection whose keepalive ping is not answered within this");
+ABSL_FLAG(bool, grpc_keepalive_permit_without_calls, false,
+          "Accept client keepalive pings on connections with no RPC open");
+ABSL_FLAG(absl::Duration, grpc_http2_min_recv_ping_interval, absl::Minutes(5),
+          "A client ping sooner than this after the last (no data between) is a strike");
+ABSL_FLAG(int32_t, grpc_http2_max_ping_strikes, 2,
+          "Strikes before the server closes the connection with GOAWAY too_many_pings "
+          "(0: unlimited)");
+ABSL_FLAG(absl::Duration, grpc_max_connection_age, absl::InfiniteDuration(),
+          "Close connections older than this with GOAWAY, so clients reconnect and spread "
+          "over replicas after a scale-up (inf: never)");
+ABSL_FLAG(absl::Duration, grpc_max_connection_age_grace, absl::InfiniteDuration(),
+          "How long RPCs in flight may run on after --grpc_max_connection_age");
+ABSL_FLAG(absl::Duration, grpc_max_connection_idle, absl::InfiniteDuration(),
+          "Close connections with no RPC for this long (inf: never)");
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(10),
           "On SIGTERM/SIGINT: time for in-flight requests to finish before they are aborted");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error");
@@ -105,6 +125,17 @@ absl::StatusOr<ServerOptions> ServerOptionsFromFlags() {
   o.metrics_port_file = absl::GetFlag(FLAGS_metrics_port_file);
   o.session_dir = absl::GetFlag(FLAGS_session_dir);
   o.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  rpc::ConnectionOptions& cn = o.connections;
+  cn.max_concurrent_streams = absl::GetFlag(FLAGS_grpc_max_concurrent_streams);
+  cn.keepalive_time = absl::GetFlag(FLAGS_grpc_keepalive_time);
+  cn.keepalive_timeout = absl::GetFlag(FLAGS_grpc_keepalive_timeout);
+  cn.keepalive_permit_without_calls = absl::GetFlag(FLAGS_grpc_keepalive_permit_without_calls);
+  cn.min_recv_ping_interval = absl::GetFlag(FLAGS_grpc_http2_min_recv_ping_interval);
+  cn.max_ping_strikes = absl::GetFlag(FLAGS_grpc_http2_max_ping_strikes);
+  cn.max_connection_age = absl::GetFlag(FLAGS_grpc_max_connection_age);
+  cn.max_connection_age_grace = absl::GetFlag(FLAGS_grpc_max_connection_age_grace);
+  cn.max_connection_idle = absl::GetFlag(FLAGS_grpc_max_connection_idle);
+  RETURN_IF_ERROR(cn.Validate());
   o.shutdown_grace = absl::GetFlag(FLAGS_shutdown_grace);
   try {
     o.model.device = at::Device(absl::GetFlag(FLAGS_device));

@@ -9,6 +9,7 @@
 #include "server/engine/engine.h"
 #include "server/metrics/http_exposer.h"
 #include "server/model/mc_model.h"
+#include "server/rpc/connection_options.h"
 #include "server/rpc/generation_service.h"
 
 namespace mcserve {
@@ -21,6 +22,7 @@ struct ServerOptions {
   std::string metrics_port_file;
   std::string session_dir;  // empty: sessions end with the process
   int max_message_bytes = 4 << 20;
+  rpc::ConnectionOptions connections;
   absl::Duration shutdown_grace;
   model::ModelOptions model;
   engine::EngineOptions engine;
