@@ -26,10 +26,16 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "client/channel.h"
 #include "client/mcserve_client.h"
 #include "server/util/flags_help.h"
 
 ABSL_FLAG(std::string, addr, "", "Server address (default $MCSERVE_ADDR or 127.0.0.1:50051)");
+ABSL_FLAG(std::string, tls_ca, "", "Connect over TLS, verifying the server against these PEM CAs");
+ABSL_FLAG(std::string, tls_cert, "", "Mutual TLS: this client's PEM certificate chain");
+ABSL_FLAG(std::string, tls_key, "", "Mutual TLS: the private key of --tls_cert");
+ABSL_FLAG(std::string, tls_server_name, "",
+          "The name the server's certificate must carry (default: the host of --addr)");
 ABSL_FLAG(std::optional<uint32_t>, max_tokens, std::nullopt, "Most tokens to generate");
 ABSL_FLAG(std::optional<float>, temperature, std::nullopt, "Sampling temperature (0: greedy)");
 ABSL_FLAG(std::optional<float>, top_p, std::nullopt, "Nucleus sampling mass");
@@ -299,7 +305,18 @@ int Run(int argc, char** argv) {
     std::cerr << absl::ProgramUsageMessage() << "\n";
     return kUsage;
   }
-  Client c(absl::GetFlag(FLAGS_addr));
+  client::TransportOptions transport;
+  transport.ca_file = absl::GetFlag(FLAGS_tls_ca);
+  transport.cert_file = absl::GetFlag(FLAGS_tls_cert);
+  transport.key_file = absl::GetFlag(FLAGS_tls_key);
+  transport.server_name = absl::GetFlag(FLAGS_tls_server_name);
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
+      client::MakeChannel(absl::GetFlag(FLAGS_addr), transport);
+  if (!channel.ok()) {
+    std::cerr << "mcserve-cli: " << channel.status().message() << "\n";
+    return kUsage;
+  }
+  Client c(*std::move(channel));
   const std::string cmd = args[0];
   const std::vector<char*> rest(args.begin() + 1, args.end());
   if (cmd == "generate") return Generate(c, rest);

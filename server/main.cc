@@ -122,7 +122,10 @@ int Run(int argc, char** argv) {
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(opts->listen, grpc::InsecureServerCredentials(), &port);
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> creds =
+      rpc::ServerCredentials(opts->tls);
+  if (!creds.ok()) return Fatal("bad TLS settings", creds.status());
+  builder.AddListeningPort(opts->listen, *creds, &port);
   builder.SetMaxReceiveMessageSize(opts->max_message_bytes);
   opts->connections.Apply(builder);
   builder.RegisterService(&service);
@@ -135,7 +138,12 @@ int Run(int argc, char** argv) {
   }
   server->GetHealthCheckService()->SetServingStatus(true);
   WritePortFile(opts->port_file, port);
-  MCSERVE_LOG(kInfo, "serving").Kv("listen", opts->listen).Kv("port", port);
+  MCSERVE_LOG(kInfo, "serving")
+      .Kv("listen", opts->listen)
+      .Kv("port", port)
+      .Kv("transport", !opts->tls.enabled() ? "plaintext"
+                       : opts->tls.mutual() ? "mtls"
+                                            : "tls");
 
   const int sig = WaitForSignal(signals);
   int exit_code = 0;

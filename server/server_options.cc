@@ -17,6 +17,14 @@ ABSL_FLAG(std::string, tokenizer_model, "",
           "Serve with this SentencePiece model (tokenizer.model, its own BOS/EOS) instead of "
           "the tokenizer the model's config names");
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051", "gRPC listen address (port 0: pick one)");
+ABSL_FLAG(std::string, tls_cert, "",
+          "Serve gRPC over TLS with this PEM certificate chain (with --tls_key); re-read when "
+          "it changes");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key for --tls_cert");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "Mutual TLS: accept only clients with a certificate signed by a CA in this PEM file");
+ABSL_FLAG(absl::Duration, tls_reload_interval, absl::Seconds(10),
+          "How often the TLS files are checked for a rotated certificate, key or CA");
 ABSL_FLAG(std::string, port_file, "", "If set, write the bound gRPC port here once serving");
 ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9400",
           "Prometheus /metrics address (port 0: pick one; empty: no metrics endpoint)");
@@ -125,6 +133,10 @@ absl::StatusOr<ServerOptions> ServerOptionsFromFlags() {
   o.metrics_port_file = absl::GetFlag(FLAGS_metrics_port_file);
   o.session_dir = absl::GetFlag(FLAGS_session_dir);
   o.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  o.tls.cert_file = absl::GetFlag(FLAGS_tls_cert);
+  o.tls.key_file = absl::GetFlag(FLAGS_tls_key);
+  o.tls.client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
+  o.tls.reload_interval = absl::GetFlag(FLAGS_tls_reload_interval);
   rpc::ConnectionOptions& cn = o.connections;
   cn.max_concurrent_streams = absl::GetFlag(FLAGS_grpc_max_concurrent_streams);
   cn.keepalive_time = absl::GetFlag(FLAGS_grpc_keepalive_time);

@@ -11,6 +11,7 @@
 #include "server/model/mc_model.h"
 #include "server/rpc/connection_options.h"
 #include "server/rpc/generation_service.h"
+#include "server/rpc/transport_security.h"
 
 namespace mcserve {
 
@@ -23,6 +24,7 @@ struct ServerOptions {
   std::string session_dir;  // empty: sessions end with the process
   int max_message_bytes = 4 << 20;
   rpc::ConnectionOptions connections;
+  rpc::TlsOptions tls;
   absl::Duration shutdown_grace;
   model::ModelOptions model;
   engine::EngineOptions engine;
