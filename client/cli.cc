@@ -24,6 +24,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "client/channel.h"
@@ -31,6 +32,8 @@
 #include "server/util/flags_help.h"
 
 ABSL_FLAG(std::string, addr, "", "Server address (default $MCSERVE_ADDR or 127.0.0.1:50051)");
+ABSL_FLAG(std::string, token_file, "",
+          "Send the bearer token in this file (default: $MCSERVE_TOKEN, if set)");
 ABSL_FLAG(std::string, tls_ca, "", "Connect over TLS, verifying the server against these PEM CAs");
 ABSL_FLAG(std::string, tls_cert, "", "Mutual TLS: this client's PEM certificate chain");
 ABSL_FLAG(std::string, tls_key, "", "Mutual TLS: the private key of --tls_cert");
@@ -317,6 +320,17 @@ int Run(int argc, char** argv) {
     return kUsage;
   }
   Client c(*std::move(channel));
+  if (!absl::GetFlag(FLAGS_token_file).empty()) {
+    std::ifstream in(absl::GetFlag(FLAGS_token_file));
+    std::string token((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (!in.good() && token.empty()) {
+      std::cerr << "mcserve-cli: cannot read " << absl::GetFlag(FLAGS_token_file) << "\n";
+      return kUsage;
+    }
+    c.set_bearer_token(std::string(absl::StripAsciiWhitespace(token)));
+  } else if (const char* t = std::getenv("MCSERVE_TOKEN"); t != nullptr) {
+    c.set_bearer_token(t);
+  }
   const std::string cmd = args[0];
   const std::vector<char*> rest(args.begin() + 1, args.end());
   if (cmd == "generate") return Generate(c, rest);

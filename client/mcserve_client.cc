@@ -32,11 +32,16 @@ Client::Client(const std::string& target)
 Client::Client(std::shared_ptr<grpc::Channel> channel)
     : channel_(std::move(channel)), stub_(v1::Generation::NewStub(channel_)) {}
 
+void Client::Authorize(grpc::ClientContext& ctx) const {
+  if (!bearer_token_.empty()) ctx.AddMetadata("authorization", "Bearer " + bearer_token_);
+}
+
 absl::Status Client::Generate(const v1::GenerateRequest& request,
                               const std::function<void(const v1::GenerateResponse&)>& on_response,
                               const CallOptions& options,
                               const std::function<void(grpc::ClientContext*)>& context_hook) {
   grpc::ClientContext ctx;
+  Authorize(ctx);
   CallOptions o = options;
   if (o.session_metadata.empty()) o.session_metadata = request.session_id();
   Prepare(ctx, o);
@@ -49,6 +54,7 @@ absl::Status Client::Generate(const v1::GenerateRequest& request,
 
 absl::Status Client::Abort(const std::string& request_id) {
   grpc::ClientContext ctx;
+  Authorize(ctx);
   v1::AbortRequest req;
   req.set_request_id(request_id);
   v1::AbortResponse resp;
@@ -57,6 +63,7 @@ absl::Status Client::Abort(const std::string& request_id) {
 
 absl::StatusOr<v1::Session> Client::CreateSession(const std::string& session_id) {
   grpc::ClientContext ctx;
+  Authorize(ctx);
   Route(ctx, session_id);
   v1::CreateSessionRequest req;
   req.set_session_id(session_id);
@@ -68,6 +75,7 @@ absl::StatusOr<v1::Session> Client::CreateSession(const std::string& session_id)
 
 absl::StatusOr<v1::Session> Client::GetSession(const std::string& session_id) {
   grpc::ClientContext ctx;
+  Authorize(ctx);
   Route(ctx, session_id);
   v1::GetSessionRequest req;
   req.set_session_id(session_id);
@@ -79,6 +87,7 @@ absl::StatusOr<v1::Session> Client::GetSession(const std::string& session_id) {
 
 absl::Status Client::DeleteSession(const std::string& session_id) {
   grpc::ClientContext ctx;
+  Authorize(ctx);
   Route(ctx, session_id);
   v1::DeleteSessionRequest req;
   req.set_session_id(session_id);
@@ -89,6 +98,7 @@ absl::Status Client::DeleteSession(const std::string& session_id) {
 absl::StatusOr<v1::Session> Client::ForkSession(const std::string& session_id,
                                                 const std::string& new_session_id) {
   grpc::ClientContext ctx;
+  Authorize(ctx);
   Route(ctx, session_id);
   v1::ForkSessionRequest req;
   req.set_session_id(session_id);
@@ -101,6 +111,7 @@ absl::StatusOr<v1::Session> Client::ForkSession(const std::string& session_id,
 
 absl::StatusOr<std::string> Client::ExportSession(const std::string& session_id) {
   grpc::ClientContext ctx;
+  Authorize(ctx);
   Route(ctx, session_id);
   v1::ExportSessionRequest req;
   req.set_session_id(session_id);
@@ -118,6 +129,7 @@ absl::StatusOr<v1::Session> Client::ImportSession(const std::string& snapshot,
                                                   const std::string& session_id,
                                                   size_t chunk_bytes) {
   grpc::ClientContext ctx;
+  Authorize(ctx);
   Route(ctx, session_id);
   v1::Session resp;
   std::unique_ptr<grpc::ClientWriter<v1::ImportSessionRequest>> writer =
@@ -139,6 +151,7 @@ absl::StatusOr<v1::Session> Client::ImportSession(const std::string& snapshot,
 
 absl::StatusOr<v1::ModelInfo> Client::GetModelInfo() {
   grpc::ClientContext ctx;
+  Authorize(ctx);
   v1::ModelInfo resp;
   absl::Status s = FromGrpc(stub_->GetModelInfo(&ctx, v1::GetModelInfoRequest(), &resp));
   if (!s.ok()) return s;
@@ -147,6 +160,7 @@ absl::StatusOr<v1::ModelInfo> Client::GetModelInfo() {
 
 absl::StatusOr<std::vector<uint32_t>> Client::Tokenize(const std::string& text, bool add_bos) {
   grpc::ClientContext ctx;
+  Authorize(ctx);
   v1::TokenizeRequest req;
   req.set_text(text);
   req.set_add_bos(add_bos);
@@ -158,6 +172,7 @@ absl::StatusOr<std::vector<uint32_t>> Client::Tokenize(const std::string& text, 
 
 absl::StatusOr<std::string> Client::Detokenize(const std::vector<uint32_t>& ids) {
   grpc::ClientContext ctx;
+  Authorize(ctx);
   v1::DetokenizeRequest req;
   req.mutable_ids()->Add(ids.begin(), ids.end());
   v1::DetokenizeResponse resp;
@@ -168,6 +183,7 @@ absl::StatusOr<std::string> Client::Detokenize(const std::vector<uint32_t>& ids)
 
 absl::StatusOr<v1::ServerStatus> Client::GetServerStatus() {
   grpc::ClientContext ctx;
+  Authorize(ctx);
   v1::ServerStatus resp;
   absl::Status s = FromGrpc(stub_->GetServerStatus(&ctx, v1::GetServerStatusRequest(), &resp));
   if (!s.ok()) return s;
@@ -177,6 +193,7 @@ absl::StatusOr<v1::ServerStatus> Client::GetServerStatus() {
 absl::StatusOr<bool> Client::Health(const std::string& service) {
   auto stub = grpc::health::v1::Health::NewStub(channel_);
   grpc::ClientContext ctx;
+  Authorize(ctx);
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
   grpc::health::v1::HealthCheckRequest req;
   req.set_service(service);

@@ -57,8 +57,14 @@ class Client {
   absl::StatusOr<bool> Health(const std::string& service = "");
 
   grpc::Channel* channel() { return channel_.get(); }
+  // Sends "authorization: Bearer <token>" with every call ("" : none).
+  // Not thread-safe against calls in flight: set it before using the client.
+  void set_bearer_token(std::string token) { bearer_token_ = std::move(token); }
 
  private:
+  void Authorize(grpc::ClientContext& ctx) const;
+
+  std::string bearer_token_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::Generation::Stub> stub_;
 };

@@ -25,6 +25,9 @@ ABSL_FLAG(std::string, tls_client_ca, "",
           "Mutual TLS: accept only clients with a certificate signed by a CA in this PEM file");
 ABSL_FLAG(absl::Duration, tls_reload_interval, absl::Seconds(10),
           "How often the TLS files are checked for a rotated certificate, key or CA");
+ABSL_FLAG(std::string, auth_principals, "",
+          "Require authentication: the principals file mapping bearer-token digests and "
+          "client-certificate names to principals and roles (server/rpc/auth.h); empty: off");
 ABSL_FLAG(std::string, port_file, "", "If set, write the bound gRPC port here once serving");
 ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9400",
           "Prometheus /metrics address (port 0: pick one; empty: no metrics endpoint)");
@@ -206,6 +209,14 @@ absl::StatusOr<ServerOptions> ServerOptionsFromFlags() {
   }
   RETURN_IF_ERROR(Positive("max_message_bytes", o.max_message_bytes, 1024));
   o.service.model_path = o.model_dir;
+  if (const std::string p = absl::GetFlag(FLAGS_auth_principals); !p.empty()) {
+    absl::StatusOr<std::shared_ptr<const rpc::Authenticator>> a = rpc::Authenticator::Load(p);
+    if (!a.ok()) {
+      return absl::Status(a.status().code(),
+                          absl::StrCat("--auth_principals: ", a.status().message()));
+    }
+    o.service.auth = *std::move(a);
+  }
   return o;
 }
 

@@ -75,6 +75,19 @@ grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* ctx, const absl
   return r;
 }
 
+// A stream refused before it starts (authentication): finishes at once.
+template <typename T>
+class RefusedWriter : public grpc::ServerWriteReactor<T> {
+ public:
+  explicit RefusedWriter(const absl::Status& s) { this->Finish(ToGrpc(s)); }
+  void OnDone() override { delete this; }
+};
+class RefusedImport : public grpc::ServerReadReactor<v1::ImportSessionRequest> {
+ public:
+  explicit RefusedImport(const absl::Status& s) { Finish(ToGrpc(s)); }
+  void OnDone() override { delete this; }
+};
+
 }  // namespace
 
 GenerationService::GenerationService(engine::Engine* engine, ServiceOptions options)
@@ -82,8 +95,16 @@ GenerationService::GenerationService(engine::Engine* engine, ServiceOptions opti
       options_(WithModelLimits(std::move(options), *engine)),
       model_info_(DescribeModel(*engine, options_)) {}
 
+absl::Status GenerationService::Allow(const grpc::CallbackServerContext* ctx, Method m) const {
+  if (options_.auth == nullptr) return absl::OkStatus();
+  return options_.auth->Check(*ctx, m).status();
+}
+
 grpc::ServerWriteReactor<v1::GenerateResponse>* GenerationService::Generate(
-    grpc::CallbackServerContext* /*ctx*/, const v1::GenerateRequest* request) {
+    grpc::CallbackServerContext* ctx, const v1::GenerateRequest* request) {
+  if (absl::Status s = Allow(ctx, Method::kGenerate); !s.ok()) {
+    return new RefusedWriter<v1::GenerateResponse>(s);
+  }
   return new GenerateReactor(engine_, options_.limits, *request, RandomSeed(), RandomSeed(),
                              &open_streams_);
 }
@@ -91,6 +112,8 @@ grpc::ServerWriteReactor<v1::GenerateResponse>* GenerationService::Generate(
 grpc::ServerUnaryReactor* GenerationService::Abort(grpc::CallbackServerContext* ctx,
                                                    const v1::AbortRequest* request,
                                                    v1::AbortResponse* /*response*/) {
+  if (absl::Status s = Allow(ctx, Method::kAbort); !s.ok()) return FinishNow(ctx, s);
+
   if (request->request_id().empty()) {
     return FinishNow(ctx, absl::InvalidArgumentError("request_id is required"));
   }
@@ -102,6 +125,8 @@ grpc::ServerUnaryReactor* GenerationService::Abort(grpc::CallbackServerContext* 
 grpc::ServerUnaryReactor* GenerationService::CreateSession(grpc::CallbackServerContext* ctx,
                                                            const v1::CreateSessionRequest* request,
                                                            v1::Session* response) {
+  if (absl::Status s = Allow(ctx, Method::kCreateSession); !s.ok()) return FinishNow(ctx, s);
+
   if (!request->session_id().empty()) {
     absl::Status s = ValidateSessionId(request->session_id(), options_.limits, "session_id");
     if (!s.ok()) return FinishNow(ctx, s);
@@ -118,6 +143,8 @@ grpc::ServerUnaryReactor* GenerationService::CreateSession(grpc::CallbackServerC
 grpc::ServerUnaryReactor* GenerationService::GetSession(grpc::CallbackServerContext* ctx,
                                                         const v1::GetSessionRequest* request,
                                                         v1::Session* response) {
+  if (absl::Status s = Allow(ctx, Method::kGetSession); !s.ok()) return FinishNow(ctx, s);
+
   absl::Status s = ValidateSessionId(request->session_id(), options_.limits, "session_id");
   if (!s.ok()) return FinishNow(ctx, s);
   grpc::ServerUnaryReactor* r = ctx->DefaultReactor();
@@ -132,6 +159,8 @@ grpc::ServerUnaryReactor* GenerationService::GetSession(grpc::CallbackServerCont
 grpc::ServerUnaryReactor* GenerationService::DeleteSession(
     grpc::CallbackServerContext* ctx, const v1::DeleteSessionRequest* request,
     v1::DeleteSessionResponse* /*response*/) {
+  if (absl::Status s = Allow(ctx, Method::kDeleteSession); !s.ok()) return FinishNow(ctx, s);
+
   absl::Status s = ValidateSessionId(request->session_id(), options_.limits, "session_id");
   if (!s.ok()) return FinishNow(ctx, s);
   grpc::ServerUnaryReactor* r = ctx->DefaultReactor();
@@ -142,6 +171,8 @@ grpc::ServerUnaryReactor* GenerationService::DeleteSession(
 grpc::ServerUnaryReactor* GenerationService::ForkSession(grpc::CallbackServerContext* ctx,
                                                          const v1::ForkSessionRequest* request,
                                                          v1::Session* response) {
+  if (absl::Status s = Allow(ctx, Method::kForkSession); !s.ok()) return FinishNow(ctx, s);
+
   absl::Status s = ValidateSessionId(request->session_id(), options_.limits, "session_id");
   if (s.ok() && !request->new_session_id().empty()) {
     s = ValidateSessionId(request->new_session_id(), options_.limits, "new_session_id");
@@ -157,18 +188,24 @@ grpc::ServerUnaryReactor* GenerationService::ForkSession(grpc::CallbackServerCon
 }
 
 grpc::ServerWriteReactor<v1::SessionSnapshotChunk>* GenerationService::ExportSession(
-    grpc::CallbackServerContext* /*ctx*/, const v1::ExportSessionRequest* request) {
+    grpc::CallbackServerContext* ctx, const v1::ExportSessionRequest* request) {
+  if (absl::Status s = Allow(ctx, Method::kExportSession); !s.ok()) {
+    return new RefusedWriter<v1::SessionSnapshotChunk>(s);
+  }
   return new ExportReactor(engine_, options_.limits, *request, &open_streams_);
 }
 
 grpc::ServerReadReactor<v1::ImportSessionRequest>* GenerationService::ImportSession(
-    grpc::CallbackServerContext* /*ctx*/, v1::Session* response) {
+    grpc::CallbackServerContext* ctx, v1::Session* response) {
+  if (absl::Status s = Allow(ctx, Method::kImportSession); !s.ok()) return new RefusedImport(s);
   return new ImportReactor(engine_, options_.limits, response, &open_streams_);
 }
 
 grpc::ServerUnaryReactor* GenerationService::GetModelInfo(
     grpc::CallbackServerContext* ctx, const v1::GetModelInfoRequest* /*request*/,
     v1::ModelInfo* response) {
+  if (absl::Status s = Allow(ctx, Method::kGetModelInfo); !s.ok()) return FinishNow(ctx, s);
+
   *response = model_info_;
   return FinishNow(ctx, absl::OkStatus());
 }
@@ -176,12 +213,16 @@ grpc::ServerUnaryReactor* GenerationService::GetModelInfo(
 grpc::ServerUnaryReactor* GenerationService::Tokenize(grpc::CallbackServerContext* ctx,
                                                       const v1::TokenizeRequest* request,
                                                       v1::TokenizeResponse* response) {
+  if (absl::Status s = Allow(ctx, Method::kTokenize); !s.ok()) return FinishNow(ctx, s);
+
   return FinishNow(ctx, rpc::Tokenize(engine_->tokenizer(), *request, *response));
 }
 
 grpc::ServerUnaryReactor* GenerationService::Detokenize(grpc::CallbackServerContext* ctx,
                                                         const v1::DetokenizeRequest* request,
                                                         v1::DetokenizeResponse* response) {
+  if (absl::Status s = Allow(ctx, Method::kDetokenize); !s.ok()) return FinishNow(ctx, s);
+
   return FinishNow(ctx,
                    rpc::Detokenize(engine_->tokenizer(), options_.limits, *request, *response));
 }
@@ -189,6 +230,8 @@ grpc::ServerUnaryReactor* GenerationService::Detokenize(grpc::CallbackServerCont
 grpc::ServerUnaryReactor* GenerationService::GetServerStatus(
     grpc::CallbackServerContext* ctx, const v1::GetServerStatusRequest* /*request*/,
     v1::ServerStatus* response) {
+  if (absl::Status s = Allow(ctx, Method::kGetServerStatus); !s.ok()) return FinishNow(ctx, s);
+
   grpc::ServerUnaryReactor* r = ctx->DefaultReactor();
   // Through the engine thread, so it reflects every command answered before.
   engine_->GetStatus([r, response](engine::EngineStatus s) {

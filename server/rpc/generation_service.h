@@ -6,10 +6,12 @@
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
+#include <memory>
 #include <string>
 
 #include "mcserve/v1/generation.grpc.pb.h"
 #include "server/engine/engine.h"
+#include "server/rpc/auth.h"
 #include "server/rpc/validation.h"
 
 namespace mcserve::rpc {
@@ -17,6 +19,9 @@ namespace mcserve::rpc {
 struct ServiceOptions {
   RequestLimits limits;
   std::string model_path;
+  // Set: every RPC must authenticate and be allowed for its role (auth.h);
+  // null: no authentication.
+  std::shared_ptr<const Authenticator> auth;
 };
 
 class GenerationService final : public v1::Generation::CallbackService {
@@ -65,6 +70,9 @@ class GenerationService final : public v1::Generation::CallbackService {
   int open_streams() const { return open_streams_.load(std::memory_order_acquire); }
 
  private:
+  // OK when authentication is off or the caller may call `m`.
+  absl::Status Allow(const grpc::CallbackServerContext* ctx, Method m) const;
+
   std::atomic<int> open_streams_{0};
   engine::Engine* const engine_;
   const ServiceOptions options_;
