@@ -75,19 +75,27 @@ TEST(ConnectionFlagsTest, MaxConcurrentStreamsMakesASecondCallWait) {
     auto ch = Channel(*s);
     client::Client c(ch);
     ASSERT_TRUE(c.GetModelInfo().ok());  // connected, and the server's limit received
-    std::atomic<bool> stream_done{false};
+    // When the stream's last message (the one with its finish reason) arrived.
+    std::atomic<int64_t> last_ns{0}, first_ns{0};
+    auto now_ns = [] { return Clock::now().time_since_epoch().count(); };
     auto stream = std::async(std::launch::async, [&] {
-      Completion r = Collect(c, LongRequest("Memory caching ", 400));
-      stream_done = true;
-      return r;
+      return c.Generate(LongRequest("Memory caching ", 400), [&](const v1::GenerateResponse& r) {
+        if (first_ns == 0) first_ns = now_ns();
+        if (r.finish_reason() != v1::FINISH_REASON_UNSPECIFIED) last_ns = now_ns();
+      });
     });
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the stream is open
-    ASSERT_FALSE(stream_done) << "the stream ended too soon to test with";
+    while (first_ns == 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    ASSERT_EQ(last_ns.load(), 0) << "the stream ended too soon to test with";
     ASSERT_TRUE(c.GetModelInfo().ok());
+    const int64_t unary_ns = now_ns();
+    ASSERT_TRUE(stream.get().ok());
     // With one stream per connection the unary call could start only after
-    // the stream ended; without the limit it overtakes it.
-    EXPECT_EQ(stream_done.load(), limited) << (limited ? "limited" : "unlimited");
-    EXPECT_TRUE(stream.get().status.ok());
+    // the stream's end; without the limit it overtakes it.
+    if (limited) {
+      EXPECT_GT(unary_ns, last_ns.load()) << "limited";
+    } else {
+      EXPECT_LT(unary_ns, last_ns.load()) << "unlimited";
+    }
   }
 }
 
