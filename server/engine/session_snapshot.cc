@@ -214,6 +214,58 @@ absl::StatusOr<SessionSnapshot> DecodeSnapshot(absl::string_view b) {
   return s;
 }
 
+absl::StatusOr<size_t> SnapshotDeclaredSize(absl::string_view b) {
+  constexpr size_t kFixed = sizeof(kMagic) + 8;  // magic, version, header length
+  if (b.size() < sizeof(kMagic)) {
+    if (std::memcmp(b.data(), kMagic, b.size()) != 0) {
+      return Invalid("wrong magic bytes (expected a file written by ExportSession)");
+    }
+    return 0;
+  }
+  if (std::memcmp(b.data(), kMagic, sizeof(kMagic)) != 0) {
+    return Invalid("wrong magic bytes (expected a file written by ExportSession)");
+  }
+  if (b.size() < kFixed) return 0;
+  const uint32_t version = GetU32(b, 8);
+  if (version != 1 && version != kSnapshotVersion) {
+    return Invalid(absl::StrCat("format version ", version, " is not supported (this server reads ",
+                                kSnapshotVersion, ")"));
+  }
+  const uint32_t hlen = GetU32(b, 12);
+  if (hlen > (1u << 24)) return Invalid("header length out of range");
+  if (b.size() < kFixed + hlen) return 0;
+  try {
+    const nlohmann::json h = nlohmann::json::parse(b.substr(kFixed, hlen));
+    const int64_t L = h.at("n_layers").get<int64_t>(), H = h.at("n_heads").get<int64_t>();
+    const int64_t d = h.at("head_dim").get<int64_t>();
+    const int64_t dv = h.contains("value_dim") ? h.at("value_dim").get<int64_t>() : d;
+    const int64_t rows = h.contains("ckpt_rows") ? h.at("ckpt_rows").get<int64_t>() : d;
+    const int64_t n = h.at("num_checkpoints").get<int64_t>();
+    absl::StatusOr<model::CkptDtype> dt =
+        model::ParseCkptDtype(h.at("checkpoint_dtype").get<std::string>());
+    if (!dt.ok()) return Invalid(dt.status().message());
+    for (int64_t v : {L, H, d, dv, rows}) {
+      if (v < 1 || v > (1 << 20)) return Invalid("header sizes out of range");
+    }
+    if (n < 0 || n > (1 << 24)) return Invalid("header sizes out of range");
+    absl::StatusOr<std::vector<OnlineSpec>> specs = OnlineSpecs(version, h, L, H, d);
+    if (!specs.ok()) return specs.status();
+    double bytes = static_cast<double>(kFixed + hlen + 4);
+    for (const OnlineSpec& spec : *specs) {
+      double numel = 1;
+      for (int64_t x : spec.shape) numel *= static_cast<double>(x);
+      bytes += numel * static_cast<double>(c10::elementSize(spec.dtype));
+    }
+    const double elem = *dt == model::CkptDtype::kBFloat16 ? 2 : 4;
+    bytes += static_cast<double>(n) * (static_cast<double>(L * H * rows) * dv * elem +
+                                       static_cast<double>(L * H * d) * 4 + 4);
+    if (bytes > 1e18) return Invalid("declared size out of range");
+    return static_cast<size_t>(bytes);
+  } catch (const std::exception& e) {
+    return Invalid(absl::StrCat("bad header: ", e.what()));
+  }
+}
+
 uint64_t ModelFingerprint(const model::ModelConfig& config,
                           const std::vector<at::Tensor>& weights) {
   const std::string json = config.ToJson();

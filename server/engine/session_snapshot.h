@@ -68,6 +68,12 @@ std::string EncodeSnapshot(const SessionSnapshot& s);
 // INVALID_ARGUMENT for bytes that are not a snapshot or are damaged.
 absl::StatusOr<SessionSnapshot> DecodeSnapshot(absl::string_view bytes);
 
+// The total size a snapshot declares, from its first bytes: 0 while `prefix`
+// does not yet hold the whole header, INVALID_ARGUMENT as soon as it shows a
+// wrong magic, version or header (so an import can refuse at its first
+// chunk instead of buffering the whole stream).
+absl::StatusOr<size_t> SnapshotDeclaredSize(absl::string_view prefix);
+
 // Identifies a model's function: config and weights. Snapshots only load
 // into a server whose model has the same fingerprint.
 uint64_t ModelFingerprint(const model::ModelConfig& config, const std::vector<at::Tensor>& weights);

@@ -1,6 +1,7 @@
 #include "server/rpc/snapshot_reactors.h"
 
 #include "absl/strings/str_cat.h"
+#include "server/engine/session_snapshot.h"
 #include "server/rpc/proto_convert.h"
 #include "server/rpc/status.h"
 
@@ -112,6 +113,28 @@ void ImportReactor::OnReadDone(bool ok) {
       return;
     }
     bytes_ += msg_.data();
+    if (declared_ == 0) {
+      // Check the header as soon as it is in: a stream that is not a
+      // snapshot, or declares more than the limit, ends at this chunk.
+      absl::StatusOr<size_t> size = engine::SnapshotDeclaredSize(bytes_);
+      if (!size.ok()) {
+        Finish(ToGrpc(size.status()));
+        return;
+      }
+      declared_ = *size;
+      if (declared_ > static_cast<size_t>(limits_.max_snapshot_bytes)) {
+        Finish(ToGrpc(absl::InvalidArgumentError(
+            absl::StrCat("snapshot declares ", declared_, " bytes, more than this server accepts (",
+                         limits_.max_snapshot_bytes, " bytes, --max_snapshot_size)"))));
+        return;
+      }
+      if (declared_ > 0) bytes_.reserve(declared_);
+    }
+    if (declared_ > 0 && bytes_.size() > declared_) {
+      Finish(ToGrpc(absl::InvalidArgumentError(absl::StrCat(
+          "snapshot stream is longer than the ", declared_, " bytes its header declares"))));
+      return;
+    }
     StartRead(&msg_);
     return;
   }

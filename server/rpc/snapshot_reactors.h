@@ -88,6 +88,7 @@ class ImportReactor : public grpc::ServerReadReactor<v1::ImportSessionRequest> {
   bool first_ = true;
   std::string session_id_;
   std::string bytes_;
+  size_t declared_ = 0;  // the snapshot's size from its header, once read
 };
 
 }  // namespace mcserve::rpc

@@ -65,6 +65,33 @@ TEST(SnapshotTest, RoundTripIsExact) {
   }
 }
 
+// What an import checks at its first chunks: the size the header declares
+// (0 until the header is complete), or an error as soon as the bytes are
+// not a snapshot.
+TEST(SnapshotTest, DeclaredSizeIsKnownOnceTheHeaderIsIn) {
+  for (model::CkptDtype dtype : {model::CkptDtype::kFloat32, model::CkptDtype::kBFloat16}) {
+    const std::string bytes = EncodeSnapshot(Sample(3, dtype));
+    const uint32_t hlen = static_cast<uint8_t>(bytes[12]) | static_cast<uint8_t>(bytes[13]) << 8;
+    for (size_t n : {size_t{0}, size_t{5}, size_t{16}, size_t{16} + hlen - 1}) {
+      absl::StatusOr<size_t> s = SnapshotDeclaredSize(absl::string_view(bytes).substr(0, n));
+      ASSERT_TRUE(s.ok()) << n << " " << s.status();
+      EXPECT_EQ(*s, 0u) << n;
+    }
+    absl::StatusOr<size_t> full =
+        SnapshotDeclaredSize(absl::string_view(bytes).substr(0, 16 + hlen));
+    ASSERT_TRUE(full.ok()) << full.status();
+    EXPECT_EQ(*full, bytes.size());
+  }
+  const std::string garbage(1 << 16, 'x');
+  absl::StatusOr<size_t> g = SnapshotDeclaredSize(absl::string_view(garbage).substr(0, 3));
+  EXPECT_EQ(g.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(g.status().message().find("wrong magic"), std::string::npos) << g.status();
+  std::string v9 = EncodeSnapshot(Sample(1, model::CkptDtype::kFloat32));
+  v9[8] = 9;
+  EXPECT_NE(SnapshotDeclaredSize(v9).status().message().find("format version 9"),
+            std::string::npos);
+}
+
 TEST(SnapshotTest, EachDamageGetsItsOwnMessage) {
   const std::string good = EncodeSnapshot(Sample(2, model::CkptDtype::kFloat32));
   auto message = [](const std::string& bytes) {
