@@ -22,46 +22,52 @@ constexpr int kListenBacklog = 1024;
 
 // httplib's task queue: a thread per connection, at most `cap` at once; the
 // rest wait in order. A thread that finishes takes the next waiting
-// connection before it exits.
+// connection before it exits. The threads share the queue's state through a
+// shared_ptr, so none touches freed memory after shutdown() returns and
+// httplib deletes the queue.
 class ConnectionThreads : public httplib::TaskQueue {
  public:
-  explicit ConnectionThreads(int cap) : cap_(cap) {}
+  explicit ConnectionThreads(int cap) : st_(std::make_shared<State>()) { st_->cap = cap; }
 
   void enqueue(std::function<void()> fn) override {
-    std::unique_lock<std::mutex> l(mu_);
-    if (running_ >= cap_) {
-      waiting_.push_back(std::move(fn));
+    std::unique_lock<std::mutex> l(st_->mu);
+    if (st_->running >= st_->cap) {
+      st_->waiting.push_back(std::move(fn));
       return;
     }
-    ++running_;
-    std::thread([this, fn = std::move(fn)]() mutable { Run(std::move(fn)); }).detach();
+    ++st_->running;
+    std::thread([st = st_, fn = std::move(fn)]() mutable { Run(st, std::move(fn)); }).detach();
   }
 
   void shutdown() override {
-    std::unique_lock<std::mutex> l(mu_);
-    done_.wait(l, [this] { return running_ == 0; });
+    std::unique_lock<std::mutex> l(st_->mu);
+    st_->done.wait(l, [this] { return st_->running == 0; });
   }
 
  private:
-  void Run(std::function<void()> fn) {
+  struct State {
+    std::mutex mu;
+    std::condition_variable done;
+    int cap = 1;
+    int running = 0;
+    std::deque<std::function<void()>> waiting;
+  };
+
+  static void Run(std::shared_ptr<State> st, std::function<void()> fn) {
     for (;;) {
       fn();  // httplib's connection handler; it catches its handlers' exceptions
-      std::unique_lock<std::mutex> l(mu_);
-      if (waiting_.empty()) {
-        --running_;
-        done_.notify_all();
+      std::unique_lock<std::mutex> l(st->mu);
+      if (st->waiting.empty()) {
+        --st->running;
+        st->done.notify_all();
         return;
       }
-      fn = std::move(waiting_.front());
-      waiting_.pop_front();
+      fn = std::move(st->waiting.front());
+      st->waiting.pop_front();
     }
   }
 
-  const int cap_;
-  std::mutex mu_;
-  std::condition_variable done_;
-  int running_ = 0;
-  std::deque<std::function<void()>> waiting_;
+  std::shared_ptr<State> st_;
 };
 
 // Equal strings, in time that depends only on their lengths.
