@@ -53,8 +53,9 @@ int WaitForSignal(const sigset_t& set) {
 }
 
 void Drain(engine::Engine& engine, const rpc::GenerationService& service, grpc::Server& server,
-           absl::Duration grace) {
+           grpc::Server* health_server, absl::Duration grace) {
   server.GetHealthCheckService()->SetServingStatus(false);
+  if (health_server != nullptr) health_server->GetHealthCheckService()->SetServingStatus(false);
   engine.StartDrain();
   const absl::Time deadline = absl::Now() + grace;
   // A stream (Generate, ExportSession or ImportSession) is in flight from
@@ -76,6 +77,7 @@ void Drain(engine::Engine& engine, const rpc::GenerationService& service, grpc::
   const absl::Time flushed = absl::Now() + absl::Seconds(2);
   while (service.open_streams() > 0 && absl::Now() < flushed) absl::SleepFor(absl::Milliseconds(5));
   server.Shutdown(std::chrono::system_clock::now());
+  if (health_server != nullptr) health_server->Shutdown(std::chrono::system_clock::now());
 }
 
 int Run(int argc, char** argv) {
@@ -136,6 +138,24 @@ int Run(int argc, char** argv) {
   if (server == nullptr || port == 0) {
     return Fatal("cannot listen", absl::UnavailableError(absl::StrCat("on ", opts->listen)));
   }
+  // Kubernetes' gRPC probes speak plaintext only: with TLS on, they can be
+  // pointed at a plaintext listener that serves nothing but grpc.health.v1.
+  std::unique_ptr<grpc::Server> health_server;
+  if (!opts->health_listen.empty()) {
+    grpc::ServerBuilder hb;
+    int health_port = 0;
+    hb.AddListeningPort(opts->health_listen, grpc::InsecureServerCredentials(), &health_port);
+    health_server = hb.BuildAndStart();
+    if (health_server == nullptr || health_port == 0) {
+      return Fatal("cannot listen for health checks",
+                   absl::UnavailableError(absl::StrCat("on ", opts->health_listen)));
+    }
+    health_server->GetHealthCheckService()->SetServingStatus(true);
+    WritePortFile(opts->health_port_file, health_port);
+    MCSERVE_LOG(kInfo, "serving health checks")
+        .Kv("listen", opts->health_listen)
+        .Kv("port", health_port);
+  }
   server->GetHealthCheckService()->SetServingStatus(true);
   WritePortFile(opts->port_file, port);
   MCSERVE_LOG(kInfo, "serving")
@@ -148,8 +168,9 @@ int Run(int argc, char** argv) {
   const int sig = WaitForSignal(signals);
   int exit_code = 0;
   MCSERVE_LOG(kInfo, "shutting down").Kv("signal", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-  Drain(**engine, service, *server, opts->shutdown_grace);
+  Drain(**engine, service, *server, health_server.get(), opts->shutdown_grace);
   server->Wait();
+  if (health_server != nullptr) health_server->Wait();
   if (!opts->session_dir.empty()) {
     // Every request has ended: the sessions are at rest. A failure is
     // logged per session; the exit code says whether all were kept.

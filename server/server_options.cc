@@ -25,6 +25,11 @@ ABSL_FLAG(std::string, tls_client_ca, "",
           "Mutual TLS: accept only clients with a certificate signed by a CA in this PEM file");
 ABSL_FLAG(absl::Duration, tls_reload_interval, absl::Seconds(10),
           "How often the TLS files are checked for a rotated certificate, key or CA");
+ABSL_FLAG(std::string, health_listen, "",
+          "Also serve grpc.health.v1 (and nothing else) in plaintext here, for probes that "
+          "cannot speak TLS (Kubernetes' gRPC probes); empty: off");
+ABSL_FLAG(std::string, health_port_file, "",
+          "If set, write the bound --health_listen port here once serving");
 ABSL_FLAG(std::string, auth_principals, "",
           "Require authentication: the principals file mapping bearer-token digests and "
           "client-certificate names to principals and roles (server/rpc/auth.h); empty: off");
@@ -127,6 +132,8 @@ absl::StatusOr<ServerOptions> ServerOptionsFromFlags() {
   o.model_dir = absl::GetFlag(FLAGS_model);
   o.listen = absl::GetFlag(FLAGS_listen);
   o.port_file = absl::GetFlag(FLAGS_port_file);
+  o.health_listen = absl::GetFlag(FLAGS_health_listen);
+  o.health_port_file = absl::GetFlag(FLAGS_health_port_file);
   o.metrics.listen = absl::GetFlag(FLAGS_metrics_listen);
   o.metrics.tls_cert_file = absl::GetFlag(FLAGS_metrics_tls_cert);
   o.metrics.tls_key_file = absl::GetFlag(FLAGS_metrics_tls_key);

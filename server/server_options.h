@@ -19,6 +19,8 @@ struct ServerOptions {
   std::string model_dir;
   std::string listen;
   std::string port_file;
+  std::string health_listen;  // empty: health only on the main port
+  std::string health_port_file;
   metrics::ExposerOptions metrics;  // listen empty: no metrics endpoint
   std::string metrics_port_file;
   std::string session_dir;  // empty: sessions end with the process

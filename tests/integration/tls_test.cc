@@ -169,6 +169,29 @@ TEST_F(TlsTest, CliConnectsOverTls) {
   EXPECT_EQ(refused.exit_code, 3) << refused.output;  // unreachable: the handshake failed
 }
 
+// Kubernetes' gRPC probes speak plaintext: with TLS on, --health_listen
+// gives them a plaintext port that serves only grpc.health.v1.
+TEST_F(TlsTest, PlaintextHealthListenerServesProbesAndNothingElse) {
+  const std::string port_file = FreshDir("tls_health") + "/port";
+  auto s = Serve(F("server.pem"), F("server.key"),
+                 {"--health_listen=127.0.0.1:0", "--health_port_file=" + port_file});
+  ASSERT_NE(s, nullptr);
+  std::string port;
+  for (int i = 0; i < 100 && port.empty(); ++i) {
+    std::ifstream(port_file) >> port;
+    if (port.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_FALSE(port.empty());
+  client::Client probe("127.0.0.1:" + port);
+  absl::StatusOr<bool> h = probe.Health();
+  ASSERT_TRUE(h.ok()) << h.status();
+  EXPECT_TRUE(*h);
+  EXPECT_EQ(probe.GetModelInfo().status().code(), absl::StatusCode::kUnimplemented);
+  // The main port still speaks only TLS.
+  EXPECT_EQ(Call(*s, client::TransportOptions()).code(), absl::StatusCode::kUnavailable);
+  EXPECT_TRUE(Call(*s, Trusting(F("one-ca.pem"))).ok());
+}
+
 TEST_F(TlsTest, IncompleteOrUnreadableTlsFlagsStopStartupNamingThem) {
   auto no_key = ServerProcess::Start(MCSERVE_DEFAULT_MODEL_DIR, {"--tls_cert=" + F("server.pem")},
                                      absl::Seconds(20));
