@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/model/safetensors.h"
+#include "tests/support/test_models.h"
 
 namespace mcserve::testing {
 namespace {
@@ -29,6 +30,18 @@ absl::StatusOr<ParityCase> ReadParityCase(const std::string& dir) {
   const model::StTensor& l = t.at("logits");
   c.logits = at::tensor(model::StToFloat(l)).reshape({l.shape[0], l.shape[1]});
   return c;
+}
+
+at::Tensor RunParityCase(model::McModel* m, const ParityCase& c) {
+  SessionDriver session(m);
+  std::vector<at::Tensor> out;
+  size_t at = 0;
+  for (size_t r = 0; r < c.splits.size(); ++r) {
+    const std::vector<int32_t> part(c.tokens.begin() + at, c.tokens.begin() + at + c.splits[r]);
+    out.push_back(c.modes[r] == 1 ? session.PrefillAll(part) : session.DecodeEach(part));
+    at += c.splits[r];
+  }
+  return at::cat(out);
 }
 
 }  // namespace mcserve::testing

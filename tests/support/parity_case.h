@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "server/model/mc_model.h"
 
 namespace mcserve::testing {
 
@@ -24,6 +25,10 @@ struct ParityCase {
 
 // Reads `dir`/expected.safetensors.
 absl::StatusOr<ParityCase> ReadParityCase(const std::string& dir);
+
+// Feeds the case's requests to one session of `m`, each request prefilled in
+// parallel or decoded token by token as the case says; returns [T, V].
+at::Tensor RunParityCase(model::McModel* m, const ParityCase& c);
 
 }  // namespace mcserve::testing
 

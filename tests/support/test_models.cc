@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <filesystem>
+#include <random>
 
 #include "absl/strings/str_cat.h"
 #include "server/model/weights.h"
@@ -91,6 +92,13 @@ at::Tensor SessionDriver::PrefillAll(const std::vector<int32_t>& tokens) {
   ckpts_.insert(ckpts_.end(), fresh.begin(), fresh.end());
   position_ += static_cast<int64_t>(tokens.size());
   return r.ok() ? *r : at::Tensor();
+}
+
+std::vector<int32_t> RandomTokens(int n, uint64_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<int32_t> t;
+  for (int i = 0; i < n; ++i) t.push_back(static_cast<int32_t>(rng() % 258));
+  return t;
 }
 
 double RelError(const at::Tensor& a, const at::Tensor& b) {

@@ -49,6 +49,9 @@ class SessionDriver {
   std::vector<int32_t> ckpts_;
 };
 
+// `n` seeded random byte-model token ids (0..257).
+std::vector<int32_t> RandomTokens(int n, uint64_t seed);
+
 // max |a - b| / max |b|
 double RelError(const at::Tensor& a, const at::Tensor& b);
 

@@ -18,15 +18,9 @@ namespace {
 
 using model::Aggregation;
 using model::Boundary;
+using testing::RandomTokens;
 using testing::RelError;
 using testing::SessionDriver;
-
-std::vector<int32_t> RandomTokens(int n, uint64_t seed) {
-  std::mt19937 rng(seed);
-  std::vector<int32_t> t;
-  for (int i = 0; i < n; ++i) t.push_back(static_cast<int32_t>(rng() % 258));
-  return t;
-}
 
 TEST(DeepMemoryMathTest, ClosedFormGradientMatchesAutograd) {
   at::manual_seed(3);

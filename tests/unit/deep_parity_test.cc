@@ -22,20 +22,6 @@
 namespace mcserve {
 namespace {
 
-// Feeds the case's requests to one session, each prefilled in parallel or
-// decoded token by token as the case says; returns [T, V].
-at::Tensor RunSession(model::McModel* m, const testing::ParityCase& c) {
-  testing::SessionDriver session(m);
-  std::vector<at::Tensor> out;
-  size_t at = 0;
-  for (size_t r = 0; r < c.splits.size(); ++r) {
-    const std::vector<int32_t> part(c.tokens.begin() + at, c.tokens.begin() + at + c.splits[r]);
-    out.push_back(c.modes[r] == 1 ? session.PrefillAll(part) : session.DecodeEach(part));
-    at += c.splits[r];
-  }
-  return at::cat(out);
-}
-
 std::unique_ptr<model::McModel> Load(const std::string& dir, model::CkptDtype dtype) {
   model::ModelOptions opts;
   opts.device = testing::TestDevice();
@@ -53,7 +39,7 @@ void ExpectParity(const std::string& name, model::CkptDtype dtype, double tolera
   auto m = Load(dir, dtype);
   ASSERT_NE(m, nullptr);
   ASSERT_TRUE(m->config().is_deep());
-  const at::Tensor got = RunSession(m.get(), *c);
+  const at::Tensor got = testing::RunParityCase(m.get(), *c);
   ASSERT_EQ(got.sizes(), c->logits.sizes());
   EXPECT_LE(testing::RelError(got, c->logits), tolerance);
 }
@@ -98,7 +84,7 @@ TEST(DeepParityExtraTest, SscTiesGoToTheMoreRecentCheckpoint) {
   auto m = Load(dir, model::CkptDtype::kFloat32);
   ASSERT_NE(m, nullptr);
   for (int32_t& mode : c->modes) mode = 0;
-  EXPECT_LE(testing::RelError(RunSession(m.get(), *c), c->logits), 1e-4);
+  EXPECT_LE(testing::RelError(testing::RunParityCase(m.get(), *c), c->logits), 1e-4);
 }
 
 }  // namespace

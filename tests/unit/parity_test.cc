@@ -25,20 +25,6 @@ namespace {
 
 using Variant = std::tuple<const char*, const char*, const char*, const char*>;
 
-// Feeds the case's requests to one session of `m`, each request prefilled in
-// parallel or decoded token by token as the case says; returns [T, V].
-at::Tensor RunSession(model::McModel* m, const testing::ParityCase& c) {
-  testing::SessionDriver session(m);
-  std::vector<at::Tensor> out;
-  size_t at = 0;
-  for (size_t r = 0; r < c.splits.size(); ++r) {
-    const std::vector<int32_t> part(c.tokens.begin() + at, c.tokens.begin() + at + c.splits[r]);
-    out.push_back(c.modes[r] == 1 ? session.PrefillAll(part) : session.DecodeEach(part));
-    at += c.splits[r];
-  }
-  return at::cat(out);
-}
-
 class ParityTest : public ::testing::TestWithParam<Variant> {
  protected:
   std::string Dir() const {
@@ -61,7 +47,7 @@ TEST_P(ParityTest, Float32CheckpointsMatchReferenceTo1e4) {
   ASSERT_TRUE(c.ok()) << c.status() << " (run the parity.make_cases test first)";
   auto m = Load(model::CkptDtype::kFloat32);
   ASSERT_NE(m, nullptr);
-  const at::Tensor got = RunSession(m.get(), *c);
+  const at::Tensor got = testing::RunParityCase(m.get(), *c);
   ASSERT_EQ(got.sizes(), c->logits.sizes());
   EXPECT_LE(testing::RelError(got, c->logits), 1e-4);
 }
@@ -71,7 +57,7 @@ TEST_P(ParityTest, Bfloat16CheckpointsStayWithinBf16Tolerance) {
   ASSERT_TRUE(c.ok()) << c.status();
   auto m = Load(model::CkptDtype::kBFloat16);
   ASSERT_NE(m, nullptr);
-  const at::Tensor got = RunSession(m.get(), *c);
+  const at::Tensor got = testing::RunParityCase(m.get(), *c);
   ASSERT_EQ(got.sizes(), c->logits.sizes());
   // bf16 keeps 8 significant bits (relative rounding 2^-9 per element).
   EXPECT_LE(testing::RelError(got, c->logits), 2e-2);
@@ -89,7 +75,7 @@ TEST(ParityTiesTest, SscTiesGoToTheMoreRecentCheckpoint) {
   auto m = model::McModel::Load(dir, {});
   ASSERT_TRUE(m.ok()) << m.status();
   for (int32_t& mode : c->modes) mode = 0;
-  EXPECT_LE(testing::RelError(RunSession(m->get(), *c), c->logits), 1e-4);
+  EXPECT_LE(testing::RelError(testing::RunParityCase(m->get(), *c), c->logits), 1e-4);
 }
 
 std::string Name(const ::testing::TestParamInfo<Variant>& info) {
