@@ -107,7 +107,7 @@ DeepDecodeIndex IndexDeepDecode(const ModelConfig& c, const std::vector<DeepDeco
     ix.max_n = std::max<int64_t>(ix.max_n, static_cast<int64_t>(s.ckpt_slots.size()));
   }
   std::vector<int64_t> slots, in_chunk, table(ix.batch * ix.max_n, 0), chunk_rows, seg_rows,
-      seg_dst;
+      kept_rows, kept_dst;
   std::vector<float> count;
   std::vector<uint8_t> valid(ix.batch * ix.max_n, 0);
   for (int64_t b = 0; b < ix.batch; ++b) {
@@ -122,7 +122,10 @@ DeepDecodeIndex IndexDeepDecode(const ModelConfig& c, const std::vector<DeepDeco
     if ((s.position + 1) % c.deep.chunk == 0) chunk_rows.push_back(b);
     if ((s.position + 1) % c.segment_length == 0) {
       seg_rows.push_back(b);
-      seg_dst.push_back(s.new_ckpt_slot);
+      if (s.new_ckpt_slot >= 0) {
+        kept_rows.push_back(b);
+        kept_dst.push_back(s.new_ckpt_slot);
+      }
     }
   }
   auto longs = [&device](const std::vector<int64_t>& v) {
@@ -135,7 +138,8 @@ DeepDecodeIndex IndexDeepDecode(const ModelConfig& c, const std::vector<DeepDeco
   ix.ckpt_valid = at::tensor(valid, at::kByte).to(device).to(at::kBool).view({ix.batch, ix.max_n});
   ix.chunk_rows = longs(chunk_rows);
   ix.seg_rows = longs(seg_rows);
-  ix.seg_dst = longs(seg_dst);
+  ix.kept_rows = longs(kept_rows);
+  ix.kept_dst = longs(kept_dst);
   return ix;
 }
 
@@ -192,13 +196,10 @@ at::Tensor DeepDecodeLayer(const ModelConfig& c, const LayerWeights& lw, const D
   // Segment ends: the memory becomes a checkpoint; the key sum restarts.
   if (ix.seg_rows.numel() > 0) {
     const at::Tensor ss = ix.slots.index_select(0, ix.seg_rows);
-    const at::Tensor keep = ix.seg_dst >= 0;
-    if (keep.any().item<bool>()) {
-      const at::Tensor rows = ix.seg_rows.masked_select(keep);
-      const at::Tensor dst = ix.seg_dst.masked_select(keep);
-      p.ckpt.index_copy_(0, dst, w.index_select(0, rows).to(p.ckpt.scalar_type()));
-      p.ckpt_summary.index_copy_(0, dst,
-                                 ks.index_select(0, rows) / static_cast<double>(c.segment_length));
+    if (ix.kept_rows.numel() > 0) {
+      p.ckpt.index_copy_(0, ix.kept_dst, w.index_select(0, ix.kept_rows).to(p.ckpt.scalar_type()));
+      p.ckpt_summary.index_copy_(
+          0, ix.kept_dst, ks.index_select(0, ix.kept_rows) / static_cast<double>(c.segment_length));
     }
     ks.index_fill_(0, ix.seg_rows, 0.0);
     if (c.boundary == kernels::Boundary::kReset) {

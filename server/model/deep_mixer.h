@@ -45,7 +45,8 @@ struct DeepDecodeIndex {
   at::Tensor ckpt_valid;    // [B, max_n] bool
   at::Tensor chunk_rows;    // long: batch rows whose token closes its chunk (maybe empty)
   at::Tensor seg_rows;      // long: batch rows whose token closes its segment
-  at::Tensor seg_dst;       // long: their new checkpoint slots (-1 entries: not kept)
+  at::Tensor kept_rows;     // long: those of them whose checkpoint is kept
+  at::Tensor kept_dst;      // long: the kept checkpoints' slots
 };
 
 struct DeepDecodeSeq {
