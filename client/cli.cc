@@ -1,7 +1,7 @@
 // mcserve-cli: talk to an mcserve server from the shell.
 //
 //   mcserve-cli [--addr=HOST:PORT] generate [--max_tokens=N ...] "prompt"
-//   mcserve-cli session create [ID] | get ID | delete ID | fork ID [NEW_ID] |
+//   mcserve-cli session create [ID] | get ID | delete ID | list | fork ID [NEW_ID] |
 //                       export ID FILE | import FILE [ID]
 //   mcserve-cli tokenize [--add_bos] "text" | -     (prints the ids)
 //   mcserve-cli detokenize ID...                      (prints the text)
@@ -254,6 +254,15 @@ int SessionCmd(Client& c, const std::vector<char*>& args) {
     return 0;
   }
   if (verb == "delete" && args.size() == 2) return Report(c.DeleteSession(args[1]));
+  if (verb == "list" && args.size() == 1) {
+    auto all = c.ListSessions();
+    if (!all.ok()) return Report(all.status());
+    for (const v1::Session& s : *all) {
+      std::cout << s.session_id() << "\t" << s.num_tokens() << " tokens\t" << s.num_checkpoints()
+                << " checkpoints\t" << s.checkpoint_bytes() << " bytes\n";
+    }
+    return 0;
+  }
   if (verb == "fork" && (args.size() == 2 || args.size() == 3)) {
     auto s = c.ForkSession(args[1], args.size() == 3 ? args[2] : "");
     if (!s.ok()) return Report(s.status());
@@ -281,8 +290,9 @@ int SessionCmd(Client& c, const std::vector<char*>& args) {
     std::cout << s->session_id() << "\n";
     return 0;
   }
-  std::cerr << "usage: mcserve-cli session create [ID] | get ID | delete ID | fork ID [NEW_ID] |\n"
-               "                          export ID FILE | import FILE [ID]\n";
+  std::cerr
+      << "usage: mcserve-cli session create [ID] | get ID | delete ID | list | fork ID [NEW_ID] |\n"
+         "                          export ID FILE | import FILE [ID]\n";
   return kUsage;
 }
 
@@ -291,7 +301,7 @@ int Run(int argc, char** argv) {
       "mcserve-cli [--addr=HOST:PORT] COMMAND\n"
       "  generate [--max_tokens=N --temperature=T --top_p=P --top_k=K --seed=S\n"
       "            --session=ID --stop=a,b --ignore_eos --logprobs --timeout=SEC] PROMPT|-\n"
-      "  session create [ID] | get ID | delete ID | fork ID [NEW_ID] | export ID FILE |\n"
+      "  session create [ID] | get ID | delete ID | list | fork ID [NEW_ID] | export ID FILE |\n"
       "          import FILE [ID]\n"
       "  tokenize [--add_bos] TEXT|- | detokenize ID...\n"
       "  health | info | status | abort REQUEST_ID\n"

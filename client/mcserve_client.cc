@@ -85,6 +85,16 @@ absl::StatusOr<v1::Session> Client::GetSession(const std::string& session_id) {
   return resp;
 }
 
+absl::StatusOr<std::vector<v1::Session>> Client::ListSessions() {
+  grpc::ClientContext ctx;
+  Authorize(ctx);
+  v1::ListSessionsRequest req;
+  v1::ListSessionsResponse resp;
+  absl::Status s = FromGrpc(stub_->ListSessions(&ctx, req, &resp));
+  if (!s.ok()) return s;
+  return std::vector<v1::Session>(resp.sessions().begin(), resp.sessions().end());
+}
+
 absl::Status Client::DeleteSession(const std::string& session_id) {
   grpc::ClientContext ctx;
   Authorize(ctx);

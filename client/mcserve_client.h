@@ -39,6 +39,8 @@ class Client {
   absl::StatusOr<v1::Session> CreateSession(const std::string& session_id = "");
   absl::StatusOr<v1::Session> GetSession(const std::string& session_id);
   absl::Status DeleteSession(const std::string& session_id);
+  // The caller's sessions (an admin's: everyone's), by id.
+  absl::StatusOr<std::vector<v1::Session>> ListSessions();
   absl::StatusOr<v1::Session> ForkSession(const std::string& session_id,
                                           const std::string& new_session_id = "");
   // The session's snapshot bytes (ExportSession's chunks joined).

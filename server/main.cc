@@ -22,6 +22,7 @@
 #include "server/model/mc_model.h"
 #include "server/rpc/generation_service.h"
 #include "server/server_options.h"
+#include "server/session_saver.h"
 #include "server/session_store.h"
 #include "server/util/clock.h"
 #include "server/util/flags_help.h"
@@ -114,9 +115,18 @@ int Run(int argc, char** argv) {
   auto engine = engine::Engine::Create(*std::move(model), opts->engine, Clock::Real(), &metrics);
   if (!engine.ok()) return Fatal("cannot start engine", engine.status());
 
+  std::unique_ptr<SessionStore> sessions;
+  std::unique_ptr<SessionSaver> saver;
   if (!opts->session_dir.empty()) {
-    absl::Status restored = RestoreSessions(**engine, opts->session_dir);
+    absl::StatusOr<std::unique_ptr<SessionStore>> st = SessionStore::Open(opts->session_dir);
+    if (!st.ok()) return Fatal("cannot open --session_dir", st.status());
+    sessions = *std::move(st);
+    absl::Status restored = sessions->Restore(**engine);
     if (!restored.ok()) return Fatal("cannot restore sessions", restored);
+    if (opts->session_save_interval > absl::ZeroDuration()) {
+      saver = std::make_unique<SessionSaver>(sessions.get(), engine->get(),
+                                             opts->session_save_interval);
+    }
   }
 
   rpc::GenerationService service(engine->get(), opts->service);
@@ -171,10 +181,11 @@ int Run(int argc, char** argv) {
   Drain(**engine, service, *server, health_server.get(), opts->shutdown_grace);
   server->Wait();
   if (health_server != nullptr) health_server->Wait();
-  if (!opts->session_dir.empty()) {
+  if (saver != nullptr) saver->Stop();
+  if (sessions != nullptr) {
     // Every request has ended: the sessions are at rest. A failure is
     // logged per session; the exit code says whether all were kept.
-    if (!SaveSessions(**engine, opts->session_dir).ok()) exit_code = 1;
+    if (!sessions->SaveAll(**engine).ok()) exit_code = 1;
   }
   engine->reset();  // before `metrics`, which it records into
   MCSERVE_LOG(kInfo, "stopped");

@@ -33,6 +33,14 @@ ABSL_FLAG(std::string, health_port_file, "",
 ABSL_FLAG(std::string, auth_principals, "",
           "Require authentication: the principals file mapping bearer-token digests and "
           "client-certificate names to principals and roles (server/rpc/auth.h); empty: off");
+ABSL_FLAG(int32_t, quota_sessions, 0,
+          "Live sessions each principal may hold (principals-file entries may override; "
+          "0: no limit)");
+ABSL_FLAG(int32_t, quota_requests, 0,
+          "Generate requests each principal may have queued or running (0: no limit)");
+ABSL_FLAG(std::string, quota_checkpoint_bytes, "0",
+          "Checkpoint bytes each principal's sessions and requests may hold or reserve "
+          "(e.g. 512MiB; 0: no limit)");
 ABSL_FLAG(std::string, port_file, "", "If set, write the bound gRPC port here once serving");
 ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9400",
           "Prometheus /metrics address (port 0: pick one; empty: no metrics endpoint)");
@@ -49,7 +57,11 @@ ABSL_FLAG(absl::Duration, metrics_read_timeout, absl::Seconds(5),
 ABSL_FLAG(std::string, metrics_port_file, "",
           "If set, write the bound metrics port here once serving");
 ABSL_FLAG(std::string, session_dir, "",
-          "Persist sessions here: written on shutdown (after the drain), restored on start");
+          "Persist sessions here: each written after its requests end (every "
+          "--session_save_interval) and at shutdown, restored on start");
+ABSL_FLAG(absl::Duration, session_save_interval, absl::Seconds(5),
+          "With --session_dir: write sessions whose history changed this often while serving, "
+          "so a crash loses at most this much (0: only at shutdown)");
 ABSL_FLAG(std::string, device, "cpu", "Device for the model and MC state: cpu or cuda[:N]");
 ABSL_FLAG(std::string, checkpoint_dtype, "float32", "Checkpoint storage: float32 or bfloat16");
 ABSL_FLAG(int32_t, max_running, 64, "Most requests decoding together (batch size)");
@@ -142,6 +154,10 @@ absl::StatusOr<ServerOptions> ServerOptionsFromFlags() {
   o.metrics.read_timeout = absl::GetFlag(FLAGS_metrics_read_timeout);
   o.metrics_port_file = absl::GetFlag(FLAGS_metrics_port_file);
   o.session_dir = absl::GetFlag(FLAGS_session_dir);
+  o.session_save_interval = absl::GetFlag(FLAGS_session_save_interval);
+  if (o.session_save_interval < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("--session_save_interval must not be negative");
+  }
   o.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   o.tls.cert_file = absl::GetFlag(FLAGS_tls_cert);
   o.tls.key_file = absl::GetFlag(FLAGS_tls_key);
@@ -224,6 +240,18 @@ absl::StatusOr<ServerOptions> ServerOptionsFromFlags() {
     }
     o.service.auth = *std::move(a);
   }
+  engine::OwnerLimits quota;
+  quota.sessions = absl::GetFlag(FLAGS_quota_sessions);
+  quota.requests = absl::GetFlag(FLAGS_quota_requests);
+  ASSIGN_OR_RETURN(
+      quota.checkpoint_bytes,
+      Flag("quota_checkpoint_bytes", ParseByteSize(absl::GetFlag(FLAGS_quota_checkpoint_bytes))));
+  RETURN_IF_ERROR(Positive("quota_sessions", quota.sessions, 0));
+  RETURN_IF_ERROR(Positive("quota_requests", quota.requests, 0));
+  // Without authentication every caller is one principal, "" (owner.h).
+  e.owner_limits = [auth = o.service.auth, quota](absl::string_view owner) {
+    return auth != nullptr ? auth->LimitsOf(owner, quota) : quota;
+  };
   return o;
 }
 

@@ -24,6 +24,9 @@ struct ServerOptions {
   metrics::ExposerOptions metrics;  // listen empty: no metrics endpoint
   std::string metrics_port_file;
   std::string session_dir;  // empty: sessions end with the process
+  // With session_dir: how often changed sessions are written while serving
+  // (what a crash can lose); zero: only at shutdown.
+  absl::Duration session_save_interval = absl::Seconds(5);
   int max_message_bytes = 4 << 20;
   rpc::ConnectionOptions connections;
   rpc::TlsOptions tls;

@@ -23,6 +23,10 @@ struct Engine::Active {
   int32_t prompt_tokens = 0;
   state::PrefixMatch prefix;  // found at submission, adopted at admission
   int64_t cached_tokens = 0;  // prompt tokens the prefix cache supplied
+  // Charged to this owner's checkpoint quota: the most checkpoint bytes
+  // the session can hold when the request ends (engine_quota.cc).
+  std::string quota_owner;
+  int64_t reserved_ckpt_bytes = 0;
   OutputProcessor out;
   model::SamplerRng rng;
   absl::Time arrival;                            // when the engine received it

@@ -28,6 +28,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "server/engine/output_processor.h"
+#include "server/engine/owner.h"
 #include "server/engine/planner.h"
 #include "server/engine/request.h"
 #include "server/engine/scheduler.h"
@@ -63,6 +64,8 @@ struct EngineOptions {
   // its own bos/eos instead of the tokenizer the model's config names
   // (model_tokenizer.h).
   std::string tokenizer_model;
+  // Per-owner limits (owner.h); null: none.
+  OwnerLimitsFn owner_limits;
 };
 
 struct SessionInfo {
@@ -72,6 +75,7 @@ struct SessionInfo {
   int64_t checkpoint_bytes = 0;
   int64_t state_bytes = 0;
   bool busy = false;
+  uint64_t version = 0;  // changes whenever the session's history may have
   int32_t checkpoints_on_device = 0;
   int32_t checkpoints_on_host = 0;
   pool::EvictionStats eviction;
@@ -136,12 +140,15 @@ class Engine {
   void ForkSession(std::string parent_id, std::string child_id, SessionCallback done);
   // The session as snapshot bytes (session_snapshot.h).
   void ExportSession(std::string session_id, std::function<void(absl::StatusOr<std::string>)> done);
-  // Creates session `session_id` ("": the snapshot's id) from snapshot
-  // bytes. Nothing is created unless the whole snapshot is valid and fits.
+  // Creates session `session_id` ("": the snapshot's id; "<owner>/": the
+  // snapshot's name under that owner, owner.h) from snapshot bytes. Nothing is created unless the
+  // whole snapshot is valid and fits.
   void ImportSession(std::string session_id, std::string bytes, SessionCallback done);
 
   // Ids of all sessions.
   void ListSessions(std::function<void(std::vector<std::string>)> done);
+  // Every session, described, in id order.
+  void DescribeSessions(std::function<void(std::vector<SessionInfo>)> done);
 
   // From now on new requests and sessions are refused with UNAVAILABLE.
   void StartDrain();
@@ -206,8 +213,21 @@ class Engine {
   static std::string OwnerName(const Active& a);
   void ExpireIdleSessions();
   void AuditWhenIdle();
-  // A new session in the table (UNAVAILABLE while draining).
+  // A new session in the table (UNAVAILABLE while draining,
+  // RESOURCE_EXHAUSTED over its owner's session quota).
   absl::StatusOr<Session*> AddSession(std::string id);
+
+  // Quotas (engine_quota.cc, owner.h).
+  struct OwnerUsage {
+    int32_t sessions = 0;
+    int32_t requests = 0;
+    int64_t checkpoint_bytes = 0;  // held by idle sessions + reserved by requests
+  };
+  OwnerUsage UsageOf(absl::string_view owner) const;
+  absl::Status CheckSessionQuota(absl::string_view owner) const;
+  // Sets the request's checkpoint reservation; RESOURCE_EXHAUSTED naming
+  // the quota when its owner may not run it now.
+  absl::Status ReserveQuota(Active& a);
   SessionInfo Describe(const Session& s) const;
   Active* FindByRequestId(const std::string& request_id);
 
@@ -235,6 +255,7 @@ class Engine {
   absl::Time next_expiry_check_ = absl::InfinitePast();
   bool reverse_groups_ = false;  // decode group order alternates (RunDecode)
   bool audited_ = true;          // since the engine last did work
+  uint64_t last_version_ = 0;    // Session::version, engine-wide
 
   mutable absl::Mutex mu_;
   std::deque<Command> inbox_ ABSL_GUARDED_BY(mu_);

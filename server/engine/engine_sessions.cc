@@ -28,8 +28,11 @@ void Engine::CreateSession(std::string session_id, SessionCallback done) {
 
 absl::StatusOr<Session*> Engine::AddSession(std::string id) {
   if (draining_) return absl::UnavailableError("server is draining for shutdown; retry elsewhere");
-  return sessions_.Add(std::move(id), tokenizer_->bos_id(), model_->config().segment_length,
-                       clock_->Now());
+  RETURN_IF_ERROR(CheckSessionQuota(OwnerOf(id)));
+  absl::StatusOr<Session*> s = sessions_.Add(std::move(id), tokenizer_->bos_id(),
+                                             model_->config().segment_length, clock_->Now());
+  if (s.ok()) (*s)->version = ++last_version_;
+  return s;
 }
 
 void Engine::ForkSession(std::string parent_id, std::string child_id, SessionCallback done) {
@@ -58,6 +61,7 @@ void Engine::ForkSession(std::string parent_id, std::string child_id, SessionCal
     c.pending_token = parent.pending_token;
     c.text_at_start = parent.text_at_start;
     c.chain = parent.chain;
+    c.cache_root = parent.cache_root;
     parent.last_used = clock_->Now();
     Touch(parent);
     Touch(c);
@@ -80,6 +84,14 @@ void Engine::ExpireIdleSessions() {
 
 void Engine::ListSessions(std::function<void(std::vector<std::string>)> done) {
   Post([this, done = std::move(done)] { done(sessions_.Ids()); });
+}
+
+void Engine::DescribeSessions(std::function<void(std::vector<SessionInfo>)> done) {
+  Post([this, done = std::move(done)] {
+    std::vector<SessionInfo> out;
+    sessions_.ForEach([&](const Session& s) { out.push_back(Describe(s)); });
+    done(std::move(out));
+  });
 }
 
 void Engine::GetSession(std::string session_id, SessionCallback done) {
@@ -116,6 +128,7 @@ SessionInfo Engine::Describe(const Session& s) const {
   info.checkpoint_bytes = info.num_checkpoints * checkpoint_bytes();
   info.state_bytes = state_bytes();
   info.busy = s.busy_with != 0;
+  info.version = s.version;
   info.checkpoints_on_device = st.on_device;
   info.checkpoints_on_host = st.on_host;
   info.eviction = st.eviction;

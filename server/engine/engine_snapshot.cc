@@ -2,6 +2,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "server/engine/engine.h"
+#include "server/engine/owner.h"
 #include "server/engine/session_snapshot.h"
 #include "server/util/log.h"
 #include "server/util/status_macros.h"
@@ -119,7 +120,15 @@ absl::StatusOr<Session*> Engine::RestoreSession(const std::string& id, absl::str
   image.ckpt_summary = std::move(snap->ckpt_summary);
   image.usefulness = std::move(snap->usefulness);
   image.eviction = snap->eviction;
-  const std::string name = id.empty() ? snap->session_id : id;
+  // "": the snapshot's id; "<owner>/": the snapshot's name under that owner.
+  const std::string name =
+      id.empty() ? snap->session_id
+                 : (id.back() == kOwnerSeparator ? id + std::string(NameOf(snap->session_id)) : id);
+  if (!IsValidId(name)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("snapshot's session_id is not a valid session id (1 to 128 characters of ",
+                     "[A-Za-z0-9._:-], optionally under an owner)"));
+  }
   // The session id is checked (taken, limit) before any state is made.
   ASSIGN_OR_RETURN(Session * s, AddSession(name));
   absl::StatusOr<state::SeqState> st = store_->Import(image, name);

@@ -41,7 +41,8 @@ void Engine::DoSubmit(uint64_t handle, NewRequest request) {
   if (a->req.session_id.empty()) {
     a->own = std::make_unique<Session>();
     a->own->ephemeral = true;
-    a->own->StartHistory(tokenizer_->bos_id(), model_->config().segment_length);
+    a->own->StartHistory(tokenizer_->bos_id(), model_->config().segment_length,
+                         state::RootKey(OwnerOf(a->req.request_id)));
     a->session = a->own.get();
   } else {
     absl::StatusOr<Session*> found = sessions_.Find(a->req.session_id);
@@ -76,6 +77,10 @@ void Engine::DoSubmit(uint64_t handle, NewRequest request) {
     SendError(channel, fits);
     return;
   }
+  if (absl::Status q = ReserveQuota(*a); !q.ok()) {
+    SendError(channel, q);
+    return;
+  }
   a->feed.push_back(s.pending_token);
   a->feed.insert(a->feed.end(), a->req.prompt.begin(), a->req.prompt.end());
   a->out.SetContext(s.text_at_start, a->req.prompt);
@@ -83,7 +88,7 @@ void Engine::DoSubmit(uint64_t handle, NewRequest request) {
   // A new sequence may start from a cached prefix (adopted at admission);
   // at least the last token is left to feed, for its logits.
   if (s.position == 0 && held == 0 && s.chain.valid()) {
-    a->prefix = store_->Lookup(a->feed, static_cast<int64_t>(a->feed.size()) - 1);
+    a->prefix = store_->Lookup(a->feed, static_cast<int64_t>(a->feed.size()) - 1, s.cache_root);
   }
   s.busy_with = handle;
   Touch(s);
@@ -421,7 +426,7 @@ void Engine::Fail(Active& a, absl::Status status) {
     s.state.Release();
     absl::StatusOr<state::SeqState> fresh = store_->Create(s.id);
     if (fresh.ok()) s.state = *std::move(fresh);
-    s.StartHistory(tokenizer_->bos_id(), model_->config().segment_length);
+    s.StartHistory(tokenizer_->bos_id(), model_->config().segment_length, s.cache_root);
     s.broken = !fresh.ok();  // no state at all: unusable until deleted
   }
   RecordEnd(a, "error");
@@ -434,6 +439,7 @@ void Engine::Release(Active& a) {
   scheduler_.Remove(id);
   a.session->busy_with = 0;
   a.session->last_used = clock_->Now();
+  a.session->version = ++last_version_;
   Touch(*a.session);
   by_request_id_.erase(a.req.request_id);
   active_.erase(id);  // destroys `a`, and a one-shot session with its state

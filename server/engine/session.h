@@ -23,7 +23,10 @@ struct Session {
   bool ephemeral = false;   // one-shot: freed with its request
   state::SeqState state;    // invalid until the session first needs it
   state::TokenChain chain;  // tokens since BOS, for the prefix cache
-  int64_t position = 0;     // tokens fed
+  // The prefix cache scope its chain starts from: its owner's
+  // (state::RootKey), so owners never share cached prefixes.
+  uint64_t cache_root = state::kRootKey;
+  int64_t position = 0;  // tokens fed
   int32_t pending_token = 0;
   RequestId busy_with = 0;  // request in flight; 0 when idle
   bool broken = false;      // an internal error left the state unusable
@@ -32,15 +35,19 @@ struct Session {
   // the next piece. Kept by the engine from each request's text stream.
   bool text_at_start = true;
   absl::Time last_used;
+  // Changes whenever the history may have (a request ended, the session was
+  // made): what durable storage compares (session_store.h).
+  uint64_t version = 0;
 
   int64_t num_tokens() const { return position + 1; }
   // The history of a new session: BOS pending, nothing fed (the model state
   // is the caller's to set).
-  void StartHistory(int32_t bos_id, int32_t segment_length) {
+  void StartHistory(int32_t bos_id, int32_t segment_length, uint64_t root) {
     position = 0;
     pending_token = bos_id;
     text_at_start = true;
-    chain = state::TokenChain(segment_length);
+    cache_root = root;
+    chain = state::TokenChain(segment_length, root);
   }
 };
 

@@ -3,6 +3,7 @@
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "server/engine/owner.h"
 
 namespace mcserve::engine {
 namespace {
@@ -16,8 +17,9 @@ std::string NewSessionId() {
 
 absl::StatusOr<Session*> SessionTable::Add(std::string id, int32_t bos_id, int32_t segment_length,
                                            absl::Time now) {
-  if (id.empty()) {
-    do id = NewSessionId();
+  if (id.empty() || id.back() == kOwnerSeparator) {
+    const std::string owner = id;
+    do id = owner + NewSessionId();
     while (sessions_.count(id) != 0);
   }
   if (sessions_.count(id) != 0) {
@@ -29,7 +31,7 @@ absl::StatusOr<Session*> SessionTable::Add(std::string id, int32_t bos_id, int32
   }
   auto s = std::make_unique<Session>();
   s->id = id;
-  s->StartHistory(bos_id, segment_length);
+  s->StartHistory(bos_id, segment_length, state::RootKey(OwnerOf(id)));
   s->last_used = now;
   Session* raw = s.get();
   sessions_[id] = std::move(s);

@@ -23,7 +23,8 @@ class SessionTable {
  public:
   explicit SessionTable(int32_t max_sessions) : max_sessions_(max_sessions) {}
 
-  // A new session named `id` ("": a generated id) with BOS pending and no
+  // A new session named `id` ("": a generated id; "<owner>/": a generated
+  // name under that owner, owner.h) with BOS pending and no
   // state yet. ALREADY_EXISTS, or RESOURCE_EXHAUSTED at the limit.
   absl::StatusOr<Session*> Add(std::string id, int32_t bos_id, int32_t segment_length,
                                absl::Time now);

@@ -8,8 +8,10 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "server/util/byte_size.h"
 #include "server/util/text_file.h"
 
 namespace mcserve::rpc {
@@ -27,6 +29,31 @@ absl::StatusOr<Role> ParseRole(absl::string_view s) {
   if (s == "admin") return Role::kAdmin;
   return absl::InvalidArgumentError(
       absl::StrCat("unknown role '", s, "' (expected reader, user or admin)"));
+}
+
+// "key=value" quota fields after the role.
+absl::Status ParseQuota(absl::string_view field, QuotaOverrides& q) {
+  const size_t eq = field.find('=');
+  const absl::string_view key = field.substr(0, eq);
+  const absl::string_view value = eq == absl::string_view::npos ? "" : field.substr(eq + 1);
+  auto count = [&](std::optional<int32_t>& out) -> absl::Status {
+    int32_t v = 0;
+    if (!absl::SimpleAtoi(value, &v) || v < 0) {
+      return absl::InvalidArgumentError(absl::StrCat(key, " must be a count >= 0"));
+    }
+    out = v;
+    return absl::OkStatus();
+  };
+  if (key == "sessions") return count(q.sessions);
+  if (key == "requests") return count(q.requests);
+  if (key == "checkpoint_bytes") {
+    absl::StatusOr<int64_t> v = ParseByteSize(value);
+    if (!v.ok()) return absl::InvalidArgumentError(absl::StrCat(key, ": ", v.status().message()));
+    q.checkpoint_bytes = *v;
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "unknown field '", field, "' (quotas: sessions=N requests=N checkpoint_bytes=SIZE)"));
 }
 
 }  // namespace
@@ -74,10 +101,18 @@ absl::StatusOr<std::shared_ptr<const Authenticator>> Authenticator::Parse(absl::
     auto bad = [n](absl::string_view why) {
       return absl::InvalidArgumentError(absl::StrCat("principals file line ", n, ": ", why));
     };
-    if (f.size() != 4) return bad("expected: token|cert NAME-OR-DIGEST PRINCIPAL ROLE");
+    if (f.size() < 4) {
+      return bad("expected: token|cert NAME-OR-DIGEST PRINCIPAL ROLE [QUOTA=N ...]");
+    }
     absl::StatusOr<Role> role = ParseRole(f[3]);
     if (!role.ok()) return bad(role.status().message());
-    const Principal p{std::string(f[2]), *role};
+    if (!engine::IsValidOwner(f[2])) {
+      return bad("a principal name is 1 to 128 characters of [A-Za-z0-9._:@-]");
+    }
+    Principal p{std::string(f[2]), *role, {}};
+    for (size_t i = 4; i < f.size(); ++i) {
+      if (absl::Status q = ParseQuota(f[i], p.quota); !q.ok()) return bad(q.message());
+    }
     if (f[0] == "token") {
       const bool hex = f[1].size() == 64 && std::all_of(f[1].begin(), f[1].end(), [](char ch) {
                          return absl::ascii_isxdigit(static_cast<unsigned char>(ch));
@@ -97,6 +132,20 @@ absl::StatusOr<std::shared_ptr<const Authenticator>> Authenticator::Parse(absl::
   }
   if (a->size() == 0) return absl::InvalidArgumentError("principals file has no entries");
   return std::shared_ptr<const Authenticator>(std::move(a));
+}
+
+engine::OwnerLimits Authenticator::LimitsOf(absl::string_view principal,
+                                            const engine::OwnerLimits& defaults) const {
+  engine::OwnerLimits l = defaults;
+  auto apply = [&](const Principal& p) {
+    if (p.name != principal) return;
+    if (p.quota.sessions) l.sessions = *p.quota.sessions;
+    if (p.quota.requests) l.requests = *p.quota.requests;
+    if (p.quota.checkpoint_bytes) l.checkpoint_bytes = *p.quota.checkpoint_bytes;
+  };
+  for (const TokenEntry& e : tokens_) apply(e.principal);
+  for (const CertEntry& e : certs_) apply(e.principal);
+  return l;
 }
 
 absl::StatusOr<std::shared_ptr<const Authenticator>> Authenticator::Load(const std::string& path) {

@@ -5,8 +5,11 @@
 // compared in constant time; neither they nor their digests are logged.
 //
 // Principals file, one entry per line ('#' starts a comment):
-//   token <sha-256 of the token, hex> <principal> <role>
-//   cert  <name in the client certificate (CN or a SAN)> <principal> <role>
+//   token <sha-256 of the token, hex> <principal> <role> [quota=N ...]
+//   cert  <name in the client certificate (CN or a SAN)> <principal> <role> [quota=N ...]
+// Principal names: 1..128 of [A-Za-z0-9._:@-]. Quotas (engine/owner.h)
+// override the server's --quota_* defaults for that principal:
+// sessions=N, requests=N, checkpoint_bytes=SIZE (e.g. 512MiB); 0: none.
 // Roles: reader (GetModelInfo, Tokenize, Detokenize), user (also Generate,
 // Abort and the session RPCs), admin (also GetServerStatus). Health and
 // reflection are other services and stay open (probes need them).
@@ -17,19 +20,29 @@
 
 #include <array>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "server/engine/owner.h"
 
 namespace mcserve::rpc {
 
 enum class Role { kReader = 0, kUser = 1, kAdmin = 2 };
 
+// Quotas a principals file line sets; unset ones take the server's defaults.
+struct QuotaOverrides {
+  std::optional<int32_t> sessions;
+  std::optional<int32_t> requests;
+  std::optional<int64_t> checkpoint_bytes;
+};
+
 struct Principal {
   std::string name;
   Role role = Role::kAdmin;
+  QuotaOverrides quota;
 };
 
 // The RPCs of mcserve.v1.Generation, for authorisation.
@@ -39,6 +52,7 @@ enum class Method {
   kCreateSession,
   kGetSession,
   kDeleteSession,
+  kListSessions,
   kForkSession,
   kExportSession,
   kImportSession,
@@ -65,6 +79,10 @@ class Authenticator {
   // The same from a bearer token and certificate names (for tests).
   absl::StatusOr<Principal> Check(absl::string_view authorization,
                                   const std::vector<std::string>& cert_names, Method m) const;
+
+  // `principal`'s quotas: its file entries' overrides over `defaults`.
+  engine::OwnerLimits LimitsOf(absl::string_view principal,
+                               const engine::OwnerLimits& defaults) const;
 
   size_t size() const { return tokens_.size() + certs_.size(); }
 

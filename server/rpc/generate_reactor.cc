@@ -24,8 +24,9 @@ class ReactorChannel : public engine::StreamChannel {
 }  // namespace
 
 GenerateReactor::GenerateReactor(engine::Engine* engine, const RequestLimits& limits,
-                                 const v1::GenerateRequest& request, uint64_t random_seed,
-                                 uint64_t random_id, std::atomic<int>* open_streams)
+                                 const CallerScope& scope, const v1::GenerateRequest& request,
+                                 uint64_t random_seed, uint64_t random_id,
+                                 std::atomic<int>* open_streams)
     : engine_(engine), open_streams_(open_streams) {
   open_streams_->fetch_add(1, std::memory_order_acq_rel);
   absl::StatusOr<engine::NewRequest> req =
@@ -39,7 +40,9 @@ GenerateReactor::GenerateReactor(engine::Engine* engine, const RequestLimits& li
     return;
   }
   if (req->request_id.empty()) req->request_id = absl::StrFormat("req-%016x", random_id);
-  request_id_ = req->request_id;
+  request_id_ = req->request_id;  // as the client sees it
+  req->request_id = scope.OwnRequest(req->request_id);
+  if (!req->session_id.empty()) req->session_id = engine::Qualify(scope.owner(), req->session_id);
   req->channel = std::make_shared<ReactorChannel>(this);
   handle_ = engine_->Submit(*std::move(req));
 }

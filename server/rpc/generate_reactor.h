@@ -21,6 +21,7 @@
 #include "absl/synchronization/mutex.h"
 #include "mcserve/v1/generation.grpc.pb.h"
 #include "server/engine/engine.h"
+#include "server/rpc/caller_scope.h"
 #include "server/rpc/validation.h"
 
 namespace mcserve::rpc {
@@ -31,7 +32,7 @@ class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
   // `random_seed` seeds sampling when the request sets no seed; `random_id`
   // names the request when it has no request_id. `open_streams` counts live
   // reactors (incremented here, decremented when the last reference goes).
-  GenerateReactor(engine::Engine* engine, const RequestLimits& limits,
+  GenerateReactor(engine::Engine* engine, const RequestLimits& limits, const CallerScope& scope,
                   const v1::GenerateRequest& request, uint64_t random_seed, uint64_t random_id,
                   std::atomic<int>* open_streams);
 

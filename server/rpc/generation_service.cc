@@ -75,6 +75,19 @@ grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* ctx, const absl
   return r;
 }
 
+// Answers a unary session RPC with the engine's SessionInfo, its id as the
+// caller sees it.
+engine::Engine::SessionCallback AnswerSession(grpc::ServerUnaryReactor* r, const CallerScope& scope,
+                                              v1::Session* response) {
+  return [r, scope, response](absl::StatusOr<engine::SessionInfo> info) {
+    if (info.ok()) {
+      ToProto(*info, *response);
+      response->set_session_id(scope.Show(info->id));
+    }
+    r->Finish(ToGrpc(info.status()));
+  };
+}
+
 // A stream refused before it starts (authentication): finishes at once.
 template <typename T>
 class RefusedWriter : public grpc::ServerWriteReactor<T> {
@@ -95,116 +108,134 @@ GenerationService::GenerationService(engine::Engine* engine, ServiceOptions opti
       options_(WithModelLimits(std::move(options), *engine)),
       model_info_(DescribeModel(*engine, options_)) {}
 
-absl::Status GenerationService::Allow(const grpc::CallbackServerContext* ctx, Method m) const {
-  if (options_.auth == nullptr) return absl::OkStatus();
-  return options_.auth->Check(*ctx, m).status();
+absl::StatusOr<CallerScope> GenerationService::Allow(const grpc::CallbackServerContext* ctx,
+                                                     Method m) const {
+  if (options_.auth == nullptr) return CallerScope();
+  absl::StatusOr<Principal> p = options_.auth->Check(*ctx, m);
+  if (!p.ok()) return p.status();
+  return CallerScope(*p);
 }
 
 grpc::ServerWriteReactor<v1::GenerateResponse>* GenerationService::Generate(
     grpc::CallbackServerContext* ctx, const v1::GenerateRequest* request) {
-  if (absl::Status s = Allow(ctx, Method::kGenerate); !s.ok()) {
-    return new RefusedWriter<v1::GenerateResponse>(s);
-  }
-  return new GenerateReactor(engine_, options_.limits, *request, RandomSeed(), RandomSeed(),
+  absl::StatusOr<CallerScope> scope = Allow(ctx, Method::kGenerate);
+  if (!scope.ok()) return new RefusedWriter<v1::GenerateResponse>(scope.status());
+  return new GenerateReactor(engine_, options_.limits, *scope, *request, RandomSeed(), RandomSeed(),
                              &open_streams_);
 }
 
 grpc::ServerUnaryReactor* GenerationService::Abort(grpc::CallbackServerContext* ctx,
                                                    const v1::AbortRequest* request,
                                                    v1::AbortResponse* /*response*/) {
-  if (absl::Status s = Allow(ctx, Method::kAbort); !s.ok()) return FinishNow(ctx, s);
+  absl::StatusOr<CallerScope> scope = Allow(ctx, Method::kAbort);
+  if (!scope.ok()) return FinishNow(ctx, scope.status());
 
   if (request->request_id().empty()) {
     return FinishNow(ctx, absl::InvalidArgumentError("request_id is required"));
   }
   grpc::ServerUnaryReactor* r = ctx->DefaultReactor();
-  engine_->Cancel(request->request_id(), [r](absl::Status s) { r->Finish(ToGrpc(s)); });
+  engine_->Cancel(scope->Request(request->request_id()),
+                  [r](absl::Status s) { r->Finish(ToGrpc(s)); });
   return r;
 }
 
 grpc::ServerUnaryReactor* GenerationService::CreateSession(grpc::CallbackServerContext* ctx,
                                                            const v1::CreateSessionRequest* request,
                                                            v1::Session* response) {
-  if (absl::Status s = Allow(ctx, Method::kCreateSession); !s.ok()) return FinishNow(ctx, s);
+  absl::StatusOr<CallerScope> scope = Allow(ctx, Method::kCreateSession);
+  if (!scope.ok()) return FinishNow(ctx, scope.status());
 
-  if (!request->session_id().empty()) {
-    absl::Status s = ValidateSessionId(request->session_id(), options_.limits, "session_id");
-    if (!s.ok()) return FinishNow(ctx, s);
-  }
+  absl::StatusOr<std::string> id =
+      scope->NewSession(request->session_id(), options_.limits, "session_id");
+  if (!id.ok()) return FinishNow(ctx, id.status());
   grpc::ServerUnaryReactor* r = ctx->DefaultReactor();
-  engine_->CreateSession(request->session_id(),
-                         [r, response](absl::StatusOr<engine::SessionInfo> info) {
-                           if (info.ok()) ToProto(*info, *response);
-                           r->Finish(ToGrpc(info.status()));
-                         });
+  engine_->CreateSession(*id, AnswerSession(r, *scope, response));
   return r;
 }
 
 grpc::ServerUnaryReactor* GenerationService::GetSession(grpc::CallbackServerContext* ctx,
                                                         const v1::GetSessionRequest* request,
                                                         v1::Session* response) {
-  if (absl::Status s = Allow(ctx, Method::kGetSession); !s.ok()) return FinishNow(ctx, s);
+  absl::StatusOr<CallerScope> scope = Allow(ctx, Method::kGetSession);
+  if (!scope.ok()) return FinishNow(ctx, scope.status());
 
-  absl::Status s = ValidateSessionId(request->session_id(), options_.limits, "session_id");
-  if (!s.ok()) return FinishNow(ctx, s);
+  absl::StatusOr<std::string> id =
+      scope->Session(request->session_id(), options_.limits, "session_id");
+  if (!id.ok()) return FinishNow(ctx, id.status());
   grpc::ServerUnaryReactor* r = ctx->DefaultReactor();
-  engine_->GetSession(request->session_id(),
-                      [r, response](absl::StatusOr<engine::SessionInfo> info) {
-                        if (info.ok()) ToProto(*info, *response);
-                        r->Finish(ToGrpc(info.status()));
-                      });
+  engine_->GetSession(*id, AnswerSession(r, *scope, response));
   return r;
 }
 
 grpc::ServerUnaryReactor* GenerationService::DeleteSession(
     grpc::CallbackServerContext* ctx, const v1::DeleteSessionRequest* request,
     v1::DeleteSessionResponse* /*response*/) {
-  if (absl::Status s = Allow(ctx, Method::kDeleteSession); !s.ok()) return FinishNow(ctx, s);
+  absl::StatusOr<CallerScope> scope = Allow(ctx, Method::kDeleteSession);
+  if (!scope.ok()) return FinishNow(ctx, scope.status());
 
-  absl::Status s = ValidateSessionId(request->session_id(), options_.limits, "session_id");
-  if (!s.ok()) return FinishNow(ctx, s);
+  absl::StatusOr<std::string> id =
+      scope->Session(request->session_id(), options_.limits, "session_id");
+  if (!id.ok()) return FinishNow(ctx, id.status());
   grpc::ServerUnaryReactor* r = ctx->DefaultReactor();
-  engine_->DeleteSession(request->session_id(), [r](absl::Status st) { r->Finish(ToGrpc(st)); });
+  engine_->DeleteSession(*id, [r](absl::Status st) { r->Finish(ToGrpc(st)); });
+  return r;
+}
+
+grpc::ServerUnaryReactor* GenerationService::ListSessions(
+    grpc::CallbackServerContext* ctx, const v1::ListSessionsRequest* /*request*/,
+    v1::ListSessionsResponse* response) {
+  absl::StatusOr<CallerScope> scope = Allow(ctx, Method::kListSessions);
+  if (!scope.ok()) return FinishNow(ctx, scope.status());
+
+  grpc::ServerUnaryReactor* r = ctx->DefaultReactor();
+  engine_->DescribeSessions([r, scope = *scope, response](std::vector<engine::SessionInfo> all) {
+    for (const engine::SessionInfo& info : all) {
+      if (!scope.Sees(info.id)) continue;
+      v1::Session* out = response->add_sessions();
+      ToProto(info, *out);
+      out->set_session_id(scope.Show(info.id));
+    }
+    r->Finish(grpc::Status::OK);
+  });
   return r;
 }
 
 grpc::ServerUnaryReactor* GenerationService::ForkSession(grpc::CallbackServerContext* ctx,
                                                          const v1::ForkSessionRequest* request,
                                                          v1::Session* response) {
-  if (absl::Status s = Allow(ctx, Method::kForkSession); !s.ok()) return FinishNow(ctx, s);
+  absl::StatusOr<CallerScope> scope = Allow(ctx, Method::kForkSession);
+  if (!scope.ok()) return FinishNow(ctx, scope.status());
 
-  absl::Status s = ValidateSessionId(request->session_id(), options_.limits, "session_id");
-  if (s.ok() && !request->new_session_id().empty()) {
-    s = ValidateSessionId(request->new_session_id(), options_.limits, "new_session_id");
-  }
-  if (!s.ok()) return FinishNow(ctx, s);
+  absl::StatusOr<std::string> parent =
+      scope->Session(request->session_id(), options_.limits, "session_id");
+  if (!parent.ok()) return FinishNow(ctx, parent.status());
+  absl::StatusOr<std::string> child =
+      scope->NewSession(request->new_session_id(), options_.limits, "new_session_id");
+  if (!child.ok()) return FinishNow(ctx, child.status());
   grpc::ServerUnaryReactor* r = ctx->DefaultReactor();
-  engine_->ForkSession(request->session_id(), request->new_session_id(),
-                       [r, response](absl::StatusOr<engine::SessionInfo> info) {
-                         if (info.ok()) ToProto(*info, *response);
-                         r->Finish(ToGrpc(info.status()));
-                       });
+  engine_->ForkSession(*parent, *child, AnswerSession(r, *scope, response));
   return r;
 }
 
 grpc::ServerWriteReactor<v1::SessionSnapshotChunk>* GenerationService::ExportSession(
     grpc::CallbackServerContext* ctx, const v1::ExportSessionRequest* request) {
-  if (absl::Status s = Allow(ctx, Method::kExportSession); !s.ok()) {
-    return new RefusedWriter<v1::SessionSnapshotChunk>(s);
-  }
-  return new ExportReactor(engine_, options_.limits, *request, &open_streams_);
+  absl::StatusOr<CallerScope> scope = Allow(ctx, Method::kExportSession);
+  if (!scope.ok()) return new RefusedWriter<v1::SessionSnapshotChunk>(scope.status());
+  return new ExportReactor(engine_, options_.limits, *scope, *request, &open_streams_);
 }
 
 grpc::ServerReadReactor<v1::ImportSessionRequest>* GenerationService::ImportSession(
     grpc::CallbackServerContext* ctx, v1::Session* response) {
-  if (absl::Status s = Allow(ctx, Method::kImportSession); !s.ok()) return new RefusedImport(s);
-  return new ImportReactor(engine_, options_.limits, response, &open_streams_);
+  absl::StatusOr<CallerScope> scope = Allow(ctx, Method::kImportSession);
+  if (!scope.ok()) return new RefusedImport(scope.status());
+  return new ImportReactor(engine_, options_.limits, *scope, response, &open_streams_);
 }
 
 grpc::ServerUnaryReactor* GenerationService::GetModelInfo(
     grpc::CallbackServerContext* ctx, const v1::GetModelInfoRequest* /*request*/,
     v1::ModelInfo* response) {
-  if (absl::Status s = Allow(ctx, Method::kGetModelInfo); !s.ok()) return FinishNow(ctx, s);
+  if (absl::Status s = Allow(ctx, Method::kGetModelInfo).status(); !s.ok())
+    return FinishNow(ctx, s);
 
   *response = model_info_;
   return FinishNow(ctx, absl::OkStatus());
@@ -213,7 +244,7 @@ grpc::ServerUnaryReactor* GenerationService::GetModelInfo(
 grpc::ServerUnaryReactor* GenerationService::Tokenize(grpc::CallbackServerContext* ctx,
                                                       const v1::TokenizeRequest* request,
                                                       v1::TokenizeResponse* response) {
-  if (absl::Status s = Allow(ctx, Method::kTokenize); !s.ok()) return FinishNow(ctx, s);
+  if (absl::Status s = Allow(ctx, Method::kTokenize).status(); !s.ok()) return FinishNow(ctx, s);
 
   return FinishNow(ctx, rpc::Tokenize(engine_->tokenizer(), *request, *response));
 }
@@ -221,7 +252,7 @@ grpc::ServerUnaryReactor* GenerationService::Tokenize(grpc::CallbackServerContex
 grpc::ServerUnaryReactor* GenerationService::Detokenize(grpc::CallbackServerContext* ctx,
                                                         const v1::DetokenizeRequest* request,
                                                         v1::DetokenizeResponse* response) {
-  if (absl::Status s = Allow(ctx, Method::kDetokenize); !s.ok()) return FinishNow(ctx, s);
+  if (absl::Status s = Allow(ctx, Method::kDetokenize).status(); !s.ok()) return FinishNow(ctx, s);
 
   return FinishNow(ctx,
                    rpc::Detokenize(engine_->tokenizer(), options_.limits, *request, *response));
@@ -230,7 +261,8 @@ grpc::ServerUnaryReactor* GenerationService::Detokenize(grpc::CallbackServerCont
 grpc::ServerUnaryReactor* GenerationService::GetServerStatus(
     grpc::CallbackServerContext* ctx, const v1::GetServerStatusRequest* /*request*/,
     v1::ServerStatus* response) {
-  if (absl::Status s = Allow(ctx, Method::kGetServerStatus); !s.ok()) return FinishNow(ctx, s);
+  if (absl::Status s = Allow(ctx, Method::kGetServerStatus).status(); !s.ok())
+    return FinishNow(ctx, s);
 
   grpc::ServerUnaryReactor* r = ctx->DefaultReactor();
   // Through the engine thread, so it reflects every command answered before.

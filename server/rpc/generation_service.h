@@ -12,6 +12,7 @@
 #include "mcserve/v1/generation.grpc.pb.h"
 #include "server/engine/engine.h"
 #include "server/rpc/auth.h"
+#include "server/rpc/caller_scope.h"
 #include "server/rpc/validation.h"
 
 namespace mcserve::rpc {
@@ -43,6 +44,9 @@ class GenerationService final : public v1::Generation::CallbackService {
   grpc::ServerUnaryReactor* DeleteSession(grpc::CallbackServerContext* ctx,
                                           const v1::DeleteSessionRequest* request,
                                           v1::DeleteSessionResponse* response) override;
+  grpc::ServerUnaryReactor* ListSessions(grpc::CallbackServerContext* ctx,
+                                         const v1::ListSessionsRequest* request,
+                                         v1::ListSessionsResponse* response) override;
   grpc::ServerUnaryReactor* ForkSession(grpc::CallbackServerContext* ctx,
                                         const v1::ForkSessionRequest* request,
                                         v1::Session* response) override;
@@ -70,8 +74,9 @@ class GenerationService final : public v1::Generation::CallbackService {
   int open_streams() const { return open_streams_.load(std::memory_order_acquire); }
 
  private:
-  // OK when authentication is off or the caller may call `m`.
-  absl::Status Allow(const grpc::CallbackServerContext* ctx, Method m) const;
+  // The caller's scope when authentication is off or it may call `m`;
+  // UNAUTHENTICATED or PERMISSION_DENIED otherwise.
+  absl::StatusOr<CallerScope> Allow(const grpc::CallbackServerContext* ctx, Method m) const;
 
   std::atomic<int> open_streams_{0};
   engine::Engine* const engine_;

@@ -8,21 +8,20 @@
 namespace mcserve::rpc {
 
 ExportReactor::ExportReactor(engine::Engine* engine, const RequestLimits& limits,
-                             const v1::ExportSessionRequest& request,
+                             const CallerScope& scope, const v1::ExportSessionRequest& request,
                              std::atomic<int>* open_streams)
     : counted_(open_streams) {
-  absl::Status s = ValidateSessionId(request.session_id(), limits, "session_id");
-  if (!s.ok()) {
+  absl::StatusOr<std::string> id = scope.Session(request.session_id(), limits, "session_id");
+  if (!id.ok()) {
     {
       absl::MutexLock l(&mu_);
       finished_ = true;
     }
-    Finish(ToGrpc(s));
+    Finish(ToGrpc(id.status()));
     return;
   }
-  engine->ExportSession(request.session_id(), [this](absl::StatusOr<std::string> bytes) {
-    OnSnapshot(std::move(bytes));
-  });
+  engine->ExportSession(
+      *id, [this](absl::StatusOr<std::string> bytes) { OnSnapshot(std::move(bytes)); });
 }
 
 void ExportReactor::OnSnapshot(absl::StatusOr<std::string> bytes) {
@@ -84,8 +83,9 @@ void ExportReactor::OnCancel() {
 }
 
 ImportReactor::ImportReactor(engine::Engine* engine, const RequestLimits& limits,
-                             v1::Session* response, std::atomic<int>* open_streams)
-    : counted_(open_streams), engine_(engine), limits_(limits), response_(response) {
+                             const CallerScope& scope, v1::Session* response,
+                             std::atomic<int>* open_streams)
+    : counted_(open_streams), engine_(engine), limits_(limits), scope_(scope), response_(response) {
   StartRead(&msg_);
 }
 
@@ -93,15 +93,16 @@ void ImportReactor::OnReadDone(bool ok) {
   if (ok) {
     if (first_) {
       first_ = false;
-      session_id_ = msg_.session_id();
-      if (!session_id_.empty()) {
-        absl::Status s = ValidateSessionId(session_id_, limits_, "session_id");
-        if (!s.ok()) {
-          Finish(ToGrpc(s));
-          return;
-        }
+      client_session_id_ = msg_.session_id();
+      // The new session is the caller's ("": the snapshot's name, in the
+      // caller's namespace).
+      absl::StatusOr<std::string> id = scope_.NewSession(client_session_id_, limits_, "session_id");
+      if (!id.ok()) {
+        Finish(ToGrpc(id.status()));
+        return;
       }
-    } else if (!msg_.session_id().empty() && msg_.session_id() != session_id_) {
+      session_id_ = *std::move(id);
+    } else if (!msg_.session_id().empty() && msg_.session_id() != client_session_id_) {
       Finish(ToGrpc(absl::InvalidArgumentError(
           "session_id may only be set in the first ImportSessionRequest")));
       return;
@@ -145,7 +146,10 @@ void ImportReactor::OnReadDone(bool ok) {
   }
   engine_->ImportSession(session_id_, std::move(bytes_),
                          [this](absl::StatusOr<engine::SessionInfo> info) {
-                           if (info.ok()) ToProto(*info, *response_);
+                           if (info.ok()) {
+                             ToProto(*info, *response_);
+                             response_->set_session_id(scope_.Show(info->id));
+                           }
                            Finish(ToGrpc(info.status()));
                          });
 }

@@ -18,6 +18,7 @@
 #include "absl/synchronization/mutex.h"
 #include "mcserve/v1/generation.grpc.pb.h"
 #include "server/engine/engine.h"
+#include "server/rpc/caller_scope.h"
 #include "server/rpc/validation.h"
 
 namespace mcserve::rpc {
@@ -45,7 +46,7 @@ class StreamCount {
 // finishes when the write in flight fails.
 class ExportReactor : public grpc::ServerWriteReactor<v1::SessionSnapshotChunk> {
  public:
-  ExportReactor(engine::Engine* engine, const RequestLimits& limits,
+  ExportReactor(engine::Engine* engine, const RequestLimits& limits, const CallerScope& scope,
                 const v1::ExportSessionRequest& request, std::atomic<int>* open_streams);
   void OnWriteDone(bool ok) override;
   void OnCancel() override;
@@ -72,8 +73,8 @@ class ExportReactor : public grpc::ServerWriteReactor<v1::SessionSnapshotChunk> 
 
 class ImportReactor : public grpc::ServerReadReactor<v1::ImportSessionRequest> {
  public:
-  ImportReactor(engine::Engine* engine, const RequestLimits& limits, v1::Session* response,
-                std::atomic<int>* open_streams);
+  ImportReactor(engine::Engine* engine, const RequestLimits& limits, const CallerScope& scope,
+                v1::Session* response, std::atomic<int>* open_streams);
   void OnReadDone(bool ok) override;
   void OnDone() override { delete this; }
 
@@ -83,10 +84,12 @@ class ImportReactor : public grpc::ServerReadReactor<v1::ImportSessionRequest> {
   StreamCount counted_;
   engine::Engine* const engine_;
   const RequestLimits& limits_;
+  const CallerScope scope_;
   v1::Session* const response_;
   v1::ImportSessionRequest msg_;
   bool first_ = true;
-  std::string session_id_;
+  std::string client_session_id_;  // as the first message names it
+  std::string session_id_;         // the engine's
   std::string bytes_;
   size_t declared_ = 0;  // the snapshot's size from its header, once read
 };

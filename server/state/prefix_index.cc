@@ -39,7 +39,7 @@ const PrefixEntry* PrefixIndex::Get(uint64_t key) const {
 const PrefixEntry* PrefixIndex::Insert(PrefixEntry e) {
   e.key = BlockHash(e.parent, e.tokens);
   if (entries_.count(e.key) != 0) return nullptr;
-  if (e.parent != kRootKey) {
+  if (!e.first) {
     auto parent = entries_.find(e.parent);
     if (parent == entries_.end()) return nullptr;
     parent->second.children.push_back(e.key);
@@ -57,7 +57,7 @@ void PrefixIndex::Touch(uint64_t key) {
   // before the root it hangs from.
   for (auto it = entries_.find(key); it != entries_.end(); it = entries_.find(it->second.parent)) {
     it->second.last_use = ++clock_;
-    if (it->second.parent == kRootKey) break;
+    if (it->second.first) break;
   }
 }
 
@@ -65,7 +65,7 @@ std::vector<PrefixEntry> PrefixIndex::Remove(uint64_t key) {
   std::vector<PrefixEntry> gone;
   auto it = entries_.find(key);
   if (it == entries_.end()) return gone;
-  if (it->second.parent != kRootKey) {
+  if (!it->second.first) {
     auto parent = entries_.find(it->second.parent);
     if (parent != entries_.end()) {
       std::vector<uint64_t>& c = parent->second.children;
@@ -96,6 +96,15 @@ std::optional<uint64_t> PrefixIndex::LeastRecent(
     }
   }
   return best;
+}
+
+uint64_t RootKey(absl::string_view scope) {
+  if (scope.empty()) return kRootKey;
+  // The scope's bytes as one block under kRootKey (block tokens are ids,
+  // never negative: the -1 keeps a scope from equalling a token block).
+  std::vector<int32_t> ids = {-1};
+  for (char c : scope) ids.push_back(static_cast<unsigned char>(c));
+  return BlockHash(kRootKey, ids);
 }
 
 TokenChain TokenChain::AfterPrefix(int32_t block_tokens, uint64_t key, int64_t blocks) {

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "absl/functional/function_ref.h"
+#include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "server/pool/checkpoint_pool.h"
 
@@ -30,12 +31,18 @@ namespace mcserve::state {
 // The parent key of a sequence's first block.
 inline constexpr uint64_t kRootKey = 0x6d63736572766531ull;  // "mcserve1"
 
+// The root of the chains of one cache scope: kRootKey for "", a key of its
+// own for any other scope (an owner, engine/owner.h), so that sequences of
+// two scopes never match each other's entries.
+uint64_t RootKey(absl::string_view scope);
+
 // Key of a block of `tokens` whose earlier blocks hash to `parent`.
 uint64_t BlockHash(uint64_t parent, absl::Span<const int32_t> tokens);
 
 struct PrefixEntry {
   uint64_t key = 0;
   uint64_t parent = kRootKey;
+  bool first = true;            // the chain's first block: `parent` is a root
   std::vector<int32_t> tokens;  // the block's own tokens
   pool::CkptId ckpt = -1;       // the block's checkpoint (a reference), when kept
   int32_t state_slot = -1;      // the boundary's online state (a reference), when stored
@@ -50,7 +57,7 @@ class PrefixIndex {
   const PrefixEntry* Find(uint64_t parent, absl::Span<const int32_t> tokens) const;
   const PrefixEntry* Get(uint64_t key) const;
   // Adds `e` (its key computed here) as the most recently used entry. The
-  // parent must be present unless e.parent is kRootKey; null (nothing
+  // parent must be present unless e.first; null (nothing
   // added) when it is not, or when the key is taken by another chain.
   const PrefixEntry* Insert(PrefixEntry e);
   // Marks the chain ending at `key` (and its ancestors) used now.
@@ -78,7 +85,9 @@ class PrefixIndex {
 class TokenChain {
  public:
   TokenChain() = default;
-  explicit TokenChain(int32_t block_tokens) : block_tokens_(block_tokens) {}
+  // `root`: the chain's scope (RootKey).
+  explicit TokenChain(int32_t block_tokens, uint64_t root = kRootKey)
+      : block_tokens_(block_tokens), key_(root) {}
   // Continuing a matched prefix: `blocks` blocks whose chain is `key`.
   static TokenChain AfterPrefix(int32_t block_tokens, uint64_t key, int64_t blocks);
 

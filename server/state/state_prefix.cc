@@ -10,12 +10,13 @@
 
 namespace mcserve::state {
 
-PrefixMatch StateStore::Lookup(absl::Span<const int32_t> tokens, int64_t max_tokens) {
+PrefixMatch StateStore::Lookup(absl::Span<const int32_t> tokens, int64_t max_tokens,
+                               uint64_t root) {
   PrefixMatch m;
   if (!prefix_cache_enabled()) return m;
   const int64_t c = model_.config().segment_length;
   query_tokens_ += static_cast<int64_t>(tokens.size());
-  uint64_t key = kRootKey;
+  uint64_t key = root;
   for (int64_t end = c; end <= max_tokens && end <= static_cast<int64_t>(tokens.size()); end += c) {
     const PrefixEntry* e = prefix_.Find(key, tokens.subspan(end - c, c));
     if (e == nullptr) break;
@@ -70,13 +71,14 @@ void StateStore::Publish(const SeqState& s, const TokenChain& chain) {
   if (keeps && static_cast<int64_t>(r.ckpts.size()) != chain.blocks() + 1) return;
   PrefixEntry e;
   e.parent = chain.key();
+  e.first = chain.blocks() == 0;
   e.tokens = chain.open();
   // Entries holding neither (aggregation none, reset) are charged their
   // tokens, so the budget bounds them too.
   const int64_t index_bytes = static_cast<int64_t>(e.tokens.size() * sizeof(int32_t)) + 64;
   e.bytes = std::max(index_bytes, (keeps ? ckpt_bytes_ : 0) + (stored ? state_bytes_ : 0));
   // A chain cut by eviction stays cut: its blocks would be unreachable.
-  if (e.parent != kRootKey && prefix_.Get(e.parent) == nullptr) return;
+  if (!e.first && prefix_.Get(e.parent) == nullptr) return;
   if (e.bytes > options_.prefix_cache_bytes || !MakeBudgetRoom(e.bytes, e.parent)) return;
   if (stored) {
     std::optional<int32_t> slot = slots_.Allocate();
@@ -151,7 +153,7 @@ void StateStore::ReleaseEntries(std::vector<PrefixEntry> gone) {
 void StateStore::ClearPrefixCache() {
   std::vector<uint64_t> roots;
   for (const auto& [key, e] : prefix_.entries()) {
-    if (e.parent == kRootKey) roots.push_back(key);
+    if (e.first) roots.push_back(key);
   }
   for (uint64_t key : roots) ReleaseEntries(prefix_.Remove(key));
 }

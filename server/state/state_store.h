@@ -191,7 +191,8 @@ class StateStore : private pool::Reclaimer {
   bool prefix_cache_enabled() const { return options_.prefix_cache_bytes > 0; }
   // The longest cached chain of whole blocks starting `tokens`, covering at
   // most `max_tokens`; counts the query in the statistics.
-  PrefixMatch Lookup(absl::Span<const int32_t> tokens, int64_t max_tokens);
+  PrefixMatch Lookup(absl::Span<const int32_t> tokens, int64_t max_tokens,
+                     uint64_t root = kRootKey);
   // A state as of the end of `match` (its checkpoints shared, its online
   // state rebuilt); NOT_FOUND if the entries went meanwhile.
   absl::StatusOr<SeqState> Adopt(const PrefixMatch& match, absl::string_view owner);

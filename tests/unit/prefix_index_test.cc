@@ -10,6 +10,7 @@ namespace {
 PrefixEntry Block(uint64_t parent, std::vector<int32_t> tokens, int64_t bytes = 10) {
   PrefixEntry e;
   e.parent = parent;
+  e.first = parent == kRootKey;
   e.tokens = std::move(tokens);
   e.bytes = bytes;
   return e;
@@ -21,6 +22,25 @@ TEST(PrefixIndexTest, KeysChainTheBlocksBeforeThem) {
   EXPECT_NE(a, BlockHash(kRootKey, {2, 1}));
   EXPECT_NE(a, BlockHash(kRootKey, {1, 2, 0}));
   EXPECT_NE(BlockHash(a, {3, 4}), BlockHash(kRootKey, {3, 4}));
+}
+
+TEST(PrefixIndexTest, ScopesHaveTheirOwnRoots) {
+  EXPECT_EQ(RootKey(""), kRootKey);
+  EXPECT_NE(RootKey("alice"), kRootKey);
+  EXPECT_NE(RootKey("alice"), RootKey("carol"));
+  EXPECT_EQ(RootKey("alice"), RootKey("alice"));
+  PrefixIndex ix;
+  PrefixEntry e = Block(RootKey("alice"), {1, 2});
+  e.first = true;
+  const PrefixEntry* a = ix.Insert(e);
+  ASSERT_NE(a, nullptr);
+  EXPECT_EQ(ix.Find(RootKey("alice"), {1, 2}), a);
+  EXPECT_EQ(ix.Find(RootKey("carol"), {1, 2}), nullptr);
+  EXPECT_EQ(ix.Find(kRootKey, {1, 2}), nullptr);
+  // Its chain continues and is removed like any other.
+  ASSERT_NE(ix.Insert(Block(a->key, {3})), nullptr);
+  EXPECT_EQ(ix.Remove(a->key).size(), 2u);
+  EXPECT_EQ(ix.size(), 0);
 }
 
 TEST(PrefixIndexTest, FindMatchesTokensAndParentExactly) {
