@@ -6,13 +6,16 @@
     context and the grace period;
   * the router's rendered nginx.conf passes `nginx -t`;
   * the server flag file the chart renders is accepted by the real mcserve
-    binary, which then serves;
+    binary, which then serves; with TLS and auth on (tests/helm/values/tls-auth.yaml),
+    over a real TLS handshake with certificates made by openssl, a token from the
+    principals file, and probes on the plaintext health port;
   * bad values are refused (schema or chart checks), each with its reason.
 
   /usr/bin/python3 tests/helm/chart_test.py --helm BIN --server BIN --cli BIN --model DIR
 """
 import argparse
 import glob
+import hashlib
 import os
 import re
 import shutil
@@ -45,7 +48,36 @@ BAD_VALUES = [  # (--set arguments, expected text in helm's error)
     (["terminationGracePeriodSeconds=40"], "must exceed server.shutdownGrace"),
     (["persistence.enabled=true", "replicaCount=2"], "ReadWriteMany"),
     (["server.extraFlags={not-a-flag}"], "extraFlags"),
+    (["tls.enabled=true"], "tls.secretName"),
+    (["tls.clientCaSecretName=ca"], "needs tls.enabled"),
+    (["tls.enabled=true", "tls.secretName=s", "tls.clientCaSecretName=ca", "router.enabled=true"],
+     "cannot pass client certificates"),
+    (["auth.enabled=true"], "auth.secretName"),
+    (["networkPolicy.enabled=true"], "grpcFrom"),
+    (["server.quota.requests=-1"], "requests"),
 ]
+TOKEN = "chart-test-token-4b1d"
+
+
+def sh(*cmd):
+    subprocess.run(cmd, check=True, capture_output=True)
+
+
+def make_tls(d):
+    """A CA and a server certificate for localhost signed by it, as the Secret's
+    tls.crt / tls.key / ca.crt; and a principals file with TOKEN as a reader."""
+    os.makedirs(d, exist_ok=True)
+    sh("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+       "/CN=chart test CA", "-keyout", f"{d}/ca.key", "-out", f"{d}/ca.crt")
+    sh("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
+       "-keyout", f"{d}/tls.key", "-out", f"{d}/server.csr")
+    open(f"{d}/ext.cnf", "w").write("subjectAltName=DNS:localhost,DNS:mcserve.internal,IP:127.0.0.1\n")
+    sh("openssl", "x509", "-req", "-in", f"{d}/server.csr", "-CA", f"{d}/ca.crt", "-CAkey",
+       f"{d}/ca.key", "-CAcreateserial", "-days", "2", "-extfile", f"{d}/ext.cnf",
+       "-out", f"{d}/tls.crt")
+    digest = hashlib.sha256(TOKEN.encode()).hexdigest()
+    open(f"{d}/principals", "w").write(f"token {digest} chart reader\n")
+    open(f"{d}/token", "w").write(TOKEN)
 
 
 def seconds(d):
@@ -101,11 +133,33 @@ def main():
         spec = server["spec"]["template"]["spec"]
         c = spec["containers"][0]
         ports = {x["name"]: x["containerPort"] for x in c["ports"]}
-        check(ports == {"grpc": values["ports"]["grpc"], "metrics": values["ports"]["metrics"]},
-              f"container ports {ports}")
+        tls = values["tls"]["enabled"]
+        want_ports = {"grpc": values["ports"]["grpc"], "metrics": values["ports"]["metrics"]}
+        if tls:
+            want_ports["health"] = values["ports"]["health"]
+        check(ports == want_ports, f"container ports {ports}")
+        probe_port = values["ports"]["health" if tls else "grpc"]
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-            check(c.get(probe, {}).get("grpc", {}).get("port") == values["ports"]["grpc"],
-                  f"{probe}: gRPC health on the gRPC port")
+            check(c.get(probe, {}).get("grpc", {}).get("port") == probe_port,
+                  f"{probe}: gRPC health on the {'plaintext health' if tls else 'gRPC'} port")
+        mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+        vols = {v["name"]: v for v in spec["volumes"]}
+        if tls:
+            check(vols[mounts["/etc/mcserve/tls"]]["secret"]["secretName"] == values["tls"]["secretName"]
+                  and "subPath" not in str(c["volumeMounts"]),
+                  "TLS Secret mounted whole at /etc/mcserve/tls (updates reach the files)")
+        if values["auth"]["enabled"]:
+            check(vols[mounts["/etc/mcserve/auth"]]["secret"]["secretName"] == values["auth"]["secretName"],
+                  "principals Secret mounted at /etc/mcserve/auth")
+        if values["networkPolicy"]["enabled"]:
+            np = by_kind["NetworkPolicy"][0]["spec"]
+            rule_ports = [[p["port"] for p in r["ports"]] for r in np["ingress"]]
+            grpc_rule = [r for r in np["ingress"] if r["ports"][0]["port"] == "grpc"][0]
+            check(np["policyTypes"] == ["Ingress"] and ["grpc"] in rule_ports
+                  and len(grpc_rule["from"]) == len(values["networkPolicy"]["grpcFrom"])
+                  + (1 if values["router"]["enabled"] else 0)
+                  and (["health"] in rule_ports) == tls,
+                  f"NetworkPolicy: gRPC from the router and grpcFrom only, rules {rule_ports}")
         gpu = values["server"]["device"].startswith("cuda")
         has_gpu = c.get("resources", {}).get("limits", {}).get("nvidia.com/gpu") == values["gpus"]
         check(has_gpu == gpu, f"GPU limit {'present' if has_gpu else 'absent'} for device "
@@ -124,7 +178,8 @@ def main():
         expect = {"PodDisruptionBudget": values["podDisruptionBudget"]["enabled"],
                   "PersistentVolumeClaim": values["persistence"]["enabled"],
                   "ServiceMonitor": values["serviceMonitor"]["enabled"],
-                  "HorizontalPodAutoscaler": values["autoscaling"]["enabled"]}
+                  "HorizontalPodAutoscaler": values["autoscaling"]["enabled"],
+                  "NetworkPolicy": values["networkPolicy"]["enabled"]}
         for kind, want in expect.items():
             check((kind in by_kind) == want, f"{kind} {'rendered' if want else 'absent'}")
         check(("replicas" in server["spec"]) != values["autoscaling"]["enabled"],
@@ -133,12 +188,23 @@ def main():
         # The flag file, run by the real server (device and paths made local).
         flags = [x for x in by_kind["ConfigMap"] if x["metadata"]["name"] == "t-mcserve"][0]
         flagfile = os.path.join(tmp, f"{name}.flags")
-        open(flagfile, "w").write(flags["data"]["flags"])
+        secrets = os.path.join(tmp, "secrets")
+        text = flags["data"]["flags"]
+        if tls or values["auth"]["enabled"]:
+            make_tls(secrets)
+            # The Secrets' mount points, made local; the health port picked by the kernel.
+            text = (text.replace("/etc/mcserve/tls/", secrets + "/")
+                    .replace("/etc/mcserve/auth/", secrets + "/")
+                    .replace(f"--health_listen=0.0.0.0:{values['ports']['health']}",
+                             "--health_listen=127.0.0.1:0"))
+        open(flagfile, "w").write(text)
         port_file = os.path.join(tmp, f"{name}.port")
+        health_file = os.path.join(tmp, f"{name}.health_port")
         log = open(os.path.join(tmp, f"{name}.server.log"), "w")
         srv = subprocess.Popen(
             [args.server, f"--flagfile={flagfile}", f"--model={args.model}", "--device=cpu",
              "--listen=127.0.0.1:0", f"--port_file={port_file}", "--metrics_listen=127.0.0.1:0",
+             f"--health_port_file={health_file}",
              "--checkpoint_pool=64MiB", "--host_pool=64MiB", f"--session_dir={tmp}/sessions"],
             stdout=log, stderr=subprocess.STDOUT)
         deadline = time.time() + 60
@@ -147,8 +213,27 @@ def main():
         served = False
         if os.path.exists(port_file):
             addr = "127.0.0.1:" + open(port_file).read().strip()
-            h = subprocess.run([args.cli, f"--addr={addr}", "health"], capture_output=True, text=True)
+            cli = [args.cli, f"--addr={addr}"]
+            if tls:
+                cli += [f"--tls_ca={secrets}/ca.crt", "--tls_server_name=localhost"]
+                # The probes' port: plaintext, health only.
+                h = subprocess.run([args.cli, "--addr=127.0.0.1:" + open(health_file).read().strip(),
+                                    "health"], capture_output=True, text=True)
+                check(h.stdout.strip() == "SERVING", "plaintext health port SERVING (the probes')")
+                plain = subprocess.run([args.cli, f"--addr={addr}", "--timeout=5", "health"],
+                                       capture_output=True, text=True)
+                check(plain.returncode != 0, "the gRPC port refuses plaintext")
+            h = subprocess.run(cli + ["health"], capture_output=True, text=True)
             served = h.stdout.strip() == "SERVING"
+            if values["auth"]["enabled"]:
+                anon = subprocess.run(cli + ["info"], capture_output=True, text=True)
+                check(anon.returncode != 0 and "UNAUTHENTICATED" in anon.stderr,
+                      "no token: UNAUTHENTICATED" + ("" if anon.returncode else f" ({anon.stdout})"))
+                ok = subprocess.run(cli + [f"--token_file={secrets}/token", "info"],
+                                    capture_output=True, text=True)
+                check(ok.returncode == 0 and "vocab" in ok.stdout,
+                      "the principals file's token is served over TLS" + ("" if ok.returncode == 0
+                                                                          else f" ({ok.stderr})"))
             srv.send_signal(signal.SIGTERM)
         code = srv.wait(timeout=60)
         check(served and code == 0, "mcserve accepts the rendered flag file, serves, exits 0"
@@ -162,6 +247,11 @@ def main():
                   "router hashes x-session-id over the headless Service")
             local = re.sub(r"server t-mcserve-headless\S+;", "server 127.0.0.1:50051;", text)
             local = local.replace("/tmp/", f"{tmp}/")
+            if tls:
+                local = local.replace("/etc/mcserve-tls/", os.path.join(tmp, "secrets") + "/")
+                check("listen 0.0.0.0:50051 http2 ssl;" in text and "grpc_pass grpcs://" in text
+                      and "grpc_ssl_verify on;" in text,
+                      "router terminates TLS and re-encrypts to the replicas, checking their certificate")
             conf_path = os.path.join(tmp, "router.conf")
             open(conf_path, "w").write(local)
             t = subprocess.run([args.nginx, "-t", "-p", tmp, "-c", conf_path],

@@ -2,11 +2,15 @@
 of three real mcserve processes, configured from
 helm/mcserve/files/mcserve-router.conf.template; every call of a session goes
 through nginx with the session id as x-session-id metadata (mcserve-cli adds
-it), and each session must live, whole, on exactly one replica.
+it), and each session must live, whole, on exactly one replica. Run twice:
+in plaintext, and with TLS everywhere (nginx terminates TLS with the
+servers' certificate and re-encrypts to the replicas, checking theirs
+against the CA, as the chart configures it) and bearer-token auth.
 
   /usr/bin/python3 tests/routing/affinity_test.py --server BIN --cli BIN --model DIR
 """
 import argparse
+import hashlib
 import os
 import shutil
 import signal
@@ -21,6 +25,38 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 REPLICAS = 3
 SESSIONS = 12
 TURNS = 3
+TOKEN = "router-test-token-5e21"
+
+
+def make_tls(d):
+    """A CA, a server certificate for localhost signed by it, a principals file."""
+    def sh(*cmd):
+        subprocess.run(cmd, check=True, capture_output=True)
+    sh("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+       "/CN=router test CA", "-keyout", f"{d}/ca.key", "-out", f"{d}/ca.crt")
+    sh("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
+       "-keyout", f"{d}/tls.key", "-out", f"{d}/server.csr")
+    open(f"{d}/ext.cnf", "w").write("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    sh("openssl", "x509", "-req", "-in", f"{d}/server.csr", "-CA", f"{d}/ca.crt", "-CAkey",
+       f"{d}/ca.key", "-CAcreateserial", "-days", "2", "-extfile", f"{d}/ext.cnf",
+       "-out", f"{d}/tls.crt")
+    open(f"{d}/principals", "w").write(
+        f"token {hashlib.sha256(TOKEN.encode()).hexdigest()} tester user\n")
+    open(f"{d}/token", "w").write(TOKEN)
+
+
+def fill(conf, tmp, router, backends, tls):
+    """The router template with its placeholders filled, as the chart fills them."""
+    conf = (conf.replace("${LISTEN}", router).replace("${PREFIX}", tmp)
+            .replace("${BACKENDS}", "\n    ".join(f"server {b};" for b in backends)))
+    if not tls:
+        return (conf.replace("${LISTEN_SSL}", "").replace("${SERVER_TLS}", "")
+                .replace("${UPSTREAM}", "grpc").replace("${UPSTREAM_TLS}", ""))
+    return (conf.replace("${LISTEN_SSL}", " ssl")
+            .replace("${SERVER_TLS}", f"ssl_certificate {tmp}/tls.crt; ssl_certificate_key {tmp}/tls.key;")
+            .replace("${UPSTREAM}", "grpcs")
+            .replace("${UPSTREAM_TLS}", f"grpc_ssl_verify on; grpc_ssl_trusted_certificate {tmp}/ca.crt; "
+                     "grpc_ssl_server_name on; grpc_ssl_name localhost;"))
 
 
 def main():
@@ -30,13 +66,28 @@ def main():
     ap.add_argument("--model", default=os.path.join(ROOT, "models", "default"))
     ap.add_argument("--nginx", default=shutil.which("nginx") or "/usr/sbin/nginx")
     args = ap.parse_args()
-    tmp = tempfile.mkdtemp(prefix="mcserve_router_")
-    procs, checks = [], Checks()
+    checks = Checks()
+    for tls in (False, True):
+        print(f"\n== {'TLS everywhere, bearer tokens' if tls else 'plaintext'} ==")
+        tmp = tempfile.mkdtemp(prefix="mcserve_router_")
+        run(args, checks, tmp, tls)
+    return checks.finish(tmp)
+
+
+def run(args, checks, tmp, tls):
+    procs = []
     check = checks.check
+    server_flags, cli_flags = [], []
+    if tls:
+        make_tls(tmp)
+        server_flags = [f"--tls_cert={tmp}/tls.crt", f"--tls_key={tmp}/tls.key",
+                        f"--auth_principals={tmp}/principals"]
+        cli_flags = [f"--tls_ca={tmp}/ca.crt", "--tls_server_name=localhost",
+                     f"--token_file={tmp}/token"]
 
     def cli(addr, *a):
-        p = subprocess.run([args.cli, f"--addr={addr}", *a], capture_output=True, text=True,
-                           timeout=120)
+        p = subprocess.run([args.cli, f"--addr={addr}", *cli_flags, *a], capture_output=True,
+                           text=True, timeout=120)
         return p.returncode, p.stdout.strip(), p.stderr.strip()
 
     try:
@@ -46,15 +97,14 @@ def main():
             log = open(os.path.join(tmp, f"server{i}.log"), "w")
             procs.append(subprocess.Popen(
                 [args.server, f"--model={args.model}", "--listen=127.0.0.1:0",
-                 f"--port_file={port_file}", "--metrics_listen=", "--threads=1"],
+                 f"--port_file={port_file}", "--metrics_listen=", "--threads=1", *server_flags],
                 stdout=log, stderr=subprocess.STDOUT))
             wait_for(f"replica {i}", lambda: os.path.exists(port_file))
             backends.append("127.0.0.1:" + open(port_file).read().strip())
 
         router = f"127.0.0.1:{free_port()}"
         conf = open(os.path.join(ROOT, "helm", "mcserve", "files", "mcserve-router.conf.template")).read()
-        conf = (conf.replace("${LISTEN}", router).replace("${PREFIX}", tmp)
-                .replace("${BACKENDS}", "\n    ".join(f"server {b};" for b in backends)))
+        conf = fill(conf, tmp, router, backends, tls)
         conf_path = os.path.join(tmp, "nginx.conf")
         open(conf_path, "w").write("master_process off;\ndaemon off;\n" + conf)
         nginx_log = open(os.path.join(tmp, "nginx.log"), "w")
@@ -93,6 +143,10 @@ def main():
         # A one-shot request (no session) is served too.
         rc, _, err = cli(router, "generate", "--max_tokens=2", "hello")
         check(rc == 0, "one-shot request through the router" + (f": {err}" if rc else ""))
+        if tls:
+            rc, _, err = subprocess.run([args.cli, f"--addr={router}", "info"], capture_output=True,
+                                        text=True, timeout=60).returncode, "", ""
+            check(rc != 0, "plaintext to the TLS router is refused")
         print("(nginx and the replicas ran on loopback; no Kubernetes cluster was run)")
     finally:
         for p in procs:
@@ -103,7 +157,6 @@ def main():
                 p.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 p.kill()
-    return checks.finish(tmp)
 
 
 if __name__ == "__main__":

@@ -43,6 +43,21 @@ app.kubernetes.io/component: server
 {{- if and .Values.persistence.enabled (gt (int .Values.replicaCount) 1) (not (has "ReadWriteMany" .Values.persistence.accessModes)) -}}
 {{- fail "persistence with replicaCount > 1 needs persistence.accessModes to include ReadWriteMany (one volume shared by the replicas)" -}}
 {{- end -}}
+{{- if and .Values.tls.enabled (not .Values.tls.secretName) -}}
+{{- fail "tls.enabled needs tls.secretName (a kubernetes.io/tls Secret)" -}}
+{{- end -}}
+{{- if and .Values.tls.clientCaSecretName (not .Values.tls.enabled) -}}
+{{- fail "tls.clientCaSecretName (mutual TLS) needs tls.enabled" -}}
+{{- end -}}
+{{- if and .Values.router.enabled .Values.tls.clientCaSecretName -}}
+{{- fail "the router cannot pass client certificates on: with router.enabled use bearer tokens (auth), not tls.clientCaSecretName" -}}
+{{- end -}}
+{{- if and .Values.networkPolicy.enabled (not .Values.router.enabled) (not .Values.networkPolicy.grpcFrom) -}}
+{{- fail "networkPolicy.enabled needs networkPolicy.grpcFrom peers (or router.enabled): otherwise nothing may reach the gRPC port" -}}
+{{- end -}}
+{{- if and .Values.auth.enabled (not .Values.auth.secretName) -}}
+{{- fail "auth.enabled needs auth.secretName (a Secret with key principals)" -}}
+{{- end -}}
 {{- if and .Values.autoscaling.enabled (lt (int .Values.autoscaling.maxReplicas) (int .Values.autoscaling.minReplicas)) -}}
 {{- fail "autoscaling.maxReplicas must be >= autoscaling.minReplicas" -}}
 {{- end -}}
