@@ -143,7 +143,11 @@ class Engine {
   // Creates session `session_id` ("": the snapshot's id; "<owner>/": the
   // snapshot's name under that owner, owner.h) from snapshot bytes. Nothing is created unless the
   // whole snapshot is valid and fits.
+  // Decodes `bytes` on the calling thread, then as below.
   void ImportSession(std::string session_id, std::string bytes, SessionCallback done);
+  // The same from a decoded snapshot (SnapshotDecoder: a stream decoded as
+  // it arrives).
+  void ImportSession(std::string session_id, SessionSnapshot snapshot, SessionCallback done);
 
   // Ids of all sessions.
   void ListSessions(std::function<void(std::vector<std::string>)> done);
@@ -235,8 +239,8 @@ class Engine {
   static uint64_t ComputeFingerprint(const model::McModel& m);
   SessionSnapshot Snapshot(const Session& s) const;
   absl::Status CheckSnapshot(const SessionSnapshot& snap) const;
-  // Creates a session from snapshot bytes, or nothing.
-  absl::StatusOr<Session*> RestoreSession(const std::string& id, absl::string_view bytes);
+  // Creates a session from a snapshot, or nothing.
+  absl::StatusOr<Session*> RestoreSession(const std::string& id, SessionSnapshot snapshot);
 
   std::unique_ptr<model::McModel> model_;
   const EngineOptions options_;

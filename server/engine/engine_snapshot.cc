@@ -93,8 +93,19 @@ absl::Status Engine::CheckSnapshot(const SessionSnapshot& snap) const {
 }
 
 void Engine::ImportSession(std::string session_id, std::string bytes, SessionCallback done) {
-  Post([this, id = std::move(session_id), bytes = std::move(bytes), done = std::move(done)] {
-    absl::StatusOr<Session*> s = RestoreSession(id, bytes);
+  // Decoded on the calling thread: the engine thread only checks and adopts.
+  absl::StatusOr<SessionSnapshot> snap = DecodeSnapshot(bytes);
+  if (!snap.ok()) {
+    Post([st = snap.status(), done = std::move(done)] { done(st); });  // callbacks: engine thread
+    return;
+  }
+  ImportSession(std::move(session_id), *std::move(snap), std::move(done));
+}
+
+void Engine::ImportSession(std::string session_id, SessionSnapshot snap, SessionCallback done) {
+  Post([this, id = std::move(session_id), snap = std::make_shared<SessionSnapshot>(std::move(snap)),
+        done = std::move(done)] {
+    absl::StatusOr<Session*> s = RestoreSession(id, std::move(*snap));
     if (!s.ok()) {
       done(s.status());
       return;
@@ -103,9 +114,8 @@ void Engine::ImportSession(std::string session_id, std::string bytes, SessionCal
   });
 }
 
-absl::StatusOr<Session*> Engine::RestoreSession(const std::string& id, absl::string_view bytes) {
-  absl::StatusOr<SessionSnapshot> snap = DecodeSnapshot(bytes);
-  if (!snap.ok()) return snap.status();
+absl::StatusOr<Session*> Engine::RestoreSession(const std::string& id, SessionSnapshot snapshot) {
+  absl::StatusOr<SessionSnapshot> snap = std::move(snapshot);
   RETURN_IF_ERROR(CheckSnapshot(*snap));
   state::StateImage image;
   const model::StateLayout& layout = model_->state_layout();

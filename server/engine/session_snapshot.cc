@@ -1,5 +1,6 @@
 #include "server/engine/session_snapshot.h"
 
+#include <algorithm>
 #include <cstring>
 #include <nlohmann/json.hpp>
 
@@ -32,29 +33,7 @@ absl::Status Invalid(absl::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat("not a valid session snapshot: ", what));
 }
 
-// Reads tensors of fixed shapes off the payload in order.
-class PayloadReader {
- public:
-  explicit PayloadReader(absl::string_view bytes) : bytes_(bytes) {}
-  absl::StatusOr<at::Tensor> Take(at::IntArrayRef shape, at::ScalarType type) {
-    at::Tensor t = at::empty(shape, at::TensorOptions().dtype(type));
-    const size_t n = static_cast<size_t>(t.numel() * t.element_size());
-    if (bytes_.size() < n) return Invalid("payload shorter than its header says");
-    std::memcpy(t.data_ptr(), bytes_.data(), n);
-    bytes_.remove_prefix(n);
-    return t;
-  }
-  size_t left() const { return bytes_.size(); }
-
- private:
-  absl::string_view bytes_;
-};
-
-struct OnlineSpec {
-  std::string name;
-  std::vector<int64_t> shape;
-  at::ScalarType dtype;
-};
+using OnlineSpec = SnapshotOnlineSpec;
 
 absl::StatusOr<at::ScalarType> ParseDtype(const std::string& name) {
   for (at::ScalarType t : {at::kFloat, at::kBFloat16, at::kHalf, at::kDouble}) {
@@ -135,28 +114,15 @@ std::string EncodeSnapshot(const SessionSnapshot& s) {
   return out;
 }
 
-absl::StatusOr<SessionSnapshot> DecodeSnapshot(absl::string_view b) {
-  if (b.size() < sizeof(kMagic) + 12 || std::memcmp(b.data(), kMagic, sizeof(kMagic)) != 0) {
-    return Invalid("wrong magic bytes (expected a file written by ExportSession)");
-  }
-  const uint32_t version = GetU32(b, 8);
-  if (version != 1 && version != kSnapshotVersion) {
-    return Invalid(absl::StrCat("format version ", version, " is not supported (this server reads ",
-                                kSnapshotVersion, ")"));
-  }
-  const uint32_t stored = GetU32(b, b.size() - 4);
-  const uint32_t actual = Crc32cExtend(0, b.data(), b.size() - 4);
-  if (stored != actual) {
-    return Invalid(
-        absl::StrFormat("checksum mismatch (stored %08x, computed %08x): damaged or "
-                        "truncated",
-                        stored, actual));
-  }
-  const uint32_t hlen = GetU32(b, 12);
-  if (16 + static_cast<size_t>(hlen) + 4 > b.size()) return Invalid("header length out of range");
-  SessionSnapshot s;
+absl::Status SnapshotDecoder::Fail(absl::Status s) {
+  error_ = s;
+  return s;
+}
+
+absl::Status SnapshotDecoder::ParseHeader() {
   try {
-    const nlohmann::json h = nlohmann::json::parse(b.substr(16, hlen));
+    const nlohmann::json h = nlohmann::json::parse(absl::string_view(head_).substr(16));
+    SessionSnapshot& s = snap_;
     s.session_id = h.at("session_id").get<std::string>();
     s.model_fingerprint =
         std::stoull(h.at("model_fingerprint").get<std::string>(), nullptr, /*base=*/16);
@@ -179,91 +145,162 @@ absl::StatusOr<SessionSnapshot> DecodeSnapshot(absl::string_view b) {
     s.eviction.fetched = h.at("fetched").get<int64_t>();
     s.eviction.dropped = h.at("dropped").get<int64_t>();
     s.eviction.merged = h.at("merged").get<int64_t>();
-    const int64_t n = h.at("num_checkpoints").get<int64_t>();
-    if (s.n_layers < 1 || s.n_heads < 1 || s.head_dim < 1 || s.value_dim < 1 || s.ckpt_rows < 1 ||
-        s.ckpt_rows > (1 << 20) || s.value_dim > (1 << 20) || n < 0 || s.position < 0 ||
-        n > (1 << 24)) {
-      return Invalid("header sizes out of range");
-    }
-    const int64_t L = s.n_layers, H = s.n_heads, d = s.head_dim;
-    absl::StatusOr<std::vector<OnlineSpec>> specs = OnlineSpecs(version, h, L, H, d);
-    if (!specs.ok()) return specs.status();
-    PayloadReader r(b.substr(16 + hlen, b.size() - 20 - hlen));
-    absl::StatusOr<at::Tensor> t;
-    for (const OnlineSpec& spec : *specs) {
-      t = r.Take(spec.shape, spec.dtype);
-      if (!t.ok()) return t.status();
-      s.online.push_back({spec.name, *t});
-    }
-    const at::ScalarType ct = model::CkptScalarType(s.ckpt_dtype);
-    for (int64_t i = 0; i < n; ++i) {
-      t = r.Take({L, H, s.ckpt_rows, s.value_dim}, ct);
-      if (!t.ok()) return t.status();
-      s.ckpt_states.push_back(*t);
-      t = r.Take({L, H, d}, at::kFloat);
-      if (!t.ok()) return t.status();
-      s.ckpt_summary.push_back(*t);
-      t = r.Take({1}, at::kFloat);
-      if (!t.ok()) return t.status();
-      s.usefulness.push_back(t->item<float>());
-    }
-    if (r.left() != 0) return Invalid("payload longer than its header says");
-  } catch (const std::exception& e) {
-    return Invalid(absl::StrCat("bad header: ", e.what()));
-  }
-  return s;
-}
-
-absl::StatusOr<size_t> SnapshotDeclaredSize(absl::string_view b) {
-  constexpr size_t kFixed = sizeof(kMagic) + 8;  // magic, version, header length
-  if (b.size() < sizeof(kMagic)) {
-    if (std::memcmp(b.data(), kMagic, b.size()) != 0) {
-      return Invalid("wrong magic bytes (expected a file written by ExportSession)");
-    }
-    return 0;
-  }
-  if (std::memcmp(b.data(), kMagic, sizeof(kMagic)) != 0) {
-    return Invalid("wrong magic bytes (expected a file written by ExportSession)");
-  }
-  if (b.size() < kFixed) return 0;
-  const uint32_t version = GetU32(b, 8);
-  if (version != 1 && version != kSnapshotVersion) {
-    return Invalid(absl::StrCat("format version ", version, " is not supported (this server reads ",
-                                kSnapshotVersion, ")"));
-  }
-  const uint32_t hlen = GetU32(b, 12);
-  if (hlen > (1u << 24)) return Invalid("header length out of range");
-  if (b.size() < kFixed + hlen) return 0;
-  try {
-    const nlohmann::json h = nlohmann::json::parse(b.substr(kFixed, hlen));
-    const int64_t L = h.at("n_layers").get<int64_t>(), H = h.at("n_heads").get<int64_t>();
-    const int64_t d = h.at("head_dim").get<int64_t>();
-    const int64_t dv = h.contains("value_dim") ? h.at("value_dim").get<int64_t>() : d;
-    const int64_t rows = h.contains("ckpt_rows") ? h.at("ckpt_rows").get<int64_t>() : d;
-    const int64_t n = h.at("num_checkpoints").get<int64_t>();
-    absl::StatusOr<model::CkptDtype> dt =
-        model::ParseCkptDtype(h.at("checkpoint_dtype").get<std::string>());
-    if (!dt.ok()) return Invalid(dt.status().message());
-    for (int64_t v : {L, H, d, dv, rows}) {
+    checkpoints_ = h.at("num_checkpoints").get<int64_t>();
+    for (int64_t v : {int64_t{s.n_layers}, int64_t{s.n_heads}, int64_t{s.head_dim},
+                      int64_t{s.value_dim}, int64_t{s.ckpt_rows}}) {
       if (v < 1 || v > (1 << 20)) return Invalid("header sizes out of range");
     }
-    if (n < 0 || n > (1 << 24)) return Invalid("header sizes out of range");
-    absl::StatusOr<std::vector<OnlineSpec>> specs = OnlineSpecs(version, h, L, H, d);
-    if (!specs.ok()) return specs.status();
-    double bytes = static_cast<double>(kFixed + hlen + 4);
-    for (const OnlineSpec& spec : *specs) {
-      double numel = 1;
-      for (int64_t x : spec.shape) numel *= static_cast<double>(x);
-      bytes += numel * static_cast<double>(c10::elementSize(spec.dtype));
+    if (checkpoints_ < 0 || checkpoints_ > (1 << 24) || s.position < 0) {
+      return Invalid("header sizes out of range");
     }
-    const double elem = *dt == model::CkptDtype::kBFloat16 ? 2 : 4;
-    bytes += static_cast<double>(n) * (static_cast<double>(L * H * rows) * dv * elem +
-                                       static_cast<double>(L * H * d) * 4 + 4);
-    if (bytes > 1e18) return Invalid("declared size out of range");
-    return static_cast<size_t>(bytes);
+    absl::StatusOr<std::vector<OnlineSpec>> specs =
+        OnlineSpecs(version_, h, s.n_layers, s.n_heads, s.head_dim);
+    if (!specs.ok()) return specs.status();
+    specs_ = *std::move(specs);
   } catch (const std::exception& e) {
     return Invalid(absl::StrCat("bad header: ", e.what()));
   }
+  auto size_of = [](const Piece& p) {
+    double n = static_cast<double>(c10::elementSize(p.dtype));
+    for (int64_t x : p.shape) n *= static_cast<double>(x);
+    return n;
+  };
+  double bytes = static_cast<double>(head_.size() + 4);
+  for (size_t i = 0; i < specs_.size(); ++i) bytes += size_of(PieceAt(i));
+  double per_checkpoint = 0;
+  for (size_t i = 0; i < 3; ++i) per_checkpoint += size_of(PieceAt(specs_.size() + i));
+  bytes += per_checkpoint * static_cast<double>(checkpoints_);
+  if (bytes > 1e18) return Invalid("declared size out of range");
+  total_ = static_cast<size_t>(bytes);
+  return absl::OkStatus();
+}
+
+SnapshotDecoder::Piece SnapshotDecoder::PieceAt(size_t i) const {
+  if (i < specs_.size()) return {specs_[i].shape, specs_[i].dtype};
+  const SessionSnapshot& s = snap_;
+  const int64_t L = s.n_layers, H = s.n_heads;
+  switch ((i - specs_.size()) % 3) {
+    case 0:
+      return {{L, H, s.ckpt_rows, s.value_dim}, model::CkptScalarType(s.ckpt_dtype)};
+    case 1:
+      return {{L, H, s.head_dim}, at::kFloat};
+    default:
+      return {{1}, at::kFloat};
+  }
+}
+
+void SnapshotDecoder::TakePayload(absl::string_view b) {
+  while (!b.empty()) {
+    if (!piece_.defined()) {
+      // Allocated as its first byte arrives: memory follows the bytes received.
+      const Piece p = PieceAt(piece_index_);
+      piece_ = at::empty(p.shape, at::TensorOptions().dtype(p.dtype));
+      piece_offset_ = 0;
+    }
+    const size_t size = static_cast<size_t>(piece_.numel() * piece_.element_size());
+    const size_t n = std::min(b.size(), size - piece_offset_);
+    std::memcpy(static_cast<char*>(piece_.data_ptr()) + piece_offset_, b.data(), n);
+    piece_offset_ += n;
+    b.remove_prefix(n);
+    if (piece_offset_ < size) continue;
+    if (piece_index_ < specs_.size()) {
+      snap_.online.push_back({specs_[piece_index_].name, piece_});
+    } else {
+      switch ((piece_index_ - specs_.size()) % 3) {
+        case 0:
+          snap_.ckpt_states.push_back(piece_);
+          break;
+        case 1:
+          snap_.ckpt_summary.push_back(piece_);
+          break;
+        default:
+          snap_.usefulness.push_back(piece_.item<float>());
+      }
+    }
+    piece_ = at::Tensor();
+    ++piece_index_;
+  }
+}
+
+absl::Status SnapshotDecoder::Feed(absl::string_view b) {
+  if (!error_.ok()) return error_;
+  while (!b.empty()) {
+    if (total_ == 0) {  // still in the fixed part or the header
+      const size_t want = head_.size() < 16 ? 16 : 16 + hlen_;
+      const size_t n = std::min(b.size(), want - head_.size());
+      head_.append(b.data(), n);
+      b.remove_prefix(n);
+      if (std::memcmp(head_.data(), kMagic, std::min(head_.size(), sizeof(kMagic))) != 0) {
+        return Fail(Invalid("wrong magic bytes (expected a file written by ExportSession)"));
+      }
+      if (head_.size() < 16) continue;
+      if (head_.size() == 16) {
+        version_ = GetU32(head_, 8);
+        if (version_ != 1 && version_ != kSnapshotVersion) {
+          return Fail(Invalid(absl::StrCat("format version ", version_,
+                                           " is not supported (this server reads ",
+                                           kSnapshotVersion, ")")));
+        }
+        hlen_ = GetU32(head_, 12);
+        if (hlen_ == 0 || hlen_ > (1u << 24)) return Fail(Invalid("header length out of range"));
+        continue;
+      }
+      if (head_.size() < 16 + hlen_) continue;
+      if (absl::Status st = ParseHeader(); !st.ok()) return Fail(st);
+      crc_ = Crc32cExtend(0, head_.data(), head_.size());
+      received_ = head_.size();
+      continue;
+    }
+    const size_t payload_end = total_ - 4;
+    if (received_ < payload_end) {
+      const size_t n = std::min(b.size(), payload_end - received_);
+      crc_ = Crc32cExtend(crc_, b.data(), n);
+      TakePayload(b.substr(0, n));
+      received_ += n;
+      b.remove_prefix(n);
+      continue;
+    }
+    const size_t n = std::min(b.size(), total_ - received_);
+    if (n == 0) return Fail(Invalid("payload longer than its header says"));
+    trailer_.append(b.data(), n);
+    received_ += n;
+    b.remove_prefix(n);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<SessionSnapshot> SnapshotDecoder::Finish() {
+  if (!error_.ok()) return error_;
+  if (head_.size() < sizeof(kMagic)) {
+    return Invalid("wrong magic bytes (expected a file written by ExportSession)");
+  }
+  if (total_ == 0) return Invalid("truncated inside the header");
+  if (received_ < total_) {
+    return Invalid(absl::StrCat("payload shorter than its header says (", received_, " of ", total_,
+                                " bytes: truncated?)"));
+  }
+  const uint32_t stored = GetU32(trailer_, 0);
+  if (stored != crc_) {
+    return Invalid(absl::StrFormat(
+        "checksum mismatch (stored %08x, computed %08x): damaged or truncated", stored, crc_));
+  }
+  error_ = absl::FailedPreconditionError("snapshot already taken");
+  return std::move(snap_);
+}
+
+absl::StatusOr<SessionSnapshot> DecodeSnapshot(absl::string_view b) {
+  SnapshotDecoder d;
+  if (absl::Status s = d.Feed(b); !s.ok()) return s;
+  return d.Finish();
+}
+
+absl::StatusOr<size_t> SnapshotDeclaredSize(absl::string_view prefix) {
+  SnapshotDecoder d;
+  // Only the header is needed: feed no further than its end.
+  const size_t hlen = prefix.size() >= 16 ? GetU32(prefix, 12) : 0;
+  const size_t head = prefix.size() >= 16 ? std::min(prefix.size(), 16 + hlen) : prefix.size();
+  if (absl::Status s = d.Feed(prefix.substr(0, head)); !s.ok()) return s;
+  return d.declared_size();
 }
 
 uint64_t ModelFingerprint(const model::ModelConfig& config,

@@ -47,6 +47,13 @@ struct NamedTensor {
   at::Tensor tensor;  // CPU
 };
 
+// One online-state tensor a snapshot's payload starts with.
+struct SnapshotOnlineSpec {
+  std::string name;
+  std::vector<int64_t> shape;
+  at::ScalarType dtype;
+};
+
 struct SessionSnapshot {
   std::string session_id;
   uint64_t model_fingerprint = 0;
@@ -65,6 +72,52 @@ struct SessionSnapshot {
 };
 
 std::string EncodeSnapshot(const SessionSnapshot& s);
+
+// Decodes a snapshot from its bytes as they arrive (ImportSession's chunks),
+// never holding more than the tensors made so far: each is allocated when
+// its first byte comes, and the checksum is computed on the way. A wrong
+// magic, version or header is refused by the Feed that shows it; the
+// declared size is known once the header is in, so a caller can refuse a
+// stream too large for it before the payload.
+class SnapshotDecoder {
+ public:
+  // INVALID_ARGUMENT as soon as the bytes cannot be a snapshot (then for
+  // every later call too).
+  absl::Status Feed(absl::string_view bytes);
+  // Total bytes the snapshot declares, once its header is in; 0 before.
+  size_t declared_size() const { return total_; }
+  int64_t declared_checkpoints() const { return checkpoints_; }
+  // The snapshot, once every byte has been fed: INVALID_ARGUMENT for a
+  // short stream or a checksum mismatch. Once only.
+  absl::StatusOr<SessionSnapshot> Finish();
+
+ private:
+  struct Piece {
+    std::vector<int64_t> shape;
+    at::ScalarType dtype;
+  };
+  absl::Status ParseHeader();
+  // The i-th tensor of the payload: the online ones, then per checkpoint
+  // its state, summary and usefulness.
+  Piece PieceAt(size_t i) const;
+  void TakePayload(absl::string_view bytes);
+  absl::Status Fail(absl::Status s);
+
+  absl::Status error_;
+  std::string head_;  // magic, version, length, header
+  uint32_t version_ = 0;
+  uint32_t hlen_ = 0;
+  size_t total_ = 0;  // declared, once the header is parsed
+  size_t received_ = 0;
+  uint32_t crc_ = 0;
+  std::string trailer_;
+  int64_t checkpoints_ = 0;
+  std::vector<SnapshotOnlineSpec> specs_;
+  SessionSnapshot snap_;
+  size_t piece_index_ = 0;
+  size_t piece_offset_ = 0;
+  at::Tensor piece_;  // being filled
+};
 // INVALID_ARGUMENT for bytes that are not a snapshot or are damaged.
 absl::StatusOr<SessionSnapshot> DecodeSnapshot(absl::string_view bytes);
 

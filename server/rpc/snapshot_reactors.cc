@@ -89,6 +89,25 @@ ImportReactor::ImportReactor(engine::Engine* engine, const RequestLimits& limits
   StartRead(&msg_);
 }
 
+absl::Status ImportReactor::CheckDeclared() const {
+  const size_t declared = decoder_.declared_size();
+  if (declared > static_cast<size_t>(limits_.max_snapshot_bytes)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("snapshot declares ", declared, " bytes, more than this server accepts (",
+                     limits_.max_snapshot_bytes, " bytes, --max_snapshot_size)"));
+  }
+  // More checkpoints than both tiers hold can never be imported.
+  const engine::EngineStatus st = engine_->Status();
+  const int64_t slots = int64_t{st.checkpoint_slots_total} + st.host_checkpoint_slots_total;
+  if (decoder_.declared_checkpoints() > slots) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("snapshot holds ", decoder_.declared_checkpoints(),
+                     " checkpoints; this server's pool holds ", slots,
+                     " at most (--checkpoint_pool, --host_pool)"));
+  }
+  return absl::OkStatus();
+}
+
 void ImportReactor::OnReadDone(bool ok) {
   if (ok) {
     if (first_) {
@@ -107,34 +126,26 @@ void ImportReactor::OnReadDone(bool ok) {
           "session_id may only be set in the first ImportSessionRequest")));
       return;
     }
-    if (bytes_.size() + msg_.data().size() > static_cast<size_t>(limits_.max_snapshot_bytes)) {
+    received_ += msg_.data().size();
+    if (received_ > static_cast<size_t>(limits_.max_snapshot_bytes)) {
       Finish(ToGrpc(absl::InvalidArgumentError(
           absl::StrCat("snapshot is larger than this server accepts (", limits_.max_snapshot_bytes,
                        " bytes, --max_snapshot_size)"))));
       return;
     }
-    bytes_ += msg_.data();
-    if (declared_ == 0) {
-      // Check the header as soon as it is in: a stream that is not a
-      // snapshot, or declares more than the limit, ends at this chunk.
-      absl::StatusOr<size_t> size = engine::SnapshotDeclaredSize(bytes_);
-      if (!size.ok()) {
-        Finish(ToGrpc(size.status()));
-        return;
-      }
-      declared_ = *size;
-      if (declared_ > static_cast<size_t>(limits_.max_snapshot_bytes)) {
-        Finish(ToGrpc(absl::InvalidArgumentError(
-            absl::StrCat("snapshot declares ", declared_, " bytes, more than this server accepts (",
-                         limits_.max_snapshot_bytes, " bytes, --max_snapshot_size)"))));
-        return;
-      }
-      if (declared_ > 0) bytes_.reserve(declared_);
-    }
-    if (declared_ > 0 && bytes_.size() > declared_) {
-      Finish(ToGrpc(absl::InvalidArgumentError(absl::StrCat(
-          "snapshot stream is longer than the ", declared_, " bytes its header declares"))));
+    // Decoded as it arrives: a stream that is not a snapshot ends at the
+    // chunk that shows it, and no more than the tensors so far is held.
+    if (absl::Status s = decoder_.Feed(msg_.data()); !s.ok()) {
+      Finish(ToGrpc(s));
       return;
+    }
+    msg_.Clear();
+    if (!checked_ && decoder_.declared_size() > 0) {
+      checked_ = true;
+      if (absl::Status s = CheckDeclared(); !s.ok()) {
+        Finish(ToGrpc(s));
+        return;
+      }
     }
     StartRead(&msg_);
     return;
@@ -144,7 +155,12 @@ void ImportReactor::OnReadDone(bool ok) {
     Finish(ToGrpc(absl::InvalidArgumentError("ImportSession received no snapshot bytes")));
     return;
   }
-  engine_->ImportSession(session_id_, std::move(bytes_),
+  absl::StatusOr<engine::SessionSnapshot> snap = decoder_.Finish();
+  if (!snap.ok()) {
+    Finish(ToGrpc(snap.status()));
+    return;
+  }
+  engine_->ImportSession(session_id_, *std::move(snap),
                          [this](absl::StatusOr<engine::SessionInfo> info) {
                            if (info.ok()) {
                              ToProto(*info, *response_);

@@ -18,6 +18,7 @@
 #include "absl/synchronization/mutex.h"
 #include "mcserve/v1/generation.grpc.pb.h"
 #include "server/engine/engine.h"
+#include "server/engine/session_snapshot.h"
 #include "server/rpc/caller_scope.h"
 #include "server/rpc/validation.h"
 
@@ -90,8 +91,11 @@ class ImportReactor : public grpc::ServerReadReactor<v1::ImportSessionRequest> {
   bool first_ = true;
   std::string client_session_id_;  // as the first message names it
   std::string session_id_;         // the engine's
-  std::string bytes_;
-  size_t declared_ = 0;  // the snapshot's size from its header, once read
+  engine::SnapshotDecoder decoder_;
+  size_t received_ = 0;
+  bool checked_ = false;  // the header's declared sizes, against the limits
+  // OK, or why a snapshot of the declared size could never be imported.
+  absl::Status CheckDeclared() const;
 };
 
 }  // namespace mcserve::rpc

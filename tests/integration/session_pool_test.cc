@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <nlohmann/json.hpp>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -204,6 +205,36 @@ TEST_F(SessionRpcTest, ExportImportRoundTripOverGrpc) {
             absl::StatusCode::kAlreadyExists);
   EXPECT_EQ(client().ExportSession("nope").status().code(), absl::StatusCode::kNotFound);
   for (const char* id : {"exp", "imp"}) ASSERT_TRUE(client().DeleteSession(id).ok());
+}
+
+// A snapshot declaring more checkpoints than both tiers hold is refused
+// from its header alone: here only the header is ever sent, so the answer
+// cannot have waited for the payload.
+TEST(SessionPoolTest, AnImportTooBigForThePoolIsRefusedAtItsHeader) {
+  auto s = StartPool(4, 0);
+  ASSERT_TRUE(s);
+  client::Client& c = s->client();
+  ASSERT_TRUE(c.CreateSession("src").ok());
+  absl::StatusOr<std::string> good = c.ExportSession("src");
+  ASSERT_TRUE(good.ok()) << good.status();
+  const uint32_t hlen = static_cast<uint8_t>((*good)[12]) | static_cast<uint8_t>((*good)[13]) << 8 |
+                        static_cast<uint8_t>((*good)[14]) << 16;
+  nlohmann::json h = nlohmann::json::parse(good->substr(16, hlen));
+  h["num_checkpoints"] = 500;
+  const std::string header = h.dump();
+  std::string prefix = good->substr(0, 12);
+  for (int i = 0; i < 4; ++i)
+    prefix.push_back(static_cast<char>((header.size() >> (8 * i)) & 0xFF));
+  prefix += header;
+  absl::StatusOr<v1::Session> r = c.ImportSession(prefix, "big");
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted) << r.status();
+  EXPECT_NE(r.status().message().find("snapshot holds 500 checkpoints"), std::string::npos)
+      << r.status();
+  // The same prefix with a count that fits is only short.
+  h["num_checkpoints"] = 0;
+  EXPECT_EQ(c.ImportSession(good->substr(0, 16 + hlen), "short").status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(c.GetSession("src").ok());
 }
 
 }  // namespace

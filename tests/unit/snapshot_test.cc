@@ -92,6 +92,40 @@ TEST(SnapshotTest, DeclaredSizeIsKnownOnceTheHeaderIsIn) {
             std::string::npos);
 }
 
+// A stream decoded chunk by chunk, whatever the cuts, is the whole decode.
+TEST(SnapshotTest, DecodingAsBytesArriveEqualsDecodingTheWhole) {
+  const SessionSnapshot a = Sample(3, model::CkptDtype::kBFloat16);
+  const std::string bytes = EncodeSnapshot(a);
+  for (size_t chunk : {size_t{1}, size_t{7}, size_t{16}, size_t{100}, bytes.size()}) {
+    SnapshotDecoder d;
+    for (size_t at = 0; at < bytes.size(); at += chunk) {
+      ASSERT_TRUE(d.Feed(absl::string_view(bytes).substr(at, chunk)).ok()) << chunk << " " << at;
+    }
+    EXPECT_EQ(d.declared_size(), bytes.size());
+    EXPECT_EQ(d.declared_checkpoints(), 3);
+    absl::StatusOr<SessionSnapshot> b = d.Finish();
+    ASSERT_TRUE(b.ok()) << chunk << " " << b.status();
+    EXPECT_EQ(b->session_id, a.session_id);
+    EXPECT_EQ(b->position, a.position);
+    ASSERT_EQ(b->ckpt_states.size(), 3u);
+    for (int i = 0; i < 3; ++i) {
+      EXPECT_TRUE(at::equal(b->ckpt_states[i], a.ckpt_states[i]));
+      EXPECT_EQ(b->usefulness[i], a.usefulness[i]);
+    }
+    EXPECT_TRUE(at::equal(b->online[0].tensor, a.online[0].tensor));
+  }
+  // Refused at the chunk that shows it: a wrong first byte, a byte past the end.
+  SnapshotDecoder bad;
+  EXPECT_NE(bad.Feed("X").message().find("wrong magic"), std::string::npos);
+  EXPECT_FALSE(bad.Feed("MCSNAP").ok());  // and for good
+  SnapshotDecoder longer;
+  EXPECT_TRUE(longer.Feed(bytes).ok());
+  EXPECT_NE(longer.Feed("!").message().find("longer than its header"), std::string::npos);
+  SnapshotDecoder cut;
+  EXPECT_TRUE(cut.Feed(absl::string_view(bytes).substr(0, bytes.size() - 9)).ok());
+  EXPECT_NE(cut.Finish().status().message().find("shorter than its header"), std::string::npos);
+}
+
 TEST(SnapshotTest, EachDamageGetsItsOwnMessage) {
   const std::string good = EncodeSnapshot(Sample(2, model::CkptDtype::kFloat32));
   auto message = [](const std::string& bytes) {
