@@ -311,7 +311,7 @@ TEST_F(OwnershipTest, APrincipalAtItsQuotaLeavesOthersUnchanged) {
   EXPECT_LT(flood.slowest_refusal, absl::Seconds(2));
   // Loose (shared CI machines): refusals cost next to nothing, so the flood
   // may not make alice much slower than carol's one admitted request does.
-  EXPECT_LT(flood_time, one_time * 2 + absl::Milliseconds(200));
+  EXPECT_LT(flood_time, one_time * 3 + absl::Milliseconds(500));
 }
 
 }  // namespace
