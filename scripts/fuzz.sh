@@ -19,7 +19,7 @@ while [ $# -gt 0 ]; do
     *) targets+=("$1"); shift ;;
   esac
 done
-[ ${#targets[@]} -gt 0 ] || targets=(snapshot model_config safetensors)
+[ ${#targets[@]} -gt 0 ] || targets=(snapshot model_config safetensors generate_request)
 out="${out:-$build/fuzz}"
 mkdir -p "$out/obj" "$out/artifacts"
 src="$MCSERVE_ROOT"
@@ -29,16 +29,18 @@ declare -A sources=(
   [snapshot]="server/engine/session_snapshot.cc"
   [model_config]="server/model/config.cc server/model/fla_config.cc"
   [safetensors]="server/model/safetensors.cc"
+  [generate_request]="server/rpc/validation.cc"
 )
 # C++17: Debian's LibTorch headers do not compile as C++20 with clang 14.
 cxx=(clang++ -std=c++17 -O1 -g -fno-omit-frame-pointer -D_GLIBCXX_USE_CXX11_ABI=1
      -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
-     -I"$src" -isystem /usr/include/torch/csrc/api/include)
+     -I"$src" -I"$build/proto/gen" -isystem /usr/include/torch/csrc/api/include)
 libs=(-Wl,--start-group "$build/server/model/libmcserve_model.a" "$build/server/util/libmcserve_util.a"
+      "$build/server/tokenizer/libmcserve_tokenizer.a" "$build/proto/libmcserve_proto.a"
       "$build/server/kernels/libmcserve_kernel_ops.a" "$build/server/kernels/libmcserve_kernels.a"
       -Wl,--end-group)
 [ -f /usr/local/cuda/lib/libcudart.so ] && libs+=(/usr/local/cuda/lib/libcudart.so)
-libs+=(-ltorch -ltorch_cpu -lc10 $(ls /usr/lib/x86_64-linux-gnu/libabsl_*.so) -lpthread)
+libs+=(-ltorch -ltorch_cpu -lc10 -lprotobuf -lsentencepiece $(ls /usr/lib/x86_64-linux-gnu/libabsl_*.so) -lpthread)
 
 for t in "${targets[@]}"; do
   objs=()
