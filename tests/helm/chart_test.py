@@ -15,7 +15,6 @@
 """
 import argparse
 import glob
-import hashlib
 import os
 import re
 import shutil
@@ -31,6 +30,7 @@ import k8s_schema  # noqa: E402 (beside this file)
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "support"))
 from checks import Checks  # noqa: E402
+from tls_files import make_tls_files  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CHART = os.path.join(ROOT, "helm", "mcserve")
@@ -59,25 +59,9 @@ BAD_VALUES = [  # (--set arguments, expected text in helm's error)
 TOKEN = "chart-test-token-4b1d"
 
 
-def sh(*cmd):
-    subprocess.run(cmd, check=True, capture_output=True)
-
-
 def make_tls(d):
-    """A CA and a server certificate for localhost signed by it, as the Secret's
-    tls.crt / tls.key / ca.crt; and a principals file with TOKEN as a reader."""
-    os.makedirs(d, exist_ok=True)
-    sh("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
-       "/CN=chart test CA", "-keyout", f"{d}/ca.key", "-out", f"{d}/ca.crt")
-    sh("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
-       "-keyout", f"{d}/tls.key", "-out", f"{d}/server.csr")
-    open(f"{d}/ext.cnf", "w").write("subjectAltName=DNS:localhost,DNS:mcserve.internal,IP:127.0.0.1\n")
-    sh("openssl", "x509", "-req", "-in", f"{d}/server.csr", "-CA", f"{d}/ca.crt", "-CAkey",
-       f"{d}/ca.key", "-CAcreateserial", "-days", "2", "-extfile", f"{d}/ext.cnf",
-       "-out", f"{d}/tls.crt")
-    digest = hashlib.sha256(TOKEN.encode()).hexdigest()
-    open(f"{d}/principals", "w").write(f"token {digest} chart reader\n")
-    open(f"{d}/token", "w").write(TOKEN)
+    """The TLS and principals Secrets' files (TOKEN as a reader)."""
+    make_tls_files(d, TOKEN, "chart", "reader", dns=("localhost", "mcserve.internal"))
 
 
 def seconds(d):

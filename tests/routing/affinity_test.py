@@ -10,7 +10,6 @@ against the CA, as the chart configures it) and bearer-token auth.
   /usr/bin/python3 tests/routing/affinity_test.py --server BIN --cli BIN --model DIR
 """
 import argparse
-import hashlib
 import os
 import shutil
 import signal
@@ -20,6 +19,7 @@ import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "support"))
 from checks import Checks, free_port, wait_for  # noqa: E402
+from tls_files import make_tls_files  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 REPLICAS = 3
@@ -29,20 +29,7 @@ TOKEN = "router-test-token-5e21"
 
 
 def make_tls(d):
-    """A CA, a server certificate for localhost signed by it, a principals file."""
-    def sh(*cmd):
-        subprocess.run(cmd, check=True, capture_output=True)
-    sh("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
-       "/CN=router test CA", "-keyout", f"{d}/ca.key", "-out", f"{d}/ca.crt")
-    sh("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
-       "-keyout", f"{d}/tls.key", "-out", f"{d}/server.csr")
-    open(f"{d}/ext.cnf", "w").write("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
-    sh("openssl", "x509", "-req", "-in", f"{d}/server.csr", "-CA", f"{d}/ca.crt", "-CAkey",
-       f"{d}/ca.key", "-CAcreateserial", "-days", "2", "-extfile", f"{d}/ext.cnf",
-       "-out", f"{d}/tls.crt")
-    open(f"{d}/principals", "w").write(
-        f"token {hashlib.sha256(TOKEN.encode()).hexdigest()} tester user\n")
-    open(f"{d}/token", "w").write(TOKEN)
+    make_tls_files(d, TOKEN, "tester", "user")
 
 
 def fill(conf, tmp, router, backends, tls):
