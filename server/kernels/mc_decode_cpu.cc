@@ -11,21 +11,21 @@ namespace mcserve::kernels {
 namespace {
 
 // Applies one token to S (dk x dv) in place (mc-model.md §4).
-void UpdateState(const McLayerParams& p, float* s, const float* k, const float* v, float alpha,
-                 float beta, float* scratch) {
+void UpdateState(const McLayerParams& p, float* __restrict s, const float* __restrict k,
+                 const float* __restrict v, float alpha, float beta, float* __restrict scratch) {
   const int32_t dk = p.head_dim, dv = ValueDim(p);
   if (p.rule == MemoryRule::kDelta) {
     // kts[j] = (k^T S)[j]; S <- alpha * (S - beta k kts^T) + beta k v^T
-    float* kts = scratch;
+    float* __restrict kts = scratch;
     std::fill(kts, kts + dv, 0.0f);
     for (int32_t i = 0; i < dk; ++i) {
       const float ki = k[i];
-      const float* row = s + i * dv;
+      const float* __restrict row = s + i * dv;
       for (int32_t j = 0; j < dv; ++j) kts[j] += ki * row[j];
     }
     for (int32_t i = 0; i < dk; ++i) {
       const float bk = beta * k[i];
-      float* row = s + i * dv;
+      float* __restrict row = s + i * dv;
       for (int32_t j = 0; j < dv; ++j) {
         row[j] = alpha * (row[j] - bk * kts[j]) + bk * v[j];
       }
@@ -34,39 +34,45 @@ void UpdateState(const McLayerParams& p, float* s, const float* k, const float* 
   }
   for (int32_t i = 0; i < dk; ++i) {
     const float ki = k[i];
-    float* row = s + i * dv;
+    float* __restrict row = s + i * dv;
     for (int32_t j = 0; j < dv; ++j) row[j] = alpha * row[j] + ki * v[j];
   }
+}
+
+inline float Load(float x) { return x; }
+inline float Load(uint16_t x) { return Bf16ToFloat(x); }
+
+// out[j0, j0 + W) += w * sum_i M[i][j] q[i]: W columns of M (dk x dv) held in
+// registers while the rows stream by.
+template <int W, typename T>
+void AddReadColumns(const T* __restrict m, const float* __restrict q, float w, int32_t dk,
+                    int32_t dv, int32_t j0, float* __restrict out) {
+  float acc[W] = {};
+  for (int32_t i = 0; i < dk; ++i) {
+    const float qi = q[i];
+    const T* __restrict row = m + int64_t{i} * dv + j0;
+    for (int j = 0; j < W; ++j) acc[j] += qi * Load(row[j]);
+  }
+  for (int j = 0; j < W; ++j) out[j0 + j] += w * acc[j];
 }
 
 // out[j] += w * sum_i M[i][j] q[i], M (dk x dv) stored as T.
 template <typename T>
 void AddRead(const T* m, const float* q, float w, int32_t dk, int32_t dv, float* out) {
-  for (int32_t i = 0; i < dk; ++i) {
-    const float wq = w * q[i];
-    const T* row = m + i * dv;
-    for (int32_t j = 0; j < dv; ++j) {
-      if constexpr (std::is_same_v<T, uint16_t>) {
-        out[j] += wq * Bf16ToFloat(row[j]);
-      } else {
-        out[j] += wq * row[j];
-      }
-    }
-  }
+  int32_t j0 = 0;
+  for (; j0 + 32 <= dv; j0 += 32) AddReadColumns<32>(m, q, w, dk, dv, j0, out);
+  for (; j0 + 8 <= dv; j0 += 8) AddReadColumns<8>(m, q, w, dk, dv, j0, out);
+  for (; j0 < dv; ++j0) AddReadColumns<1>(m, q, w, dk, dv, j0, out);
 }
 
-void AddCheckpointRead(const McLayerParams& p, const McDecodeArgs& a, int32_t slot, int32_t h,
-                       const float* q, float w, float* out) {
-  const int32_t dk = p.head_dim, dv = ValueDim(p);
-  const int64_t off = slot * a.ckpt_slot_stride + int64_t{h} * dk * dv;
-  if (p.ckpt_dtype == CkptDtype::kBFloat16) {
-    AddRead(static_cast<const uint16_t*>(a.ckpt) + off, q, w, dk, dv, out);
-  } else {
-    AddRead(static_cast<const float*>(a.ckpt) + off, q, w, dk, dv, out);
-  }
+// Asks for every line of the next checkpoint (all heads of the layer) while
+// this one is read, so that its stream does not start cold.
+void Prefetch(const void* p, int64_t bytes) {
+  const char* c = static_cast<const char*>(p);
+  for (int64_t off = 0; off < bytes; off += 64) __builtin_prefetch(c + off, 0, 0);
 }
 
-float Dot(const float* x, const float* y, int32_t d) {
+float Dot(const float* __restrict x, const float* __restrict y, int32_t d) {
   float acc = 0.0f;
   for (int32_t i = 0; i < d; ++i) acc += x[i] * y[i];
   return acc;
@@ -75,12 +81,13 @@ float Dot(const float* x, const float* y, int32_t d) {
 // Per-thread scratch sized for one row.
 struct Scratch {
   std::vector<float> vec;      // dv
-  std::vector<float> z;        // n
+  std::vector<float> w;        // H * n: weight of checkpoint i for head h at h * n + i
+  std::vector<float> w_on;     // H
   std::vector<int32_t> order;  // n
   std::vector<char> selected;  // n (bool storage)
 };
 
-void SelectTopK(const McLayerParams& p, int32_t n, Scratch& sc) {
+void SelectTopK(const McLayerParams& p, int32_t n, const float* z, Scratch& sc) {
   auto* sel = reinterpret_cast<bool*>(sc.selected.data());
   if (p.aggregation != Aggregation::kSsc) return;
   if (n <= p.top_k) {
@@ -88,21 +95,22 @@ void SelectTopK(const McLayerParams& p, int32_t n, Scratch& sc) {
     return;
   }
   std::iota(sc.order.begin(), sc.order.begin() + n, 0);
-  const float* z = sc.z.data();
   std::partial_sort(sc.order.begin(), sc.order.begin() + p.top_k, sc.order.begin() + n,
                     [z](int32_t a, int32_t b) { return SscBetter(z, a, b); });
   std::fill(sel, sel + n, false);
   for (int32_t r = 0; r < p.top_k; ++r) sel[sc.order[r]] = true;
 }
 
-void DecodeHead(const McLayerParams& p, const McDecodeArgs& a, int32_t b, int32_t h, Scratch& sc) {
+// One head's token: the state update, then its read weights (online and
+// per checkpoint) into the scratch, and the online read into `out`.
+void HeadStep(const McLayerParams& p, const McDecodeArgs& a, int32_t b, int32_t h, int32_t n,
+              Scratch& sc) {
   const int32_t H = p.n_heads, d = p.head_dim, dv = ValueDim(p);
   const int64_t row = (int64_t{b} * H + h) * d;
   const int64_t vrow = (int64_t{b} * H + h) * dv;
   const int32_t slot = a.state_slots[b];
   float* s = a.state + slot * a.state_slot_stride + int64_t{h} * d * dv;
   float* ks = a.key_sum + slot * a.key_sum_slot_stride + int64_t{h} * d;
-  const float* q = a.q + row;
   const float* k = a.k + row;
   const float alpha = p.scalar_decay ? a.alpha[b * H + h] : 1.0f;
   const float beta = p.rule == MemoryRule::kDelta ? a.beta[b * H + h] : 1.0f;
@@ -110,9 +118,7 @@ void DecodeHead(const McLayerParams& p, const McDecodeArgs& a, int32_t b, int32_
   UpdateState(p, s, k, a.v + vrow, alpha, beta, sc.vec.data());
   for (int32_t i = 0; i < d; ++i) ks[i] += k[i];
 
-  float* out = a.out + vrow;
-  std::fill(out, out + dv, 0.0f);
-  const int32_t n = KeepsCheckpoints(p.aggregation) ? a.ckpt_counts[b] : 0;
+  float* z = sc.w.data() + int64_t{h} * n;
   const int32_t* table = a.ckpt_table + b * a.ckpt_table_stride;
   float z_on = 0.0f;
   if (a.u != nullptr) {
@@ -121,18 +127,35 @@ void DecodeHead(const McLayerParams& p, const McDecodeArgs& a, int32_t b, int32_
     z_on = p.gate_scale * Dot(u, ks, d) / static_cast<float>(count);
     for (int32_t i = 0; i < n; ++i) {
       const float* sum = a.summary + table[i] * a.summary_slot_stride + int64_t{h} * d;
-      sc.z[i] = p.gate_scale * Dot(u, sum, d);
+      z[i] = p.gate_scale * Dot(u, sum, d);
     }
   }
-  SelectTopK(p, n, sc);
-  float w_on = 1.0f;
-  AggregationWeights(p, n, z_on, sc.z.data(), &w_on,
-                     reinterpret_cast<const bool*>(sc.selected.data()));
-  AddRead(static_cast<const float*>(s), q, w_on, d, dv, out);
+  SelectTopK(p, n, z, sc);
+  AggregationWeights(p, n, z_on, z, &sc.w_on[h], reinterpret_cast<const bool*>(sc.selected.data()));
+  float* out = a.out + vrow;
+  std::fill(out, out + dv, 0.0f);
+  AddRead(static_cast<const float*>(s), a.q + row, sc.w_on[h], d, dv, out);
+}
+
+// Reads every checkpoint of row b into its heads' outputs, one checkpoint
+// (all heads, contiguous) at a time, the next one prefetched.
+template <typename T>
+void ReadCheckpoints(const McLayerParams& p, const McDecodeArgs& a, int32_t b, int32_t n,
+                     const Scratch& sc) {
+  const int32_t H = p.n_heads, d = p.head_dim, dv = ValueDim(p);
+  const int64_t block = int64_t{d} * dv;
+  const int32_t* table = a.ckpt_table + b * a.ckpt_table_stride;
+  const T* base = static_cast<const T*>(a.ckpt);
   for (int32_t i = 0; i < n; ++i) {
-    if (sc.z[i] != 0.0f) AddCheckpointRead(p, a, table[i], h, q, sc.z[i], out);
-    if (a.ckpt_weight_out != nullptr) {
-      a.ckpt_weight_out[b * a.ckpt_table_stride + i] += sc.z[i] / static_cast<float>(H);
+    const T* c = base + table[i] * a.ckpt_slot_stride;
+    if (i + 1 < n) {
+      Prefetch(base + table[i + 1] * a.ckpt_slot_stride, H * block * int64_t{sizeof(T)});
+    }
+    for (int32_t h = 0; h < H; ++h) {
+      const float w = sc.w[int64_t{h} * n + i];
+      if (w == 0.0f) continue;
+      const int64_t row = (int64_t{b} * H + h);
+      AddRead(c + h * block, a.q + row * d, w, d, dv, a.out + row * dv);
     }
   }
 }
@@ -142,6 +165,7 @@ void DecodeHead(const McLayerParams& p, const McDecodeArgs& a, int32_t b, int32_
 void McDecodeCpu(const McLayerParams& p, const McDecodeArgs& a, int32_t b_begin, int32_t b_end) {
   Scratch sc;
   sc.vec.resize(ValueDim(p));
+  sc.w_on.resize(p.n_heads);
   for (int32_t b = b_begin; b < b_end; ++b) {
     if (a.ckpt_weight_out != nullptr) {
       std::fill(a.ckpt_weight_out + b * a.ckpt_table_stride,
@@ -153,12 +177,25 @@ void McDecodeCpu(const McLayerParams& p, const McDecodeArgs& a, int32_t b_begin,
       continue;
     }
     const int32_t n = KeepsCheckpoints(p.aggregation) ? a.ckpt_counts[b] : 0;
-    if (static_cast<int32_t>(sc.z.size()) < n) {
-      sc.z.resize(n);
+    if (static_cast<int64_t>(sc.w.size()) < int64_t{p.n_heads} * n) {
+      sc.w.resize(int64_t{p.n_heads} * n);
       sc.order.resize(n);
       sc.selected.resize(n);
     }
-    for (int32_t h = 0; h < p.n_heads; ++h) DecodeHead(p, a, b, h, sc);
+    for (int32_t h = 0; h < p.n_heads; ++h) HeadStep(p, a, b, h, n, sc);
+    if (p.ckpt_dtype == CkptDtype::kBFloat16) {
+      ReadCheckpoints<uint16_t>(p, a, b, n, sc);
+    } else {
+      ReadCheckpoints<float>(p, a, b, n, sc);
+    }
+    if (a.ckpt_weight_out != nullptr) {
+      for (int32_t h = 0; h < p.n_heads; ++h) {
+        for (int32_t i = 0; i < n; ++i) {
+          a.ckpt_weight_out[b * a.ckpt_table_stride + i] +=
+              sc.w[int64_t{h} * n + i] / static_cast<float>(p.n_heads);
+        }
+      }
+    }
   }
 }
 
