@@ -77,6 +77,10 @@ Metrics::Metrics()
                 .Name("mcserve_grpc_requests_total")
                 .Help("RPCs finished, by method and gRPC status code")
                 .Register(*registry_)),
+      http_requests_(BuildCounter()
+                         .Name("mcserve_http_requests_total")
+                         .Help("OpenAI-compatible HTTP requests finished, by route and HTTP status")
+                         .Register(*registry_)),
       running_(BuildGauge()
                    .Name("mcserve_requests_running")
                    .Help("Requests in the decode batch")
@@ -201,6 +205,10 @@ void Metrics::Publish(const EngineGauges& g) {
 
 void Metrics::RpcFinished(absl::string_view method, absl::string_view code) {
   rpcs_.Add({{"method", std::string(method)}, {"code", std::string(code)}}).Increment();
+}
+
+void Metrics::HttpFinished(absl::string_view path, int status) {
+  http_requests_.Add({{"path", std::string(path)}, {"code", std::to_string(status)}}).Increment();
 }
 
 }  // namespace mcserve::metrics

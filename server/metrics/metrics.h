@@ -61,6 +61,8 @@ class Metrics {
   void Publish(const EngineGauges& g);
   // A finished RPC: method short name (e.g. "Generate"), status code name.
   void RpcFinished(absl::string_view method, absl::string_view code);
+  // A finished HTTP request of the OpenAI front: route, HTTP status code.
+  void HttpFinished(absl::string_view path, int status);
 
  private:
   std::shared_ptr<prometheus::Registry> registry_;
@@ -73,6 +75,7 @@ class Metrics {
   prometheus::Family<prometheus::Counter>& generation_tokens_;
   prometheus::Family<prometheus::Counter>& requests_;
   prometheus::Family<prometheus::Counter>& rpcs_;
+  prometheus::Family<prometheus::Counter>& http_requests_;
   prometheus::Family<prometheus::Gauge>& running_;
   prometheus::Family<prometheus::Gauge>& waiting_;
   prometheus::Family<prometheus::Gauge>& sessions_;

@@ -1,5 +1,6 @@
 // Every kind of bad input gets a clear status that names the problem, and
 // the server keeps serving other sessions unchanged.
+#include <grpcpp/generic/generic_stub.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 
@@ -9,6 +10,7 @@
 #include "absl/synchronization/notification.h"
 #include "server/model/weights.h"
 #include "tests/integration/server_fixture.h"
+#include "tests/support/metrics_scrape.h"
 #include "tests/support/test_models.h"
 
 namespace mcserve::testing {
@@ -18,7 +20,33 @@ class BadInputTest : public ServerTest {
  protected:
   static void SetUpTestSuite() {
     StartServer({"--max_prompt_tokens=64", "--max_tokens_limit=100", "--default_max_tokens=50",
-                 "--max_sessions=2", "--max_message_bytes=65536"});
+                 "--max_sessions=2", "--max_message_bytes=65536",
+                 "--metrics_port_file=" + MetricsPortFile()});
+  }
+  // Per process: ctest runs each test of this suite as its own process,
+  // side by side, each with its own server.
+  static const std::string& MetricsPortFile() {
+    static const std::string path = FreshDir("bad_input_metrics") + "/port";
+    return path;
+  }
+
+  // Calls `method` with `payload` as the raw request bytes (what a client
+  // written without our stubs can send); the response is discarded.
+  grpc::Status CallRaw(const std::string& method, const std::string& payload) {
+    auto channel = grpc::CreateChannel(server_->address(), grpc::InsecureChannelCredentials());
+    grpc::GenericStub stub(channel);
+    grpc::Slice slice(payload);
+    grpc::ByteBuffer request(&slice, 1), response;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    grpc::Status status;
+    absl::Notification done;
+    stub.UnaryCall(&ctx, method, grpc::StubOptions(), &request, &response, [&](grpc::Status s) {
+      status = std::move(s);
+      done.Notify();
+    });
+    done.WaitForNotification();
+    return status;
   }
 };
 
@@ -101,6 +129,62 @@ TEST_F(BadInputTest, EachBadRequestGetsItsCodeAndOthersAreUnaffected) {
   EXPECT_EQ(client().GetSession("bystander")->num_tokens(), tokens_before + 4 + 3);
   ASSERT_TRUE(client().DeleteSession("bystander").ok());
   ASSERT_TRUE(client().DeleteSession("second").ok());
+}
+
+// A proto3 string holding invalid UTF-8 does not parse. gRPC's callback API
+// would answer UNIMPLEMENTED with no message before any handler runs; mcserve
+// answers INVALID_ARGUMENT naming the field (proto/wire/request_decoding.h),
+// counts it so, and keeps serving.
+TEST_F(BadInputTest, InvalidUtf8IsInvalidArgumentNamingTheField) {
+  const std::string bad = "ok \xff\xfe";
+  ASSERT_TRUE(client().CreateSession("utf8-bystander").ok());
+
+  v1::GenerateRequest text = TextRequest(bad, 4);
+  Completion got = Collect(client(), text);
+  EXPECT_EQ(got.status.code(), absl::StatusCode::kInvalidArgument) << got.status;
+  EXPECT_EQ(got.status.message(), "field 'text' is not valid UTF-8");
+
+  v1::GenerateRequest stop = TextRequest("ok", 4);
+  stop.mutable_sampling_params()->add_stop("fine");
+  stop.mutable_sampling_params()->add_stop(bad);
+  got = Collect(client(), stop);
+  EXPECT_EQ(got.status.code(), absl::StatusCode::kInvalidArgument) << got.status;
+  EXPECT_EQ(got.status.message(), "field 'sampling_params.stop[1]' is not valid UTF-8");
+
+  v1::GenerateRequest session = TextRequest("ok", 4, "utf8-\xc3");
+  got = Collect(client(), session);
+  EXPECT_EQ(got.status.code(), absl::StatusCode::kInvalidArgument) << got.status;
+  EXPECT_EQ(got.status.message(), "field 'session_id' is not valid UTF-8");
+
+  for (const auto& s : {client().GetSession("a\x80").status(), client().DeleteSession("a\x80"),
+                        client().CreateSession("a\x80").status()}) {
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+    EXPECT_EQ(s.message(), "field 'session_id' is not valid UTF-8");
+  }
+
+  // Raw bytes: a string field that is not UTF-8, and bytes that are not a
+  // protobuf message at all (field 1, length 5, one byte present).
+  grpc::Status raw =
+      CallRaw("/mcserve.v1.Generation/GetSession", std::string("\x0a\x02\xc0\xaf", 4));
+  EXPECT_EQ(raw.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << raw.error_message();
+  EXPECT_EQ(raw.error_message(), "field 'session_id' is not valid UTF-8");
+  raw = CallRaw("/mcserve.v1.Generation/GetSession", std::string("\x0a\x05x", 3));
+  EXPECT_EQ(raw.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << raw.error_message();
+  EXPECT_EQ(raw.error_message(),
+            "request is not a valid mcserve.v1.GetSessionRequest message (malformed protobuf wire "
+            "format)");
+
+  // Counted as what it is, and nothing was harmed.
+  const std::string m = ScrapeMetrics(ReadPortFile(MetricsPortFile()));
+  EXPECT_EQ(
+      SampleValue(m, "mcserve_grpc_requests_total{code=\"UNIMPLEMENTED\",method=\"Generate\"}"),
+      -1);
+  EXPECT_GE(SampleValue(
+                m, "mcserve_grpc_requests_total{code=\"INVALID_ARGUMENT\",method=\"GetSession\"}"),
+            3);
+  Completion after = Collect(client(), TextRequest("more", 3, "utf8-bystander"));
+  EXPECT_TRUE(after.status.ok()) << after.status;
+  ASSERT_TRUE(client().DeleteSession("utf8-bystander").ok());
 }
 
 TEST_F(BadInputTest, BusySessionIsFailedPrecondition) {
