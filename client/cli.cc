@@ -27,6 +27,8 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/time.h"
 #include "client/channel.h"
 #include "client/mcserve_client.h"
 #include "server/util/flags_help.h"
@@ -47,7 +49,18 @@ ABSL_FLAG(std::optional<uint64_t>, seed, std::nullopt, "Random seed");
 ABSL_FLAG(std::string, session, "", "Continue this session");
 ABSL_FLAG(std::vector<std::string>, stop, {}, "Stop strings, comma-separated");
 ABSL_FLAG(bool, ignore_eos, false, "Keep generating after EOS");
+ABSL_FLAG(std::optional<float>, repetition_penalty, std::nullopt,
+          "vLLM's repetition penalty over prompt and output (1: off)");
+ABSL_FLAG(float, presence_penalty, 0, "Subtracted once from every generated token's logit");
+ABSL_FLAG(float, frequency_penalty, 0, "Subtracted per occurrence from generated tokens' logits");
+ABSL_FLAG(uint32_t, min_tokens, 0, "No EOS, stop id or stop string before this many tokens");
+ABSL_FLAG(std::vector<std::string>, logit_bias, {},
+          "Token biases ID=BIAS, comma-separated (e.g. 257=-100)");
+ABSL_FLAG(bool, include_stop_str, false, "Keep a matched stop string in the output");
 ABSL_FLAG(bool, logprobs, false, "Print each token's log-probability to stderr");
+ABSL_FLAG(bool, prompt_logprobs, false,
+          "Score the prompt: print each prompt token's log-probability, and their sum, to stderr "
+          "(with --max_tokens=0, without generating)");
 ABSL_FLAG(std::string, request_id, "", "Request id (for abort)");
 ABSL_FLAG(double, timeout, 0, "Deadline in seconds (0: none)");
 ABSL_FLAG(bool, add_bos, false, "tokenize: put the BOS id first");
@@ -167,6 +180,7 @@ int Generate(Client& c, const std::vector<char*>& args) {
   req.set_session_id(absl::GetFlag(FLAGS_session));
   req.set_request_id(absl::GetFlag(FLAGS_request_id));
   req.set_return_logprobs(absl::GetFlag(FLAGS_logprobs));
+  if (absl::GetFlag(FLAGS_prompt_logprobs)) req.set_prompt_logprobs(0);
   v1::SamplingParams* sp = req.mutable_sampling_params();
   if (auto v = absl::GetFlag(FLAGS_max_tokens)) sp->set_max_tokens(*v);
   if (auto v = absl::GetFlag(FLAGS_temperature)) sp->set_temperature(*v);
@@ -175,6 +189,21 @@ int Generate(Client& c, const std::vector<char*>& args) {
   sp->set_top_k(absl::GetFlag(FLAGS_top_k));
   for (const std::string& s : absl::GetFlag(FLAGS_stop)) sp->add_stop(s);
   sp->set_ignore_eos(absl::GetFlag(FLAGS_ignore_eos));
+  if (auto r = absl::GetFlag(FLAGS_repetition_penalty)) sp->set_repetition_penalty(*r);
+  sp->set_presence_penalty(absl::GetFlag(FLAGS_presence_penalty));
+  sp->set_frequency_penalty(absl::GetFlag(FLAGS_frequency_penalty));
+  sp->set_min_tokens(absl::GetFlag(FLAGS_min_tokens));
+  for (const std::string& kv : absl::GetFlag(FLAGS_logit_bias)) {
+    const std::pair<std::string, std::string> parts = absl::StrSplit(kv, absl::MaxSplits('=', 1));
+    uint32_t id = 0;
+    float bias = 0;
+    if (!absl::SimpleAtoi(parts.first, &id) || !absl::SimpleAtof(parts.second, &bias)) {
+      std::cerr << "--logit_bias: '" << kv << "' is not ID=BIAS\n";
+      return kUsage;
+    }
+    (*sp->mutable_logit_bias())[id] = bias;
+  }
+  sp->set_include_stop_str_in_output(absl::GetFlag(FLAGS_include_stop_str));
 
   CallOptions opts;
   if (absl::GetFlag(FLAGS_timeout) > 0) opts.timeout = absl::Seconds(absl::GetFlag(FLAGS_timeout));
@@ -184,6 +213,15 @@ int Generate(Client& c, const std::vector<char*>& args) {
   absl::Status s = c.Generate(
       req,
       [&](const v1::GenerateResponse& r) {
+        if (r.prompt_logprobs_size() > 0) {
+          double sum = 0;
+          for (const v1::TokenLogprob& lp : r.prompt_logprobs()) {
+            std::cerr << "[prompt token " << lp.token_id() << " logprob " << lp.logprob() << "]\n";
+            sum += lp.logprob();
+          }
+          std::cerr << "[prompt logprob sum " << sum << " over " << r.prompt_logprobs_size()
+                    << " tokens]\n";
+        }
         std::cout << r.text() << std::flush;
         if (!r.text().empty()) ends_with_newline = r.text().back() == '\n';
         for (const v1::TokenLogprob& lp : r.logprobs()) {
@@ -259,7 +297,11 @@ int SessionCmd(Client& c, const std::vector<char*>& args) {
     if (!all.ok()) return Report(all.status());
     for (const v1::Session& s : *all) {
       std::cout << s.session_id() << "\t" << s.num_tokens() << " tokens\t" << s.num_checkpoints()
-                << " checkpoints\t" << s.checkpoint_bytes() << " bytes\n";
+                << " checkpoints\t" << s.checkpoint_bytes() << " bytes\tlast used "
+                << absl::FormatTime("%Y-%m-%dT%H:%M:%SZ",
+                                    absl::FromUnixMillis(s.last_used_unix_ms()),
+                                    absl::UTCTimeZone())
+                << "\n";
     }
     return 0;
   }
@@ -300,7 +342,8 @@ int Run(int argc, char** argv) {
   SetFlagsHelp(
       "mcserve-cli [--addr=HOST:PORT] COMMAND\n"
       "  generate [--max_tokens=N --temperature=T --top_p=P --top_k=K --seed=S\n"
-      "            --session=ID --stop=a,b --ignore_eos --logprobs --timeout=SEC] PROMPT|-\n"
+      "            --session=ID --stop=a,b --ignore_eos --logprobs --prompt_logprobs\n"
+      "            --timeout=SEC] PROMPT|-\n"
       "  session create [ID] | get ID | delete ID | list | fork ID [NEW_ID] | export ID FILE |\n"
       "          import FILE [ID]\n"
       "  tokenize [--add_bos] TEXT|- | detokenize ID...\n"

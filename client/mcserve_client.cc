@@ -6,17 +6,23 @@
 namespace mcserve::client {
 namespace {
 
+// Session-scoped calls carry the session id as x-session-id metadata, so a
+// session-affine router (helm/mcserve/files) sends them to the session's
+// replica. Only a legal header value is sent (gRPC aborts the process on
+// another, e.g. invalid UTF-8); the server refuses such an id anyway.
+void Route(grpc::ClientContext& ctx, const std::string& session_id) {
+  if (session_id.empty()) return;
+  for (char c : session_id) {
+    if (c < 0x20 || c > 0x7e) return;
+  }
+  ctx.AddMetadata("x-session-id", session_id);
+}
+
 void Prepare(grpc::ClientContext& ctx, const CallOptions& o) {
   if (o.timeout != absl::InfiniteDuration()) {
     ctx.set_deadline(absl::ToChronoTime(absl::Now() + o.timeout));
   }
-  if (!o.session_metadata.empty()) ctx.AddMetadata("x-session-id", o.session_metadata);
-}
-
-// Session-scoped calls carry the session id as x-session-id metadata, so a
-// session-affine router (helm/mcserve/files) sends them to the session's replica.
-void Route(grpc::ClientContext& ctx, const std::string& session_id) {
-  if (!session_id.empty()) ctx.AddMetadata("x-session-id", session_id);
+  Route(ctx, o.session_metadata);
 }
 
 }  // namespace
@@ -86,13 +92,19 @@ absl::StatusOr<v1::Session> Client::GetSession(const std::string& session_id) {
 }
 
 absl::StatusOr<std::vector<v1::Session>> Client::ListSessions() {
-  grpc::ClientContext ctx;
-  Authorize(ctx);
+  std::vector<v1::Session> all;
   v1::ListSessionsRequest req;
-  v1::ListSessionsResponse resp;
-  absl::Status s = FromGrpc(stub_->ListSessions(&ctx, req, &resp));
-  if (!s.ok()) return s;
-  return std::vector<v1::Session>(resp.sessions().begin(), resp.sessions().end());
+  req.set_page_size(1000);
+  do {
+    grpc::ClientContext page_ctx;
+    Authorize(page_ctx);
+    v1::ListSessionsResponse resp;
+    absl::Status s = FromGrpc(stub_->ListSessions(&page_ctx, req, &resp));
+    if (!s.ok()) return s;
+    all.insert(all.end(), resp.sessions().begin(), resp.sessions().end());
+    req.set_page_token(resp.next_page_token());
+  } while (!req.page_token().empty());
+  return all;
 }
 
 absl::Status Client::DeleteSession(const std::string& session_id) {

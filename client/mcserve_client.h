@@ -39,7 +39,7 @@ class Client {
   absl::StatusOr<v1::Session> CreateSession(const std::string& session_id = "");
   absl::StatusOr<v1::Session> GetSession(const std::string& session_id);
   absl::Status DeleteSession(const std::string& session_id);
-  // The caller's sessions (an admin's: everyone's), by id.
+  // The caller's sessions (an admin's: everyone's), by id: every page.
   absl::StatusOr<std::vector<v1::Session>> ListSessions();
   absl::StatusOr<v1::Session> ForkSession(const std::string& session_id,
                                           const std::string& new_session_id = "");

@@ -130,6 +130,18 @@ int Run(int argc, char** argv) {
   }
 
   rpc::GenerationService service(engine->get(), opts->service);
+  std::unique_ptr<http::HttpFront> http_front;
+  if (!opts->http.listen.listen.empty()) {
+    absl::StatusOr<std::unique_ptr<http::HttpFront>> f =
+        http::HttpFront::Start(opts->http, engine->get(), opts->service, &metrics);
+    if (!f.ok()) return Fatal("cannot serve the HTTP API", f.status());
+    http_front = *std::move(f);
+    WritePortFile(opts->http_port_file, http_front->port());
+    MCSERVE_LOG(kInfo, "serving the OpenAI-compatible HTTP API")
+        .Kv("listen", opts->http.listen.listen)
+        .Kv("port", http_front->port())
+        .Kv("model", opts->http.model_name);
+  }
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -181,6 +193,7 @@ int Run(int argc, char** argv) {
   Drain(**engine, service, *server, health_server.get(), opts->shutdown_grace);
   server->Wait();
   if (health_server != nullptr) health_server->Wait();
+  http_front.reset();  // its requests ended with the drain
   if (saver != nullptr) saver->Stop();
   if (sessions != nullptr) {
     // Every request has ended: the sessions are at rest. A failure is

@@ -1,10 +1,12 @@
 #include "server/server_options.h"
 
 #include "absl/flags/flag.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "server/util/byte_size.h"
 #include "server/util/log.h"
 #include "server/util/status_macros.h"
+#include "server/util/text_file.h"
 
 #ifndef MCSERVE_DEFAULT_MODEL_DIR
 #define MCSERVE_DEFAULT_MODEL_DIR "models/default"
@@ -56,6 +58,17 @@ ABSL_FLAG(absl::Duration, metrics_read_timeout, absl::Seconds(5),
           "A /metrics connection that sends nothing for this long is closed");
 ABSL_FLAG(std::string, metrics_port_file, "",
           "If set, write the bound metrics port here once serving");
+ABSL_FLAG(std::string, http_listen, "",
+          "OpenAI-compatible HTTP API (/v1/completions, /v1/models) on this address, e.g. "
+          "127.0.0.1:8000 (port 0: pick one; empty: off)");
+ABSL_FLAG(std::string, http_port_file, "",
+          "If set, write the bound HTTP API port here once serving");
+ABSL_FLAG(std::string, http_model_name, "",
+          "The model id the HTTP API lists and accepts (default: the model directory's name)");
+ABSL_FLAG(int32_t, http_max_connections, 256,
+          "Most HTTP API connections served at once (each on its own thread); more wait");
+ABSL_FLAG(absl::Duration, http_read_timeout, absl::Seconds(30),
+          "An HTTP API connection that sends nothing for this long is closed");
 ABSL_FLAG(std::string, session_dir, "",
           "Persist sessions here: each written after its requests end (every "
           "--session_save_interval) and at shutdown, restored on start");
@@ -92,6 +105,8 @@ ABSL_FLAG(int32_t, threads, 0, "Intra-op CPU threads for the model (0: LibTorch 
 ABSL_FLAG(int32_t, max_prompt_tokens, 8192, "Longest prompt accepted, in tokens");
 ABSL_FLAG(int32_t, max_tokens_limit, 4096, "Largest max_tokens a request may ask for");
 ABSL_FLAG(int32_t, default_max_tokens, 256, "max_tokens when a request sets none");
+ABSL_FLAG(int64_t, testonly_leak_bytes_per_request, 0,
+          "Test only: leak this many bytes per Generate (the soak test's must-fail control)");
 ABSL_FLAG(std::string, max_snapshot_size, "1GiB", "Largest session snapshot ImportSession accepts");
 ABSL_FLAG(int32_t, max_message_bytes, 4 << 20, "Largest gRPC message accepted, bytes");
 ABSL_FLAG(int32_t, grpc_max_concurrent_streams, 0,
@@ -153,6 +168,17 @@ absl::StatusOr<ServerOptions> ServerOptionsFromFlags() {
   o.metrics.max_connections = absl::GetFlag(FLAGS_metrics_max_connections);
   o.metrics.read_timeout = absl::GetFlag(FLAGS_metrics_read_timeout);
   o.metrics_port_file = absl::GetFlag(FLAGS_metrics_port_file);
+  o.http.listen.listen = absl::GetFlag(FLAGS_http_listen);
+  o.http.listen.max_connections = absl::GetFlag(FLAGS_http_max_connections);
+  o.http.listen.read_timeout = absl::GetFlag(FLAGS_http_read_timeout);
+  o.http.model_name = absl::GetFlag(FLAGS_http_model_name);
+  if (o.http.model_name.empty()) {
+    std::string dir = o.model_dir;
+    while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+    o.http.model_name = dir.substr(dir.rfind('/') + 1);
+  }
+  o.http.chat_template_dir = o.model_dir;
+  o.http_port_file = absl::GetFlag(FLAGS_http_port_file);
   o.session_dir = absl::GetFlag(FLAGS_session_dir);
   o.session_save_interval = absl::GetFlag(FLAGS_session_save_interval);
   if (o.session_save_interval < absl::ZeroDuration()) {
@@ -163,6 +189,9 @@ absl::StatusOr<ServerOptions> ServerOptionsFromFlags() {
   o.tls.key_file = absl::GetFlag(FLAGS_tls_key);
   o.tls.client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
   o.tls.reload_interval = absl::GetFlag(FLAGS_tls_reload_interval);
+  o.http.tls_cert_file = o.tls.cert_file;
+  o.http.tls_key_file = o.tls.key_file;
+  o.http.tls_client_ca_file = o.tls.client_ca_file;
   rpc::ConnectionOptions& cn = o.connections;
   cn.max_concurrent_streams = absl::GetFlag(FLAGS_grpc_max_concurrent_streams);
   cn.keepalive_time = absl::GetFlag(FLAGS_grpc_keepalive_time);
@@ -231,7 +260,11 @@ absl::StatusOr<ServerOptions> ServerOptionsFromFlags() {
     return absl::InvalidArgumentError("--default_max_tokens must not exceed --max_tokens_limit");
   }
   RETURN_IF_ERROR(Positive("max_message_bytes", o.max_message_bytes, 1024));
+  o.http.max_body_bytes = static_cast<size_t>(o.max_message_bytes);
   o.service.model_path = o.model_dir;
+  o.service.testonly_leak_bytes_per_request = absl::GetFlag(FLAGS_testonly_leak_bytes_per_request);
+  RETURN_IF_ERROR(
+      Positive("testonly_leak_bytes_per_request", o.service.testonly_leak_bytes_per_request, 0));
   if (const std::string p = absl::GetFlag(FLAGS_auth_principals); !p.empty()) {
     absl::StatusOr<std::shared_ptr<const rpc::Authenticator>> a = rpc::Authenticator::Load(p);
     if (!a.ok()) {

@@ -7,6 +7,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "server/engine/engine.h"
+#include "server/http/http_front.h"
 #include "server/metrics/http_exposer.h"
 #include "server/model/mc_model.h"
 #include "server/rpc/connection_options.h"
@@ -23,6 +24,8 @@ struct ServerOptions {
   std::string health_port_file;
   metrics::ExposerOptions metrics;  // listen empty: no metrics endpoint
   std::string metrics_port_file;
+  http::HttpFrontOptions http;  // http.listen.listen empty: no HTTP API
+  std::string http_port_file;
   std::string session_dir;  // empty: sessions end with the process
   // With session_dir: how often changed sessions are written while serving
   // (what a crash can lose); zero: only at shutdown.

@@ -210,7 +210,7 @@ void Engine::Drop(uint64_t handle) {
     if (it == active_.end()) return;
     MCSERVE_LOG(kDebug, "request cancelled by client").Kv("id", it->second->req.request_id);
     RecordEnd(*it->second, "cancelled");
-    Release(*it->second);
+    Release(*it->second, clock_->Now());
   });
 }
 

@@ -79,6 +79,7 @@ struct SessionInfo {
   int32_t checkpoints_on_device = 0;
   int32_t checkpoints_on_host = 0;
   pool::EvictionStats eviction;
+  absl::Time last_used;  // created, imported, forked, or a request ended
 };
 
 struct EngineStatus {
@@ -201,9 +202,14 @@ class Engine {
   void RunDecode(const std::vector<Active*>& batch);
   void RunDecodeGroup(const std::vector<Active*>& group);
   void Emit(Active& a, const float* logits);
+  // Moves the prompt's log-probabilities, when gathered, into `u` (the
+  // request's first update).
+  static void TakePromptLogprobs(Active& a, GenerateUpdate& u);
   void Finish(Active& a, FinishReason reason, GenerateUpdate u = {});
   void Fail(Active& a, absl::Status status);
-  void Release(Active& a);
+  // Frees the request's slot; its session was last used at `done`, taken
+  // before the final message went out so that no client sees a later time.
+  void Release(Active& a, absl::Time done);
   void RecordEnd(const Active& a, absl::string_view reason);
   // The request is ending: records in its session whether the history has
   // produced text yet (Session::text_at_start).

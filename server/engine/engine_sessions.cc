@@ -132,6 +132,7 @@ SessionInfo Engine::Describe(const Session& s) const {
   info.checkpoints_on_device = st.on_device;
   info.checkpoints_on_host = st.on_host;
   info.eviction = st.eviction;
+  info.last_used = s.last_used;
   return info;
 }
 

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "server/engine/active_request.h"
 #include "server/engine/engine.h"
+#include "server/model/row_logprobs.h"
 #include "server/util/log.h"
 #include "server/util/status_macros.h"
 
@@ -36,7 +37,8 @@ void Engine::DoSubmit(uint64_t handle, NewRequest request) {
                                         " requests, --max_waiting); retry later")));
     return;
   }
-  auto a = std::make_unique<Active>(handle, std::move(request), *tokenizer_);
+  auto a = std::make_unique<Active>(handle, std::move(request), *tokenizer_,
+                                    model_->config().vocab_size);
   a->arrival = clock_->Now();
   if (a->req.session_id.empty()) {
     a->own = std::make_unique<Session>();
@@ -87,7 +89,8 @@ void Engine::DoSubmit(uint64_t handle, NewRequest request) {
   a->prompt_tokens = static_cast<int32_t>(a->req.prompt.size()) + (s.position == 0 ? 1 : 0);
   // A new sequence may start from a cached prefix (adopted at admission);
   // at least the last token is left to feed, for its logits.
-  if (s.position == 0 && held == 0 && s.chain.valid()) {
+  // (Not when scoring the prompt: cached tokens have no logits.)
+  if (s.position == 0 && held == 0 && s.chain.valid() && a->req.params.prompt_logprobs < 0) {
     a->prefix = store_->Lookup(a->feed, static_cast<int64_t>(a->feed.size()) - 1, s.cache_root);
   }
   s.busy_with = handle;
@@ -214,6 +217,7 @@ absl::Status Engine::RunPrefill(Active& a, int64_t tokens) {
     seq.ckpt_slots = r->ckpt_slots();
     seq.new_ckpt_slots = r->new_ckpt_slots();
     seq.tag = a.req.request_id;
+    seq.want_logits = a.req.params.prompt_logprobs >= 0;
     absl::StatusOr<at::Tensor> out = model_->Prefill(store_->tensors(), seq);
     if (!out.ok()) {
       s.broken = true;  // some layers may have absorbed the tokens
@@ -223,6 +227,20 @@ absl::Status Engine::RunPrefill(Active& a, int64_t tokens) {
       return out.status();  // `r` gives its new checkpoints back
     }
     store_->Commit(s.state, *std::move(r));
+    if (seq.want_logits) {
+      // Row j follows feed[fed + j]: the log-probability of feed[fed + j + 1].
+      const absl::Span<const int32_t> next = absl::MakeConstSpan(a.feed).subspan(a.fed + 1, n);
+      std::vector<model::TokenLogprobs> rows =
+          model::RowLogprobs(*out, next, a.req.params.prompt_logprobs);
+      for (int64_t j = 0; j < n; ++j) {
+        TokenOut t;
+        t.id = next[j];
+        t.has_logprob = true;
+        t.logprob = rows[j].logprob;
+        t.top = std::move(rows[j].top);
+        a.prompt_logprobs.push_back(std::move(t));
+      }
+    }
     s.position += n;
     a.fed += n;
     s.pending_token = a.feed[a.fed];
@@ -331,7 +349,9 @@ void Engine::Emit(Active& a, const float* logits) {
   const int32_t vocab = model_->config().vocab_size;
   const RequestParams& p = a.req.params;
   const model::SamplingConfig cfg{p.temperature, p.top_p, p.top_k};
-  const int32_t token = model::SampleToken(logits, vocab, *tokenizer_, cfg, a.rng);
+  const float* adjusted = a.logits.active() ? a.logits.Apply(logits, a.adjusted) : logits;
+  const int32_t token = model::SampleToken(adjusted, vocab, *tokenizer_, cfg, a.rng);
+  a.logits.AddOutput(token);
   a.session->pending_token = token;
   const absl::Time now = clock_->Now();
   if (a.first_token == absl::InfiniteFuture()) a.first_token = now;
@@ -349,6 +369,7 @@ void Engine::Emit(Active& a, const float* logits) {
     t.top = std::move(lp.top);
   }
   u.tokens.push_back(std::move(t));
+  TakePromptLogprobs(a, u);
   u.text = a.out.Add(token);
   if (a.out.finished()) {
     Finish(a, a.out.finish_reason(), std::move(u));
@@ -357,7 +378,14 @@ void Engine::Emit(Active& a, const float* logits) {
   a.req.channel->Send(std::move(u));
 }
 
+void Engine::TakePromptLogprobs(Active& a, GenerateUpdate& u) {
+  if (a.prompt_logprobs.empty()) return;
+  u.prompt_logprobs = std::move(a.prompt_logprobs);
+  a.prompt_logprobs.clear();
+}
+
 void Engine::Finish(Active& a, FinishReason reason, GenerateUpdate u) {
+  TakePromptLogprobs(a, u);
   if (!a.out.finished()) u.text += a.out.Close();
   KeepTextState(a);
   u.finished = true;
@@ -366,6 +394,7 @@ void Engine::Finish(Active& a, FinishReason reason, GenerateUpdate u) {
   u.matched_token_id = a.out.matched_token_id();
   const state::SeqInfo info =
       a.session->state.valid() ? store_->Describe(a.session->state) : state::SeqInfo{};
+  const absl::Time done = clock_->Now();  // before the client can see the end
   u.usage.prompt_tokens = a.prompt_tokens;
   u.usage.cached_prompt_tokens = static_cast<int32_t>(a.cached_tokens);
   u.usage.completion_tokens = a.out.generated();
@@ -384,11 +413,11 @@ void Engine::Finish(Active& a, FinishReason reason, GenerateUpdate u) {
       .Kv("ttft_ms", a.first_token == absl::InfiniteFuture()
                          ? -1.0
                          : absl::ToDoubleMilliseconds(a.first_token - a.arrival))
-      .Kv("e2e_ms", absl::ToDoubleMilliseconds(clock_->Now() - a.arrival))
+      .Kv("e2e_ms", absl::ToDoubleMilliseconds(done - a.arrival))
       .Kv("reason", FinishReasonName(reason));
   RecordEnd(a, FinishReasonName(reason));
   a.req.channel->Send(std::move(u));
-  Release(a);
+  Release(a, done);
 }
 
 void Engine::KeepTextState(Active& a) {
@@ -430,15 +459,16 @@ void Engine::Fail(Active& a, absl::Status status) {
     s.broken = !fresh.ok();  // no state at all: unusable until deleted
   }
   RecordEnd(a, "error");
+  const absl::Time done = clock_->Now();  // before the client can see the end
   SendError(*a.req.channel, std::move(status));
-  Release(a);
+  Release(a, done);
 }
 
-void Engine::Release(Active& a) {
+void Engine::Release(Active& a, absl::Time done) {
   const RequestId id = a.id;
   scheduler_.Remove(id);
   a.session->busy_with = 0;
-  a.session->last_used = clock_->Now();
+  a.session->last_used = done;
   a.session->version = ++last_version_;
   Touch(*a.session);
   by_request_id_.erase(a.req.request_id);

@@ -33,7 +33,9 @@ std::string OutputProcessor::Add(int32_t token) {
     return Close();
   }
   text_ += stream_->Push(token);
-  if (std::optional<std::string> out = MatchStop()) return *std::move(out);
+  if (generated_ >= params_.min_tokens) {
+    if (std::optional<std::string> out = MatchStop()) return *std::move(out);
+  }
   if (generated_ >= params_.max_tokens) {
     reason_ = FinishReason::kLength;
     return Close();
@@ -63,7 +65,8 @@ std::optional<std::string> OutputProcessor::MatchStop() {
   if (best == nullptr) return std::nullopt;
   reason_ = FinishReason::kStop;
   matched_str_ = *best;
-  std::string out = Release(best_end - best->size());
+  std::string out =
+      Release(params_.include_stop_str_in_output ? best_end : best_end - best->size());
   return out + utf8_.Flush();
 }
 

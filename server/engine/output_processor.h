@@ -5,7 +5,9 @@
 // Text comes from the tokenizer's TextStream (whole characters, with the
 // tokenizer's rules across tokens); stop strings are matched on that text,
 // so they may span tokens, and a token may complete one anywhere in its
-// text (the text from the match on is dropped).
+// text (the text from the match on is dropped, or from its end with
+// include_stop_str_in_output). Stop strings match only from the min_tokens-th
+// token on (vLLM).
 // Thread-compatible (engine thread).
 #ifndef MCSERVE_SERVER_ENGINE_OUTPUT_PROCESSOR_H_
 #define MCSERVE_SERVER_ENGINE_OUTPUT_PROCESSOR_H_

@@ -7,6 +7,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -24,8 +25,18 @@ struct RequestParams {
   std::vector<std::string> stop;
   std::vector<int32_t> stop_token_ids;
   bool ignore_eos = false;
+  // vLLM's logits adjustments (model/logits_processor.h); defaults: off.
+  float repetition_penalty = 1.0f;
+  float presence_penalty = 0.0f;
+  float frequency_penalty = 0.0f;
+  int32_t min_tokens = 0;
+  std::vector<std::pair<int32_t, float>> logit_bias;  // ascending ids
+  bool include_stop_str_in_output = false;
   bool return_logprobs = false;
   int32_t top_logprobs = 0;
+  // -1: off. Else every prompt token's log-probability with this many top
+  // alternatives (on the first update); the prefix cache is not used.
+  int32_t prompt_logprobs = -1;
 };
 
 enum class FinishReason { kNone, kLength, kStop, kEos, kCancelled, kAborted };
@@ -68,6 +79,9 @@ struct Usage {
 // non-OK `status` when the request failed before or while running.
 struct GenerateUpdate {
   std::vector<TokenOut> tokens;
+  // With RequestParams::prompt_logprobs: one per prompt token, on the
+  // request's first update only.
+  std::vector<TokenOut> prompt_logprobs;
   std::string text;
   bool finished = false;
   FinishReason reason = FinishReason::kNone;

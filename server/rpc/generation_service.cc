@@ -1,8 +1,17 @@
 #include "server/rpc/generation_service.h"
 
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <utility>
+#include <vector>
+
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "proto/wire/request_decoding.h"
 #include "server/model/cache_tensors.h"
+#include "server/rpc/fan_out_reactor.h"
 #include "server/rpc/generate_reactor.h"
 #include "server/rpc/proto_convert.h"
 #include "server/rpc/snapshot_reactors.h"
@@ -11,6 +20,19 @@
 
 namespace mcserve::rpc {
 namespace {
+
+constexpr uint32_t kDefaultListPageSize = 100;
+constexpr uint32_t kMaxListPageSize = 1000;
+
+// ServiceOptions::testonly_leak_bytes_per_request.
+void Leak(int64_t bytes) {
+  static absl::Mutex mu(absl::kConstInit);
+  static auto* kept = new std::vector<std::unique_ptr<char[]>>();
+  auto block = std::make_unique<char[]>(static_cast<size_t>(bytes));
+  std::memset(block.get(), 0x5a, static_cast<size_t>(bytes));
+  absl::MutexLock l(&mu);
+  kept->push_back(std::move(block));
+}
 
 uint64_t RandomSeed() {
   thread_local absl::BitGen gen;
@@ -108,18 +130,32 @@ GenerationService::GenerationService(engine::Engine* engine, ServiceOptions opti
       options_(WithModelLimits(std::move(options), *engine)),
       model_info_(DescribeModel(*engine, options_)) {}
 
-absl::StatusOr<CallerScope> GenerationService::Allow(const grpc::CallbackServerContext* ctx,
-                                                     Method m) const {
-  if (options_.auth == nullptr) return CallerScope();
-  absl::StatusOr<Principal> p = options_.auth->Check(*ctx, m);
-  if (!p.ok()) return p.status();
-  return CallerScope(*p);
+absl::StatusOr<CallerScope> GenerationService::Allow(
+    const grpc::CallbackServerContext* ctx, Method m,
+    const google::protobuf::Message* request) const {
+  CallerScope scope;
+  if (options_.auth != nullptr) {
+    absl::StatusOr<Principal> p = options_.auth->Check(*ctx, m);
+    if (!p.ok()) return p.status();
+    scope = CallerScope(*p);
+  }
+  if (request != nullptr) {
+    if (std::string defect = wire::RequestDefect(*request); !defect.empty()) {
+      return absl::InvalidArgumentError(defect);
+    }
+  }
+  return scope;
 }
 
 grpc::ServerWriteReactor<v1::GenerateResponse>* GenerationService::Generate(
     grpc::CallbackServerContext* ctx, const v1::GenerateRequest* request) {
-  absl::StatusOr<CallerScope> scope = Allow(ctx, Method::kGenerate);
+  absl::StatusOr<CallerScope> scope = Allow(ctx, Method::kGenerate, request);
   if (!scope.ok()) return new RefusedWriter<v1::GenerateResponse>(scope.status());
+  if (options_.testonly_leak_bytes_per_request > 0) Leak(options_.testonly_leak_bytes_per_request);
+  if (request->n() > 1) {
+    return new FanOutReactor(engine_, options_.limits, *scope, *request, RandomSeed(), RandomSeed(),
+                             &open_streams_);
+  }
   return new GenerateReactor(engine_, options_.limits, *scope, *request, RandomSeed(), RandomSeed(),
                              &open_streams_);
 }
@@ -127,7 +163,7 @@ grpc::ServerWriteReactor<v1::GenerateResponse>* GenerationService::Generate(
 grpc::ServerUnaryReactor* GenerationService::Abort(grpc::CallbackServerContext* ctx,
                                                    const v1::AbortRequest* request,
                                                    v1::AbortResponse* /*response*/) {
-  absl::StatusOr<CallerScope> scope = Allow(ctx, Method::kAbort);
+  absl::StatusOr<CallerScope> scope = Allow(ctx, Method::kAbort, request);
   if (!scope.ok()) return FinishNow(ctx, scope.status());
 
   if (request->request_id().empty()) {
@@ -142,7 +178,7 @@ grpc::ServerUnaryReactor* GenerationService::Abort(grpc::CallbackServerContext* 
 grpc::ServerUnaryReactor* GenerationService::CreateSession(grpc::CallbackServerContext* ctx,
                                                            const v1::CreateSessionRequest* request,
                                                            v1::Session* response) {
-  absl::StatusOr<CallerScope> scope = Allow(ctx, Method::kCreateSession);
+  absl::StatusOr<CallerScope> scope = Allow(ctx, Method::kCreateSession, request);
   if (!scope.ok()) return FinishNow(ctx, scope.status());
 
   absl::StatusOr<std::string> id =
@@ -156,7 +192,7 @@ grpc::ServerUnaryReactor* GenerationService::CreateSession(grpc::CallbackServerC
 grpc::ServerUnaryReactor* GenerationService::GetSession(grpc::CallbackServerContext* ctx,
                                                         const v1::GetSessionRequest* request,
                                                         v1::Session* response) {
-  absl::StatusOr<CallerScope> scope = Allow(ctx, Method::kGetSession);
+  absl::StatusOr<CallerScope> scope = Allow(ctx, Method::kGetSession, request);
   if (!scope.ok()) return FinishNow(ctx, scope.status());
 
   absl::StatusOr<std::string> id =
@@ -170,7 +206,7 @@ grpc::ServerUnaryReactor* GenerationService::GetSession(grpc::CallbackServerCont
 grpc::ServerUnaryReactor* GenerationService::DeleteSession(
     grpc::CallbackServerContext* ctx, const v1::DeleteSessionRequest* request,
     v1::DeleteSessionResponse* /*response*/) {
-  absl::StatusOr<CallerScope> scope = Allow(ctx, Method::kDeleteSession);
+  absl::StatusOr<CallerScope> scope = Allow(ctx, Method::kDeleteSession, request);
   if (!scope.ok()) return FinishNow(ctx, scope.status());
 
   absl::StatusOr<std::string> id =
@@ -181,20 +217,34 @@ grpc::ServerUnaryReactor* GenerationService::DeleteSession(
   return r;
 }
 
-grpc::ServerUnaryReactor* GenerationService::ListSessions(
-    grpc::CallbackServerContext* ctx, const v1::ListSessionsRequest* /*request*/,
-    v1::ListSessionsResponse* response) {
-  absl::StatusOr<CallerScope> scope = Allow(ctx, Method::kListSessions);
+grpc::ServerUnaryReactor* GenerationService::ListSessions(grpc::CallbackServerContext* ctx,
+                                                          const v1::ListSessionsRequest* request,
+                                                          v1::ListSessionsResponse* response) {
+  absl::StatusOr<CallerScope> scope = Allow(ctx, Method::kListSessions, request);
   if (!scope.ok()) return FinishNow(ctx, scope.status());
 
+  if (request->page_size() > kMaxListPageSize) {
+    return FinishNow(
+        ctx, absl::InvalidArgumentError(absl::StrCat("page_size must be at most ", kMaxListPageSize,
+                                                     ", got ", request->page_size())));
+  }
+  const size_t page_size = request->page_size() == 0 ? kDefaultListPageSize : request->page_size();
   grpc::ServerUnaryReactor* r = ctx->DefaultReactor();
-  engine_->DescribeSessions([r, scope = *scope, response](std::vector<engine::SessionInfo> all) {
+  engine_->DescribeSessions([r, scope = *scope, response, page_size,
+                             after = request->page_token()](std::vector<engine::SessionInfo> all) {
+    std::vector<std::pair<std::string, const engine::SessionInfo*>> shown;
     for (const engine::SessionInfo& info : all) {
       if (!scope.Sees(info.id)) continue;
-      v1::Session* out = response->add_sessions();
-      ToProto(info, *out);
-      out->set_session_id(scope.Show(info.id));
+      std::string id = scope.Show(info.id);
+      if (id > after) shown.emplace_back(std::move(id), &info);
     }
+    std::sort(shown.begin(), shown.end());
+    for (size_t i = 0; i < shown.size() && i < page_size; ++i) {
+      v1::Session* out = response->add_sessions();
+      ToProto(*shown[i].second, *out);
+      out->set_session_id(shown[i].first);
+    }
+    if (shown.size() > page_size) response->set_next_page_token(shown[page_size - 1].first);
     r->Finish(grpc::Status::OK);
   });
   return r;
@@ -203,7 +253,7 @@ grpc::ServerUnaryReactor* GenerationService::ListSessions(
 grpc::ServerUnaryReactor* GenerationService::ForkSession(grpc::CallbackServerContext* ctx,
                                                          const v1::ForkSessionRequest* request,
                                                          v1::Session* response) {
-  absl::StatusOr<CallerScope> scope = Allow(ctx, Method::kForkSession);
+  absl::StatusOr<CallerScope> scope = Allow(ctx, Method::kForkSession, request);
   if (!scope.ok()) return FinishNow(ctx, scope.status());
 
   absl::StatusOr<std::string> parent =
@@ -219,22 +269,22 @@ grpc::ServerUnaryReactor* GenerationService::ForkSession(grpc::CallbackServerCon
 
 grpc::ServerWriteReactor<v1::SessionSnapshotChunk>* GenerationService::ExportSession(
     grpc::CallbackServerContext* ctx, const v1::ExportSessionRequest* request) {
-  absl::StatusOr<CallerScope> scope = Allow(ctx, Method::kExportSession);
+  absl::StatusOr<CallerScope> scope = Allow(ctx, Method::kExportSession, request);
   if (!scope.ok()) return new RefusedWriter<v1::SessionSnapshotChunk>(scope.status());
   return new ExportReactor(engine_, options_.limits, *scope, *request, &open_streams_);
 }
 
 grpc::ServerReadReactor<v1::ImportSessionRequest>* GenerationService::ImportSession(
     grpc::CallbackServerContext* ctx, v1::Session* response) {
-  absl::StatusOr<CallerScope> scope = Allow(ctx, Method::kImportSession);
+  absl::StatusOr<CallerScope> scope = Allow(ctx, Method::kImportSession, nullptr);
   if (!scope.ok()) return new RefusedImport(scope.status());
   return new ImportReactor(engine_, options_.limits, *scope, response, &open_streams_);
 }
 
-grpc::ServerUnaryReactor* GenerationService::GetModelInfo(
-    grpc::CallbackServerContext* ctx, const v1::GetModelInfoRequest* /*request*/,
-    v1::ModelInfo* response) {
-  if (absl::Status s = Allow(ctx, Method::kGetModelInfo).status(); !s.ok())
+grpc::ServerUnaryReactor* GenerationService::GetModelInfo(grpc::CallbackServerContext* ctx,
+                                                          const v1::GetModelInfoRequest* request,
+                                                          v1::ModelInfo* response) {
+  if (absl::Status s = Allow(ctx, Method::kGetModelInfo, request).status(); !s.ok())
     return FinishNow(ctx, s);
 
   *response = model_info_;
@@ -244,7 +294,8 @@ grpc::ServerUnaryReactor* GenerationService::GetModelInfo(
 grpc::ServerUnaryReactor* GenerationService::Tokenize(grpc::CallbackServerContext* ctx,
                                                       const v1::TokenizeRequest* request,
                                                       v1::TokenizeResponse* response) {
-  if (absl::Status s = Allow(ctx, Method::kTokenize).status(); !s.ok()) return FinishNow(ctx, s);
+  if (absl::Status s = Allow(ctx, Method::kTokenize, request).status(); !s.ok())
+    return FinishNow(ctx, s);
 
   return FinishNow(ctx, rpc::Tokenize(engine_->tokenizer(), *request, *response));
 }
@@ -252,16 +303,17 @@ grpc::ServerUnaryReactor* GenerationService::Tokenize(grpc::CallbackServerContex
 grpc::ServerUnaryReactor* GenerationService::Detokenize(grpc::CallbackServerContext* ctx,
                                                         const v1::DetokenizeRequest* request,
                                                         v1::DetokenizeResponse* response) {
-  if (absl::Status s = Allow(ctx, Method::kDetokenize).status(); !s.ok()) return FinishNow(ctx, s);
+  if (absl::Status s = Allow(ctx, Method::kDetokenize, request).status(); !s.ok())
+    return FinishNow(ctx, s);
 
   return FinishNow(ctx,
                    rpc::Detokenize(engine_->tokenizer(), options_.limits, *request, *response));
 }
 
 grpc::ServerUnaryReactor* GenerationService::GetServerStatus(
-    grpc::CallbackServerContext* ctx, const v1::GetServerStatusRequest* /*request*/,
+    grpc::CallbackServerContext* ctx, const v1::GetServerStatusRequest* request,
     v1::ServerStatus* response) {
-  if (absl::Status s = Allow(ctx, Method::kGetServerStatus).status(); !s.ok())
+  if (absl::Status s = Allow(ctx, Method::kGetServerStatus, request).status(); !s.ok())
     return FinishNow(ctx, s);
 
   grpc::ServerUnaryReactor* r = ctx->DefaultReactor();

@@ -23,6 +23,10 @@ struct ServiceOptions {
   // Set: every RPC must authenticate and be allowed for its role (auth.h);
   // null: no authentication.
   std::shared_ptr<const Authenticator> auth;
+  // Test only (--testonly_leak_bytes_per_request): every Generate keeps this
+  // many bytes for good (reachable and written, so it is resident): the
+  // leak the soak test's must-fail control has to catch (tests/soak).
+  int64_t testonly_leak_bytes_per_request = 0;
 };
 
 class GenerationService final : public v1::Generation::CallbackService {
@@ -75,8 +79,10 @@ class GenerationService final : public v1::Generation::CallbackService {
 
  private:
   // The caller's scope when authentication is off or it may call `m`;
-  // UNAUTHENTICATED or PERMISSION_DENIED otherwise.
-  absl::StatusOr<CallerScope> Allow(const grpc::CallbackServerContext* ctx, Method m) const;
+  // UNAUTHENTICATED or PERMISSION_DENIED otherwise; then INVALID_ARGUMENT
+  // when `request` (null: none yet) did not decode (wire::RequestDefect).
+  absl::StatusOr<CallerScope> Allow(const grpc::CallbackServerContext* ctx, Method m,
+                                    const google::protobuf::Message* request) const;
 
   std::atomic<int> open_streams_{0};
   engine::Engine* const engine_;

@@ -20,18 +20,25 @@ v1::FinishReason ToProto(engine::FinishReason r) {
   return v1::FINISH_REASON_UNSPECIFIED;
 }
 
+namespace {
+
+void ToProto(const engine::TokenOut& t, v1::TokenLogprob& lp) {
+  lp.set_token_id(static_cast<uint32_t>(t.id));
+  lp.set_logprob(t.logprob);
+  for (const auto& [id, value] : t.top) {
+    v1::TopLogprob* top = lp.add_top();
+    top->set_token_id(static_cast<uint32_t>(id));
+    top->set_logprob(value);
+  }
+}
+
+}  // namespace
+
 void AppendUpdate(const engine::GenerateUpdate& u, v1::GenerateResponse& out) {
+  for (const engine::TokenOut& t : u.prompt_logprobs) ToProto(t, *out.add_prompt_logprobs());
   for (const engine::TokenOut& t : u.tokens) {
     out.add_token_ids(static_cast<uint32_t>(t.id));
-    if (!t.has_logprob) continue;
-    v1::TokenLogprob* lp = out.add_logprobs();
-    lp->set_token_id(static_cast<uint32_t>(t.id));
-    lp->set_logprob(t.logprob);
-    for (const auto& [id, value] : t.top) {
-      v1::TopLogprob* top = lp->add_top();
-      top->set_token_id(static_cast<uint32_t>(id));
-      top->set_logprob(value);
-    }
+    if (t.has_logprob) ToProto(t, *out.add_logprobs());
   }
   out.mutable_text()->append(u.text);
   if (!u.finished) return;
@@ -60,6 +67,7 @@ void ToProto(const engine::SessionInfo& info, v1::Session& out) {
   out.set_checkpoints_dropped(static_cast<uint64_t>(info.eviction.dropped));
   out.set_checkpoints_merged(static_cast<uint64_t>(info.eviction.merged));
   out.set_lossy(info.eviction.lossy);
+  out.set_last_used_unix_ms(absl::ToUnixMillis(info.last_used));
 }
 
 }  // namespace mcserve::rpc

@@ -8,7 +8,8 @@
 
 namespace mcserve::rpc {
 
-// Appends an update's tokens, text and (when finished) finish fields to `out`.
+// Appends an update's prompt log-probabilities, tokens, text and (when
+// finished) finish fields to `out`.
 void AppendUpdate(const engine::GenerateUpdate& u, v1::GenerateResponse& out);
 v1::FinishReason ToProto(engine::FinishReason r);
 void ToProto(const engine::SessionInfo& info, v1::Session& out);

@@ -1,6 +1,7 @@
 #include "server/rpc/snapshot_reactors.h"
 
 #include "absl/strings/str_cat.h"
+#include "proto/wire/request_decoding.h"
 #include "server/engine/session_snapshot.h"
 #include "server/rpc/proto_convert.h"
 #include "server/rpc/status.h"
@@ -110,6 +111,10 @@ absl::Status ImportReactor::CheckDeclared() const {
 
 void ImportReactor::OnReadDone(bool ok) {
   if (ok) {
+    if (std::string defect = wire::RequestDefect(msg_); !defect.empty()) {
+      Finish(ToGrpc(absl::InvalidArgumentError(defect)));
+      return;
+    }
     if (first_) {
       first_ = false;
       client_session_id_ = msg_.session_id();

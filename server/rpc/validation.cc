@@ -1,6 +1,8 @@
 #include "server/rpc/validation.h"
 
+#include <algorithm>
 #include <cmath>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "server/util/status_macros.h"
@@ -21,6 +23,51 @@ absl::Status ValidateRequestId(const std::string& id, const RequestLimits& limit
     if (c < 0x21 || c > 0x7e)
       return Invalid("request_id", "must be printable ASCII without spaces");
   }
+  return absl::OkStatus();
+}
+
+absl::Status ValidatePenalties(const v1::SamplingParams& sp, const RequestLimits& limits,
+                               engine::RequestParams& p) {
+  if (sp.has_repetition_penalty()) {
+    const float r = sp.repetition_penalty();
+    if (!(r > 0.0f && r <= 100.0f)) {
+      return Invalid("sampling_params.repetition_penalty",
+                     absl::StrCat("must be in (0, 100], got ", r));
+    }
+    p.repetition_penalty = r;
+  }
+  for (const auto& [field, value] : {std::pair{"presence_penalty", sp.presence_penalty()},
+                                     std::pair{"frequency_penalty", sp.frequency_penalty()}}) {
+    if (!(value >= -2.0f && value <= 2.0f)) {
+      return Invalid(absl::StrCat("sampling_params.", field),
+                     absl::StrCat("must be in [-2, 2], got ", value));
+    }
+  }
+  p.presence_penalty = sp.presence_penalty();
+  p.frequency_penalty = sp.frequency_penalty();
+  if (sp.min_tokens() > static_cast<uint32_t>(p.max_tokens)) {
+    return Invalid("sampling_params.min_tokens",
+                   absl::StrCat("is ", sp.min_tokens(), ", above max_tokens (", p.max_tokens, ")"));
+  }
+  p.min_tokens = static_cast<int32_t>(sp.min_tokens());
+  if (sp.logit_bias_size() > limits.max_logit_bias) {
+    return Invalid("sampling_params.logit_bias",
+                   absl::StrCat("has ", sp.logit_bias_size(), " entries; at most ",
+                                limits.max_logit_bias, " allowed"));
+  }
+  for (const auto& [id, bias] : sp.logit_bias()) {
+    const std::string field = absl::StrCat("sampling_params.logit_bias[", id, "]");
+    if (id >= static_cast<uint32_t>(limits.vocab_size)) {
+      return Invalid(field,
+                     absl::StrCat("names a token id not below vocab_size ", limits.vocab_size));
+    }
+    if (!(bias >= -100.0f && bias <= 100.0f)) {
+      return Invalid(field, absl::StrCat("must be in [-100, 100], got ", bias));
+    }
+    p.logit_bias.emplace_back(static_cast<int32_t>(id), bias);
+  }
+  std::sort(p.logit_bias.begin(), p.logit_bias.end());
+  p.include_stop_str_in_output = sp.include_stop_str_in_output();
   return absl::OkStatus();
 }
 
@@ -76,7 +123,7 @@ absl::Status ValidateSampling(const v1::SamplingParams& sp, const RequestLimits&
     p.stop_token_ids.push_back(static_cast<int32_t>(sp.stop_token_ids(i)));
   }
   p.ignore_eos = sp.ignore_eos();
-  return absl::OkStatus();
+  return ValidatePenalties(sp, limits, p);
 }
 
 }  // namespace
@@ -140,6 +187,13 @@ absl::StatusOr<engine::NewRequest> ValidateGenerate(const v1::GenerateRequest& r
   }
   out.params.return_logprobs = req.return_logprobs();
   out.params.top_logprobs = static_cast<int32_t>(req.top_logprobs());
+  if (req.has_prompt_logprobs()) {
+    if (req.prompt_logprobs() > static_cast<uint32_t>(limits.max_top_logprobs)) {
+      return Invalid("prompt_logprobs", absl::StrCat("must be at most ", limits.max_top_logprobs,
+                                                     ", got ", req.prompt_logprobs()));
+    }
+    out.params.prompt_logprobs = static_cast<int32_t>(req.prompt_logprobs());
+  }
   return out;
 }
 

@@ -24,6 +24,7 @@ struct RequestLimits {
   int32_t max_stop_strings = 16;
   int32_t max_stop_bytes = 256;
   int32_t max_top_logprobs = 20;
+  int32_t max_logit_bias = 1024;  // SamplingParams.logit_bias entries
   int32_t max_id_length = 128;
   int64_t max_snapshot_bytes = int64_t{1} << 30;  // ImportSession
 };

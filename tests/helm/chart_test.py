@@ -121,6 +121,9 @@ def main():
         want_ports = {"grpc": values["ports"]["grpc"], "metrics": values["ports"]["metrics"]}
         if tls:
             want_ports["health"] = values["ports"]["health"]
+        http = values["http"]["enabled"]
+        if http:
+            want_ports["http"] = values["ports"]["http"]
         check(ports == want_ports, f"container ports {ports}")
         probe_port = values["ports"]["health" if tls else "grpc"]
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
@@ -142,7 +145,8 @@ def main():
             check(np["policyTypes"] == ["Ingress"] and ["grpc"] in rule_ports
                   and len(grpc_rule["from"]) == len(values["networkPolicy"]["grpcFrom"])
                   + (1 if values["router"]["enabled"] else 0)
-                  and (["health"] in rule_ports) == tls,
+                  and (["health"] in rule_ports) == tls
+                  and (["http"] in rule_ports) == bool(http and values["networkPolicy"]["httpFrom"]),
                   f"NetworkPolicy: gRPC from the router and grpcFrom only, rules {rule_ports}")
         gpu = values["server"]["device"].startswith("cuda")
         has_gpu = c.get("resources", {}).get("limits", {}).get("nvidia.com/gpu") == values["gpus"]
@@ -157,8 +161,8 @@ def main():
         check(c["args"] == ["--flagfile=/etc/mcserve/flags"], "server reads the ConfigMap flag file")
         svcs = {d["metadata"]["name"]: d for d in by_kind["Service"]}
         check(svcs["t-mcserve-headless"]["spec"]["clusterIP"] == "None", "headless Service")
-        check({x["name"] for x in svcs["t-mcserve"]["spec"]["ports"]} == {"grpc", "metrics"},
-              "Service exposes grpc and metrics")
+        check({x["name"] for x in svcs["t-mcserve"]["spec"]["ports"]} == {"grpc", "metrics"} | ({"http"} if http else set()),
+              "Service exposes grpc and metrics" + (" and http" if http else ""))
         expect = {"PodDisruptionBudget": values["podDisruptionBudget"]["enabled"],
                   "PersistentVolumeClaim": values["persistence"]["enabled"],
                   "ServiceMonitor": values["serviceMonitor"]["enabled"],
@@ -181,6 +185,7 @@ def main():
                     .replace("/etc/mcserve/auth/", secrets + "/")
                     .replace(f"--health_listen=0.0.0.0:{values['ports']['health']}",
                              "--health_listen=127.0.0.1:0"))
+        text = text.replace(f"--http_listen=0.0.0.0:{values['ports']['http']}", "--http_listen=127.0.0.1:0")
         open(flagfile, "w").write(text)
         port_file = os.path.join(tmp, f"{name}.port")
         health_file = os.path.join(tmp, f"{name}.health_port")
@@ -188,7 +193,7 @@ def main():
         srv = subprocess.Popen(
             [args.server, f"--flagfile={flagfile}", f"--model={args.model}", "--device=cpu",
              "--listen=127.0.0.1:0", f"--port_file={port_file}", "--metrics_listen=127.0.0.1:0",
-             f"--health_port_file={health_file}",
+             f"--health_port_file={health_file}", f"--http_port_file={tmp}/{name}.http_port",
              "--checkpoint_pool=64MiB", "--host_pool=64MiB", f"--session_dir={tmp}/sessions"],
             stdout=log, stderr=subprocess.STDOUT)
         deadline = time.time() + 60
@@ -218,6 +223,17 @@ def main():
                 check(ok.returncode == 0 and "vocab" in ok.stdout,
                       "the principals file's token is served over TLS" + ("" if ok.returncode == 0
                                                                           else f" ({ok.stderr})"))
+            if http:
+                scheme = "https" if tls else "http"
+                curl = ["curl", "-s", "--max-time", "20"] + (["--cacert", f"{secrets}/ca.crt"] if tls else [])
+                if values["auth"]["enabled"]:
+                    curl += ["-H", "Authorization: Bearer " + open(f"{secrets}/token").read().strip()]
+                hp = open(f"{tmp}/{name}.http_port").read().strip()
+                models = subprocess.run(curl + [f"{scheme}://localhost:{hp}/v1/models"], capture_output=True,
+                                        text=True).stdout
+                want_id = values["http"]["modelName"] or os.path.basename(args.model.rstrip("/"))
+                check(f'"id":"{want_id}"' in models,
+                      f"the HTTP API serves /v1/models over {scheme} with the token: {models[:160]}")
             srv.send_signal(signal.SIGTERM)
         code = srv.wait(timeout=60)
         check(served and code == 0, "mcserve accepts the rendered flag file, serves, exits 0"

@@ -2,21 +2,15 @@
 // 2,000-token prefix, against the built-in model. The metrics count the hit
 // tokens, every request reports its cached tokens, and the outputs are those
 // of a server started with --prefix_cache=false, bit for bit.
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <chrono>
-#include <fstream>
-#include <sstream>
+#include <iostream>
 
-#include "absl/strings/numbers.h"
-#include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "tests/support/generate_helpers.h"
+#include "tests/support/metrics_scrape.h"
 #include "tests/support/server_process.h"
+#include "tests/support/test_models.h"
 
 namespace mcserve::testing {
 namespace {
@@ -24,37 +18,6 @@ namespace {
 constexpr int kPrefix = 2000;
 constexpr int kRequests = 20;
 constexpr int kSegment = 32;  // models/default
-
-// GET /metrics over a plain socket.
-std::string Scrape(int port) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  std::string out;
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
-    const std::string req = "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n";
-    if (write(fd, req.data(), req.size()) == static_cast<ssize_t>(req.size())) {
-      char buf[4096];
-      for (ssize_t n; (n = read(fd, buf, sizeof(buf))) > 0;) out.append(buf, n);
-    }
-  }
-  close(fd);
-  return out;
-}
-
-double Sample(const std::string& metrics, const std::string& series) {
-  for (absl::string_view line : absl::StrSplit(metrics, '\n')) {
-    if (absl::StartsWith(line, series + " ")) {
-      double v = -1;
-      EXPECT_TRUE(absl::SimpleAtod(line.substr(series.size() + 1), &v)) << line;
-      return v;
-    }
-  }
-  ADD_FAILURE() << "no series " << series;
-  return -1;
-}
 
 struct Results {
   std::vector<Completion> out;
@@ -89,15 +52,8 @@ Results SendAll(ServerProcess& server) {
   return run;
 }
 
-int MetricsPort(const std::string& file) {
-  std::ifstream in(file);
-  int port = 0;
-  in >> port;
-  return port;
-}
-
 TEST(PrefixCacheServerTest, SharedPrefixHitsGiveTheSameOutputsAsNoCache) {
-  const std::string port_file = ::testing::TempDir() + "/prefix_metrics_port";
+  const std::string port_file = FreshDir("prefix_metrics") + "/port";
   auto cached = ServerProcess::Start(
       MCSERVE_DEFAULT_MODEL_DIR,
       {"--metrics_listen=127.0.0.1:0", "--metrics_port_file=" + port_file, "--threads=1"});
@@ -123,10 +79,10 @@ TEST(PrefixCacheServerTest, SharedPrefixHitsGiveTheSameOutputsAsNoCache) {
       EXPECT_EQ(hit.out[r].logprobs[i].logprob(), miss.out[r].logprobs[i].logprob()) << r;
     }
   }
-  const std::string m = Scrape(MetricsPort(port_file));
-  EXPECT_EQ(Sample(m, "mcserve_prefix_cache_queries_total"), kRequests * feed);
-  EXPECT_EQ(Sample(m, "mcserve_prefix_cache_hits_total"), (kRequests - 1) * reusable);
-  EXPECT_GE(Sample(m, "mcserve_prefix_cache_entries{tier=\"device\"}"), kPrefix / kSegment);
+  const std::string m = ScrapeMetrics(ReadPortFile(port_file));
+  EXPECT_EQ(SampleValue(m, "mcserve_prefix_cache_queries_total"), kRequests * feed);
+  EXPECT_EQ(SampleValue(m, "mcserve_prefix_cache_hits_total"), (kRequests - 1) * reusable);
+  EXPECT_GE(SampleValue(m, "mcserve_prefix_cache_entries{tier=\"device\"}"), kPrefix / kSegment);
 
   double hit_ms = 0, miss_ms = 0;
   for (int r = 1; r < kRequests; ++r) hit_ms += hit.ttft_ms[r] / (kRequests - 1);

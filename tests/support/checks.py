@@ -6,6 +6,12 @@ import socket
 import time
 
 
+def cli_text(stdout):
+    """The text `mcserve-cli generate` printed: it ends its output with a newline unless
+    the text itself does."""
+    return stdout[:-1] if stdout.endswith("\n") and not stdout.endswith("\n\n") else stdout
+
+
 def free_port():
     """A TCP port free on 127.0.0.1 right now."""
     with socket.socket() as s:

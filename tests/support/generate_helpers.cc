@@ -26,6 +26,9 @@ Completion Collect(client::Client& c, const v1::GenerateRequest& req,
         out.tokens.insert(out.tokens.end(), r.token_ids().begin(), r.token_ids().end());
         out.text += r.text();
         out.logprobs.insert(out.logprobs.end(), r.logprobs().begin(), r.logprobs().end());
+        if (r.prompt_logprobs_size() > 0) ++out.prompt_logprob_messages;
+        out.prompt_logprobs.insert(out.prompt_logprobs.end(), r.prompt_logprobs().begin(),
+                                   r.prompt_logprobs().end());
         out.request_id = r.request_id();
         out.last = r;
       },

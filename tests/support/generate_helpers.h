@@ -16,6 +16,8 @@ struct Completion {
   std::vector<uint32_t> tokens;
   std::string text;
   std::vector<v1::TokenLogprob> logprobs;
+  std::vector<v1::TokenLogprob> prompt_logprobs;
+  int prompt_logprob_messages = 0;  // messages that carried prompt_logprobs
   int responses = 0;
   v1::GenerateResponse last;  // holds finish_reason and usage when finished
   std::string request_id;

@@ -56,6 +56,28 @@ TEST(OutputProcessorTest, StopStringIsHeldBackThenRemoved) {
   EXPECT_EQ(out.matched_stop_str(), "END");
 }
 
+TEST(OutputProcessorTest, IncludeStopStrKeepsTheMatchInTheText) {
+  RequestParams p = Params(100, {"END"});
+  p.include_stop_str_in_output = true;
+  OutputProcessor out(p, kTok);
+  EXPECT_EQ(Feed(out, "hi EN"), "hi ");
+  EXPECT_EQ(Feed(out, "D"), "END");
+  EXPECT_EQ(out.finish_reason(), FinishReason::kStop);
+  EXPECT_EQ(out.matched_stop_str(), "END");
+  EXPECT_EQ(out.generated(), 6);
+}
+
+TEST(OutputProcessorTest, StopStringsMatchOnlyFromMinTokensOn) {
+  RequestParams p = Params(100, {"ab"});
+  p.min_tokens = 3;
+  OutputProcessor out(p, kTok);
+  EXPECT_EQ(Feed(out, "ab"), "ab");  // 2 tokens: too early, released as text
+  EXPECT_FALSE(out.finished());
+  EXPECT_EQ(Feed(out, "cab"), "c");  // the 4th and 5th tokens match
+  EXPECT_EQ(out.finish_reason(), FinishReason::kStop);
+  EXPECT_EQ(out.generated(), 5);
+}
+
 TEST(OutputProcessorTest, HeldTextIsReleasedAtLength) {
   RequestParams p = Params(3, {"xyz"});
   OutputProcessor out(p, kTok);

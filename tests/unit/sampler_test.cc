@@ -5,6 +5,7 @@
 #include <cmath>
 #include <map>
 
+#include "server/model/row_logprobs.h"
 #include "server/tokenizer/byte_tokenizer.h"
 
 namespace mcserve::model {
@@ -125,6 +126,26 @@ TEST(SamplerTest, OnlyTheTokenizersSampleableIdsAreChosen) {
     const int32_t t = SampleToken(l.data(), 300, tok, {2.0f, 1.0f, 0}, rng);
     EXPECT_TRUE(t == 7 || t == 20 || t == 257) << t;
   }
+}
+
+// Prompt scoring's batched form gives each row what ComputeLogprobs gives.
+TEST(SamplerTest, RowLogprobsEqualComputeLogprobsRowByRow) {
+  at::manual_seed(3);
+  const at::Tensor logits = (at::randn({7, 300}) * 4).contiguous();
+  const std::vector<int32_t> chosen = {0, 299, 17, 17, 150, 3, 42};
+  const std::vector<TokenLogprobs> rows = RowLogprobs(logits, chosen, 5);
+  ASSERT_EQ(rows.size(), 7u);
+  for (int64_t j = 0; j < 7; ++j) {
+    const TokenLogprobs one =
+        ComputeLogprobs(logits[j].data_ptr<float>(), 300, chosen[static_cast<size_t>(j)], 5);
+    EXPECT_NEAR(rows[j].logprob, one.logprob, 1e-5) << j;
+    ASSERT_EQ(rows[j].top.size(), 5u);
+    for (size_t t = 0; t < 5; ++t) {
+      EXPECT_EQ(rows[j].top[t].first, one.top[t].first) << j << " " << t;
+      EXPECT_NEAR(rows[j].top[t].second, one.top[t].second, 1e-5) << j << " " << t;
+    }
+  }
+  EXPECT_TRUE(RowLogprobs(logits, chosen, 0)[0].top.empty());
 }
 
 }  // namespace

@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <functional>
+
 #include "server/rpc/tokenize.h"
 #include "server/tokenizer/byte_tokenizer.h"
 
@@ -31,6 +34,73 @@ TEST(ValidationTest, AppliesDocumentedDefaults) {
   EXPECT_EQ(r->params.seed, 1234u);
   EXPECT_FALSE(r->params.ignore_eos);
   EXPECT_FALSE(r->params.return_logprobs);
+  EXPECT_FLOAT_EQ(r->params.repetition_penalty, 1.0f);
+  EXPECT_FLOAT_EQ(r->params.presence_penalty, 0.0f);
+  EXPECT_FLOAT_EQ(r->params.frequency_penalty, 0.0f);
+  EXPECT_EQ(r->params.min_tokens, 0);
+  EXPECT_TRUE(r->params.logit_bias.empty());
+  EXPECT_FALSE(r->params.include_stop_str_in_output);
+}
+
+TEST(ValidationTest, PenaltiesBiasAndMinTokensAreKept) {
+  v1::GenerateRequest req;
+  v1::SamplingParams& sp = *req.mutable_sampling_params();
+  sp.set_repetition_penalty(1.3f);
+  sp.set_presence_penalty(-0.5f);
+  sp.set_frequency_penalty(2.0f);
+  sp.set_max_tokens(10);
+  sp.set_min_tokens(10);
+  (*sp.mutable_logit_bias())[259] = -100.0f;
+  (*sp.mutable_logit_bias())[3] = 2.5f;
+  sp.set_include_stop_str_in_output(true);
+  auto r = ValidateGenerate(req, Limits(), kTok, 1);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_FLOAT_EQ(r->params.repetition_penalty, 1.3f);
+  EXPECT_FLOAT_EQ(r->params.presence_penalty, -0.5f);
+  EXPECT_FLOAT_EQ(r->params.frequency_penalty, 2.0f);
+  EXPECT_EQ(r->params.min_tokens, 10);
+  EXPECT_EQ(r->params.logit_bias,
+            (std::vector<std::pair<int32_t, float>>{{3, 2.5f}, {259, -100.0f}}));
+  EXPECT_TRUE(r->params.include_stop_str_in_output);
+}
+
+TEST(ValidationTest, OutOfRangePenaltiesAreRefusedByName) {
+  struct Case {
+    std::function<void(v1::SamplingParams&)> set;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {[](auto& sp) { sp.set_repetition_penalty(0.0f); },
+       "sampling_params.repetition_penalty must be in (0, 100], got 0"},
+      {[](auto& sp) { sp.set_repetition_penalty(NAN); },
+       "sampling_params.repetition_penalty must be in (0, 100], got nan"},
+      {[](auto& sp) { sp.set_presence_penalty(2.5f); },
+       "sampling_params.presence_penalty must be in [-2, 2], got 2.5"},
+      {[](auto& sp) { sp.set_frequency_penalty(-3.0f); },
+       "sampling_params.frequency_penalty must be in [-2, 2], got -3"},
+      {[](auto& sp) {
+         sp.set_max_tokens(4);
+         sp.set_min_tokens(5);
+       },
+       "sampling_params.min_tokens is 5, above max_tokens (4)"},
+      {[](auto& sp) { (*sp.mutable_logit_bias())[260] = 1.0f; },
+       "sampling_params.logit_bias[260] names a token id not below vocab_size 260"},
+      {[](auto& sp) { (*sp.mutable_logit_bias())[7] = 100.5f; },
+       "sampling_params.logit_bias[7] must be in [-100, 100], got 100.5"},
+      {[](auto& sp) {
+         for (uint32_t i = 0; i < 3; ++i) (*sp.mutable_logit_bias())[i] = 1.0f;
+       },
+       "sampling_params.logit_bias has 3 entries; at most 2 allowed"},
+  };
+  RequestLimits limits = Limits();
+  limits.max_logit_bias = 2;
+  for (const Case& c : cases) {
+    v1::GenerateRequest req;
+    c.set(*req.mutable_sampling_params());
+    auto r = ValidateGenerate(req, limits, kTok, 1);
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << c.message;
+    EXPECT_EQ(r.status().message(), c.message);
+  }
 }
 
 TEST(ValidationTest, ExplicitZeroesAreKept) {
