@@ -15,7 +15,7 @@ bool PinnedHostMemory(const at::Device& device) { return device.is_cuda(); }
 }  // namespace
 
 CheckpointPool::CheckpointPool(const model::ModelConfig& c, const PoolOptions& o)
-    : device_slots_(o.device_slots), host_slots_(o.host_slots) {
+    : device_slots_(0), host_slots_(0) {
   const int64_t L = c.n_layers, H = c.state_heads(), d = c.head_dim, dv = c.value_dim();
   const int64_t rows = c.ckpt_rows();
   const auto dev = at::TensorOptions().device(o.device);
@@ -26,6 +26,10 @@ CheckpointPool::CheckpointPool(const model::ModelConfig& c, const PoolOptions& o
   const auto host = at::TensorOptions().pinned_memory(PinnedHostMemory(o.device));
   host_state_ = at::empty({o.host_slots, L, H, rows, dv}, host.dtype(o.dtype));
   host_summary_ = at::empty({o.host_slots, L, H, d}, host.dtype(at::kFloat));
+  // The slot lists after the tensors: a pool too big for memory is refused
+  // at its first allocation, before gigabytes of free lists are written.
+  device_slots_ = SlotAllocator(o.device_slots);
+  host_slots_ = SlotAllocator(o.host_slots);
   entries_.reserve(o.device_slots + o.host_slots);
 }
 
