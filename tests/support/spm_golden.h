@@ -31,12 +31,14 @@ struct SpmGolden {
 
 // `variant`: "" (Mistral-like: tokenizer.model) or "nmt" (SentencePiece's
 // default normalizer: nmt/tokenizer.model).
+// (Appended in place: GCC 12 warns falsely on a chain of `+` temporaries.)
 inline std::string SpmDir(const std::string& variant = "") {
-  return variant.empty() ? std::string(MCSERVE_SPM_DIR)
-                         : std::string(MCSERVE_SPM_DIR) + "/" + variant;
+  std::string dir = MCSERVE_SPM_DIR;
+  if (!variant.empty()) dir.append("/").append(variant);
+  return dir;
 }
 inline std::string SpmModelPath(const std::string& variant = "") {
-  return SpmDir(variant) + "/tokenizer.model";
+  return SpmDir(variant).append("/tokenizer.model");
 }
 
 // Reads golden.json; a test failure (and an empty golden) when it cannot.
