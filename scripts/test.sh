@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs dependencies, builds, and runs the whole test suite (CTest), then
 # builds again with AddressSanitizer + UBSan (build-asan/) and runs the C++
-# tests there. Extra arguments go to both ctest runs, e.g. -L unit.
+# tests there (the parameterized parity suites on a covering sample). Extra
+# arguments go to both ctest runs, e.g. -L unit.
 # MCSERVE_SANITIZE=0 skips the sanitizer pass (quicker local runs).
 #   scripts/test.sh [ctest args...]
 set -euo pipefail

@@ -19,6 +19,15 @@ from grpc_stubs import generate_stubs  # noqa: E402
 PROMPT = "@ k=7 ? k="
 
 
+def vm_hwm_kib(pid):
+    """The process's peak resident set (VmHWM), in KiB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmHWM")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--server", required=True)
@@ -90,6 +99,24 @@ def main():
         a = page.sessions[0]
         checks.check(a.num_tokens == 1 + len("@ k=7 ? k=") + 1 and a.last_used_unix_ms > 0,
                      f"py-a: {a.num_tokens} tokens, last used {a.last_used_unix_ms}")
+        # 64 MiB of garbage is refused at its first chunk, not after the last,
+        # and the server does not buffer it (issue 18, 8b).
+        sent = [0]
+
+        def garbage():
+            for _ in range(64):
+                sent[0] += 1
+                yield pb.ImportSessionRequest(data=b"\x5a" * (1 << 20))
+        rss_before = vm_hwm_kib(proc.pid)
+        try:
+            stub.ImportSession(garbage(), timeout=60)
+            checks.check(False, "a garbage snapshot is refused")
+        except grpc.RpcError as e:
+            checks.check(e.code() == grpc.StatusCode.INVALID_ARGUMENT and "snapshot" in e.details(),
+                         f"garbage snapshot: {e.code()} {e.details()}")
+        grown = vm_hwm_kib(proc.pid) - rss_before
+        checks.check(sent[0] < 16, f"refused after {sent[0]} of 64 chunks of 1 MiB were taken")
+        checks.check(grown < 16 * 1024, f"peak RSS grew {grown} KiB over the 64 MiB stream")
         try:
             stub.GetSession(pb.GetSessionRequest(session_id="nobody"), timeout=30)
             checks.check(False, "an unknown session is NOT_FOUND")
