@@ -35,6 +35,7 @@ ABSL_FLAG(int32_t, decode_steps, 64, "Decode steps timed per batch size");
 ABSL_FLAG(int32_t, repeats, 3, "Prefill repetitions (best is reported)");
 ABSL_FLAG(int32_t, threads, 0, "Intra-op threads (0: LibTorch default)");
 ABSL_FLAG(std::string, mc_config, "", "fla checkpoints: MC overlay file (default: none)");
+ABSL_FLAG(int32_t, prefill_piece, 256, "Longest prefill piece (the server's --prefill_piece)");
 
 namespace mcserve::bench {
 namespace {
@@ -161,6 +162,7 @@ int Run() {
   if (absl::GetFlag(FLAGS_threads) > 0) at::set_num_threads(absl::GetFlag(FLAGS_threads));
   model::ModelOptions options;
   options.mc_config = absl::GetFlag(FLAGS_mc_config);
+  options.prefill_piece = absl::GetFlag(FLAGS_prefill_piece);
   auto m = model::McModel::Load(absl::GetFlag(FLAGS_model), options);
   if (!m.ok()) {
     std::fprintf(stderr, "%s\n", m.status().ToString().c_str());

@@ -80,7 +80,9 @@ ABSL_FLAG(std::string, checkpoint_dtype, "float32", "Checkpoint storage: float32
 ABSL_FLAG(int32_t, max_running, 64, "Most requests decoding together (batch size)");
 ABSL_FLAG(int32_t, max_waiting, 1024, "Most queued requests; beyond: RESOURCE_EXHAUSTED");
 ABSL_FLAG(int32_t, prefill_tokens_per_step, 512, "Prompt tokens prefilled per engine step");
-ABSL_FLAG(int32_t, prefill_piece, 64, "Tokens per parallel prefill piece");
+ABSL_FLAG(int32_t, prefill_piece, 256,
+          "Longest parallel prefill piece in tokens; pieces span segments shorter than this, on a "
+          "grid of absolute positions");
 ABSL_FLAG(std::string, mc_config, "",
           "fla checkpoints: Memory Caching overlay (mc_config.json format; default: "
           "MODEL/mc_config.json if present, else plain fla with aggregation none)");

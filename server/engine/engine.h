@@ -214,9 +214,11 @@ class Engine {
   // The request is ending: records in its session whether the history has
   // produced text yet (Session::text_at_start).
   void KeepTextState(Active& a);
-  // The session just fed `tokens` (ending at most at a segment boundary):
-  // extends its token chain and publishes the boundary it reached.
-  void Advance(Session& s, absl::Span<const int32_t> tokens);
+  // The session just fed `tokens`: extends its token chain and publishes
+  // each boundary it reached, or (exact_from >= 0) only those in
+  // (exact_from, exact_to].
+  void Advance(Session& s, absl::Span<const int32_t> tokens, int64_t exact_from = -1,
+               int64_t exact_to = -1);
   MemoryShape Shape() const;
   // Tells the store whether `s` runs and when it was last used (eviction).
   void Touch(Session& s);

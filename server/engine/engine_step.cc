@@ -196,10 +196,11 @@ absl::Status Engine::StartFromPrefix(Active& a) {
 absl::Status Engine::RunPrefill(Active& a, int64_t tokens) {
   Session& s = *a.session;
   const MemoryShape shape = Shape();
-  const bool publish = store_->prefix_cache_enabled() && s.chain.valid();
+  const bool stop_at_boundary =
+      store_->prefix_cache_enabled() && s.chain.valid() && store_->publishes_at_every_boundary();
   for (int64_t left = tokens; left > 0;) {
     const int64_t n =
-        PrefillPiece(shape, s.position, store_->num_checkpoints(s.state), left, publish);
+        PrefillPiece(shape, s.position, store_->num_checkpoints(s.state), left, stop_at_boundary);
     store_->BeginStep();
     absl::StatusOr<state::Reservation> r =
         store_->Reserve(s.state, model_->CheckpointsClosed(s.position, n));
@@ -244,22 +245,37 @@ absl::Status Engine::RunPrefill(Active& a, int64_t tokens) {
     s.position += n;
     a.fed += n;
     s.pending_token = a.feed[a.fed];
-    Advance(s, seq.tokens);
+    // A block is published only if the model computed it in a piece from
+    // grid point to grid point, as any prefill of these tokens from a grid
+    // point does (the span's rounding depends on where it starts and ends).
+    const int64_t grid = model_->prefill_grid();
+    const int64_t from = model_->spans_segments() ? (s.position - n + grid - 1) / grid * grid : -1;
+    const int64_t to = model_->spans_segments() ? s.position / grid * grid : -1;
+    Advance(s, seq.tokens, from, to);
     left -= n;
   }
   return absl::OkStatus();
 }
 
-void Engine::Advance(Session& s, absl::Span<const int32_t> tokens) {
+void Engine::Advance(Session& s, absl::Span<const int32_t> tokens, int64_t exact_from,
+                     int64_t exact_to) {
   if (!store_->prefix_cache_enabled() || !s.chain.valid()) return;
   if (store_->lossy(s.state)) {
     s.chain.Invalidate();  // its state no longer follows from its tokens
     return;
   }
-  s.chain.Append(tokens);
-  if (!s.chain.block_full()) return;
-  store_->Publish(s.state, s.chain);
-  s.chain.Close();
+  const int64_t block = model_->config().segment_length;
+  int64_t end = s.position - static_cast<int64_t>(tokens.size());
+  while (!tokens.empty()) {
+    const int64_t room = block - static_cast<int64_t>(s.chain.open().size());
+    const size_t take = static_cast<size_t>(std::min<int64_t>(room, tokens.size()));
+    s.chain.Append(tokens.subspan(0, take));
+    tokens.remove_prefix(take);
+    end += static_cast<int64_t>(take);
+    if (!s.chain.block_full()) return;
+    if (exact_from < 0 || (end > exact_from && end <= exact_to)) store_->Publish(s.state, s.chain);
+    s.chain.Close();
+  }
 }
 
 MemoryShape Engine::Shape() const {

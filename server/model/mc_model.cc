@@ -242,19 +242,22 @@ absl::StatusOr<at::Tensor> McModel::Prefill(const CacheTensors& cache, const Pre
   size_t next_new = 0;
   try {
     if (options_.faults != nullptr) options_.faults->MaybeFail("model.prefill", seq.tag);
+    const bool keeps = kernels::KeepsCheckpoints(config_.aggregation);
+    const int64_t grid = prefill_grid();
     for (int64_t begin = 0; begin < total;) {
       const int64_t pos = seq.position + begin;
-      const int64_t to_boundary = (pos / c + 1) * c - pos;
-      const int64_t end = std::min({total, begin + options_.prefill_piece, begin + to_boundary});
-      const bool closes = (seq.position + end) % c == 0;
-      const bool stores = closes && kernels::KeepsCheckpoints(config_.aggregation);
-      const int32_t new_slot = stores ? seq.new_ckpt_slots[next_new] : -1;
-      at::Tensor l = PrefillPiece(cache, seq, begin, end, n_ckpt, new_slot);
+      // Spanning pieces end on the grid of absolute positions; the others at
+      // the segment's end or after prefill_piece tokens.
+      const int64_t end =
+          spans_segments()
+              ? std::min(total, (pos / grid + 1) * grid - seq.position)
+              : std::min({total, begin + options_.prefill_piece, (pos / c + 1) * c - seq.position});
+      const int64_t stored = keeps ? CheckpointsClosed(pos, end - begin) : 0;
+      at::Tensor l = PrefillPiece(cache, seq, begin, end, n_ckpt,
+                                  seq.new_ckpt_slots.subspan(next_new, stored));
       if (seq.want_logits) logits.push_back(l);
-      if (stores) {
-        ++n_ckpt;
-        ++next_new;
-      }
+      n_ckpt += stored;
+      next_new += stored;
       begin = end;
     }
   } catch (const std::exception& e) {

@@ -28,9 +28,12 @@ namespace mcserve::model {
 struct ModelOptions {
   at::Device device = at::kCPU;
   CkptDtype ckpt_dtype = CkptDtype::kFloat32;
-  // Longest piece the parallel prefill processes at once (pieces also stop
-  // at segment boundaries).
-  int32_t prefill_piece = 64;
+  // Longest piece the parallel prefill processes at once. Where a segment is
+  // shorter, pieces span segments (span_mixer.h) and start and end on a grid
+  // of absolute positions, whole segments of at most prefill_piece tokens
+  // (prefill_grid()), so that two prefills of the same tokens from grid
+  // points compute alike; otherwise pieces stop at segment boundaries.
+  int32_t prefill_piece = 256;
   // fla checkpoints: the MC overlay file; "" for `dir`/mc_config.json if
   // present, else aggregation none.
   std::string mc_config;
@@ -107,6 +110,20 @@ class McModel {
   // have distinct state slots.
   absl::StatusOr<DecodeResult> Decode(const CacheTensors& cache, absl::Span<const DecodeSeq> batch);
 
+  // True when prefill pieces may cross segment boundaries: a linear memory
+  // whose boundary state is a checkpoint or zero (so a prefix cache need not
+  // stop at every boundary), with segments shorter than prefill_piece.
+  bool spans_segments() const {
+    return !config_.is_deep() && boundary_state() != BoundaryState::kStored &&
+           config_.segment_length < options_.prefill_piece;
+  }
+  // Positions prefill pieces start and end on (besides a prompt's own ends):
+  // multiples of this many tokens, a multiple of the segment length.
+  int64_t prefill_grid() const {
+    const int64_t c = config_.segment_length;
+    return spans_segments() ? options_.prefill_piece / c * c : c;
+  }
+
   // Feeds seq.tokens in parallel pieces; returns [T, V] logits if asked,
   // else an undefined tensor.
   absl::StatusOr<at::Tensor> Prefill(const CacheTensors& cache, const PrefillSeq& seq);
@@ -126,8 +143,9 @@ class McModel {
   absl::StatusOr<at::Tensor> DeepDecodeImpl(const CacheTensors& cache,
                                             absl::Span<const DecodeSeq> batch,
                                             at::Tensor* ckpt_weights);
+  // Tokens [begin, end) of seq; `new_slots`: one per checkpoint they close.
   at::Tensor PrefillPiece(const CacheTensors& cache, const PrefillSeq& seq, int64_t begin,
-                          int64_t end, int64_t n_ckpt, int32_t new_slot);
+                          int64_t end, int64_t n_ckpt, absl::Span<const int32_t> new_slots);
 
   ModelConfig config_;
   Weights weights_;

@@ -1,5 +1,6 @@
-// McModel::PrefillPiece: a run of tokens of one session, inside one segment,
-// through every layer in parallel form (chunk_mixer.h).
+// McModel::PrefillPiece: a run of tokens of one session through every layer
+// in parallel form: inside one segment (chunk_mixer.h), or across segments
+// (span_mixer.h) when the model's pieces span them.
 #include <vector>
 
 #include "server/model/chunk_mixer.h"
@@ -7,6 +8,7 @@
 #include "server/model/mc_model.h"
 #include "server/model/mixer_inputs.h"
 #include "server/model/ops.h"
+#include "server/model/span_mixer.h"
 
 namespace mcserve::model {
 namespace {
@@ -17,10 +19,12 @@ at::Tensor HeadsFirst(const at::Tensor& t) { return t.transpose(0, 1); }
 }  // namespace
 
 at::Tensor McModel::PrefillPiece(const CacheTensors& cache, const PrefillSeq& seq, int64_t begin,
-                                 int64_t end, int64_t n_ckpt, int32_t new_slot) {
+                                 int64_t end, int64_t n_ckpt, absl::Span<const int32_t> new_slots) {
   const int64_t c = config_.segment_length;
   const int64_t pos0 = seq.position + begin;
   const bool closes = (seq.position + end) % c == 0;
+  const bool spans = spans_segments();
+  const int32_t new_slot = !spans && !new_slots.empty() ? new_slots[0] : -1;
   std::vector<int64_t> tokens(seq.tokens.begin() + begin, seq.tokens.begin() + end);
   const at::Device dev = options_.device;
   at::Tensor x = weights_.embed.index_select(0, at::tensor(tokens, at::kLong).to(dev));
@@ -70,6 +74,30 @@ at::Tensor McModel::PrefillPiece(const CacheTensors& cache, const PrefillSeq& se
     if (all_ckpt.defined()) {
       in.ckpt = all_ckpt.select(1, l).to(at::kFloat).transpose(0, 1);  // [H, n, d, d]
       in.ckpt_summary = all_summary.select(1, l).transpose(0, 1);      // [H, n, d]
+    }
+    if (spans) {
+      SpanMixerInputs sin;
+      sin.q = in.q;
+      sin.k = in.k;
+      sin.v = in.v;
+      sin.u = in.u;
+      sin.log_alpha = in.log_alpha;
+      sin.beta = in.beta;
+      sin.s0 = s;
+      sin.ks0 = ks;
+      sin.offset = in.count0;
+      sin.ckpt = in.ckpt;
+      sin.ckpt_summary = in.ckpt_summary;
+      const SpanMixerOutputs out = SpanMixer(params_, sin);
+      for (size_t j = 0; j < new_slots.size(); ++j) {
+        cache.ckpt[new_slots[j]][l].copy_(out.closed_ckpt[j].to(cache.ckpt.scalar_type()));
+        cache.ckpt_summary[new_slots[j]][l].copy_(out.closed_summary[j]);
+      }
+      s.copy_(out.s_end);
+      ks.copy_(out.ks_end);
+      x = x + MixerOut(lw, HeadsFirst(out.o), m.g);
+      x = x + SwiGlu(RmsNorm(x, lw.mlp_norm, config_.rms_eps), lw.gate_up, lw.down);
+      continue;
     }
     const ChunkMixerOutputs out = ChunkMixer(params_, in);
     s.copy_(out.s_end);

@@ -10,6 +10,10 @@
 
 namespace mcserve::state {
 
+int64_t StateStore::prefix_match_grid() const {
+  return publishes_at_every_boundary() ? model_.config().segment_length : model_.prefill_grid();
+}
+
 PrefixMatch StateStore::Lookup(absl::Span<const int32_t> tokens, int64_t max_tokens,
                                uint64_t root) {
   PrefixMatch m;
@@ -27,6 +31,7 @@ PrefixMatch StateStore::Lookup(absl::Span<const int32_t> tokens, int64_t max_tok
     const bool usable = boundary_ != model::BoundaryState::kStored || e->state_slot >= 0;
     if (usable) m.tokens = end;
   }
+  m.tokens -= m.tokens % prefix_match_grid();
   m.chain.resize(m.tokens / c);
   if (!m.chain.empty()) prefix_.Touch(m.chain.back());
   hit_tokens_ += m.tokens;
@@ -67,8 +72,11 @@ void StateStore::Publish(const SeqState& s, const TokenChain& chain) {
   if (prefix_.Find(chain.key(), chain.open()) != nullptr) return;  // already cached
   const bool keeps = kernels::KeepsCheckpoints(model_.config().aggregation);
   const bool stored = boundary_ == model::BoundaryState::kStored;
-  // The block's checkpoint is the sequence's last (lossy ones are out).
-  if (keeps && static_cast<int64_t>(r.ckpts.size()) != chain.blocks() + 1) return;
+  // Block i closed the sequence's checkpoint i (lossy ones are out); a
+  // stored state must be the one the block ends in.
+  const int64_t held = static_cast<int64_t>(r.ckpts.size());
+  if (keeps && held <= chain.blocks()) return;
+  if (stored && keeps && held != chain.blocks() + 1) return;
   PrefixEntry e;
   e.parent = chain.key();
   e.first = chain.blocks() == 0;
@@ -94,7 +102,7 @@ void StateStore::Publish(const SeqState& s, const TokenChain& chain) {
     e.state_slot = *slot;
   }
   if (keeps) {
-    e.ckpt = r.ckpts.back();
+    e.ckpt = r.ckpts[chain.blocks()];
     absl::Status st = pool_.Ref(e.ckpt);
     if (!st.ok()) {
       MCSERVE_LOG(kError, "prefix cache").Kv("error", st.ToString());

@@ -189,16 +189,26 @@ class StateStore : private pool::Reclaimer {
 
   // Prefix cache (state_prefix.cc). Publish is a no-op when the cache is off.
   bool prefix_cache_enabled() const { return options_.prefix_cache_bytes > 0; }
+  // True when a sequence must stop at every block boundary to publish it
+  // (its boundary state is a copy of the online state, not a checkpoint).
+  bool publishes_at_every_boundary() const { return boundary_ == model::BoundaryState::kStored; }
+  // Matches end on multiples of this many tokens: where prefill pieces span
+  // blocks, the model's piece grid (McModel::prefill_grid), so that a hit
+  // prefills its tail in the same pieces as a miss and is bit-identical.
+  int64_t prefix_match_grid() const;
   // The longest cached chain of whole blocks starting `tokens`, covering at
-  // most `max_tokens`; counts the query in the statistics.
+  // most `max_tokens` and ending on the match grid; counts the query in the
+  // statistics.
   PrefixMatch Lookup(absl::Span<const int32_t> tokens, int64_t max_tokens,
                      uint64_t root = kRootKey);
   // A state as of the end of `match` (its checkpoints shared, its online
   // state rebuilt); NOT_FOUND if the entries went meanwhile.
   absl::StatusOr<SeqState> Adopt(const PrefixMatch& match, absl::string_view owner);
-  // `s` just closed the block `chain.open()` after `chain.key()`: caches
-  // the state it is in now. Does nothing when the chain is invalid, `s` is
-  // lossy, or the budget has no room that can be made.
+  // `s` closed the block `chain.open()` after `chain.key()`: caches the
+  // block's boundary state (its checkpoint, which `s` may have followed by
+  // more; or, where publishes_at_every_boundary, the state `s` is in now).
+  // Does nothing when the chain is invalid, `s` is lossy, or the budget has
+  // no room that can be made.
   void Publish(const SeqState& s, const TokenChain& chain);
 
   StoreStatus status() const;

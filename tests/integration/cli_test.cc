@@ -22,15 +22,16 @@ class CliTest : public ServerTest {
 };
 
 TEST_F(CliTest, GenerateWritesTheSameTextAsTheApi) {
-  Completion api = Collect(client(), LongRequest("Hello there", 24));
+  const std::string prompt = "Hello there. " + std::string(287, 'x');  // 300 bytes
+  Completion api = Collect(client(), LongRequest(prompt, 24));
   ASSERT_TRUE(api.status.ok()) << api.status;
-  ProcessResult r =
-      Cli({"generate", "--temperature=0", "--max_tokens=24", "--ignore_eos", "Hello there"});
+  ProcessResult r = Cli({"generate", "--temperature=0", "--max_tokens=24", "--ignore_eos", prompt});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, api.text + "\n");
-  EXPECT_NE(r.err.find("[length: prompt 12 tokens, generated 24"), std::string::npos) << r.err;
-  // The API request published BOS + 7 prompt tokens (one segment of 8).
-  EXPECT_NE(r.err.find("; 8 prompt tokens from the prefix cache; request "), std::string::npos)
+  EXPECT_NE(r.err.find("[length: prompt 301 tokens, generated 24"), std::string::npos) << r.err;
+  // The API request published the blocks of its first whole prefill piece
+  // (the 256-token grid of --prefill_piece).
+  EXPECT_NE(r.err.find("; 256 prompt tokens from the prefix cache; request "), std::string::npos)
       << r.err;
 }
 

@@ -105,16 +105,16 @@ TEST_F(OwnershipTest, AnotherPrincipalsSessionDoesNotExistForYou) {
 TEST_F(OwnershipTest, PrincipalsDoNotShareCachedPrefixes) {
   ASSERT_NO_FATAL_FAILURE(StartServer(""));
   client::Client alice = As(kAlice), carol = As(kCarol);
-  const std::string prompt(100, 'p');  // three whole 32-token segments after BOS
+  const std::string prompt(300, 'p');  // one whole 256-token prefill piece after BOS
   const Completion first = Collect(alice, TextRequest(prompt, 2));
   const Completion again = Collect(alice, TextRequest(prompt, 2));
   const Completion other = Collect(carol, TextRequest(prompt, 2));
   ASSERT_TRUE(first.status.ok() && again.status.ok() && other.status.ok());
   EXPECT_EQ(first.last.usage().cached_prompt_tokens(), 0u);
-  EXPECT_EQ(again.last.usage().cached_prompt_tokens(), 96u);
+  EXPECT_EQ(again.last.usage().cached_prompt_tokens(), 256u);
   EXPECT_EQ(other.last.usage().cached_prompt_tokens(), 0u);
   EXPECT_EQ(other.tokens, first.tokens);
-  EXPECT_EQ(Collect(carol, TextRequest(prompt, 2)).last.usage().cached_prompt_tokens(), 96u);
+  EXPECT_EQ(Collect(carol, TextRequest(prompt, 2)).last.usage().cached_prompt_tokens(), 256u);
 }
 
 TEST_F(OwnershipTest, AdminSeesAndDeletesEverySession) {

@@ -18,6 +18,7 @@ namespace {
 constexpr int kPrefix = 2000;
 constexpr int kRequests = 20;
 constexpr int kSegment = 32;  // models/default
+constexpr int kGrid = 256;    // the default --prefill_piece, whole segments
 
 struct Results {
   std::vector<Completion> out;
@@ -65,9 +66,10 @@ TEST(PrefixCacheServerTest, SharedPrefixHitsGiveTheSameOutputsAsNoCache) {
   const Results hit = SendAll(**cached);
   const Results miss = SendAll(**plain);
   // BOS + 2,020 prompt tokens; the last is fed for its logits, so whole
-  // segments up to token 2,016 can come from the cache: 63 of them.
+  // segments up to token 2,016 are cached, and a hit ends on the prefill
+  // grid (--prefill_piece, 256 tokens) below that: 1,792 tokens.
   const int64_t feed = 1 + kPrefix + 20;
-  const int64_t reusable = ((kPrefix + 1) / kSegment) * kSegment;
+  const int64_t reusable = ((kPrefix + 1) / kGrid) * kGrid;
   for (int r = 0; r < kRequests; ++r) {
     ASSERT_TRUE(hit.out[r].status.ok()) << r << ": " << hit.out[r].status;
     ASSERT_TRUE(miss.out[r].status.ok()) << r << ": " << miss.out[r].status;
@@ -82,7 +84,8 @@ TEST(PrefixCacheServerTest, SharedPrefixHitsGiveTheSameOutputsAsNoCache) {
   const std::string m = ScrapeMetrics(ReadPortFile(port_file));
   EXPECT_EQ(SampleValue(m, "mcserve_prefix_cache_queries_total"), kRequests * feed);
   EXPECT_EQ(SampleValue(m, "mcserve_prefix_cache_hits_total"), (kRequests - 1) * reusable);
-  EXPECT_GE(SampleValue(m, "mcserve_prefix_cache_entries{tier=\"device\"}"), kPrefix / kSegment);
+  // Blocks of whole grid pieces only (the prompt's last piece ends off the grid).
+  EXPECT_EQ(SampleValue(m, "mcserve_prefix_cache_entries{tier=\"device\"}"), reusable / kSegment);
 
   double hit_ms = 0, miss_ms = 0;
   for (int r = 1; r < kRequests; ++r) hit_ms += hit.ttft_ms[r] / (kRequests - 1);

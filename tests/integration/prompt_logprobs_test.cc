@@ -120,7 +120,8 @@ TEST_F(PromptLogprobsTest, ASessionsTurnIsScoredAfterItsHistory) {
 // Cached prefix tokens have no logits: a scoring request feeds its whole
 // prompt even when the cache holds it, and its scores are unchanged.
 TEST_F(PromptLogprobsTest, ScoringNeverStartsFromThePrefixCache) {
-  const std::string prompt(40, 'a');  // five 8-token segments
+  // Past one piece of the prefill grid (256 tokens), where hits end.
+  const std::string prompt(300, 'a');
   const Completion cold = Run(Score(Bytes(prompt), 1));
   EXPECT_EQ(cold.last.usage().cached_prompt_tokens(), 0u);
   Run(TextRequest(prompt, 1));

@@ -88,7 +88,9 @@ def main():
         server = subprocess.Popen(
             [args.server, f"--model={args.model}", "--listen=127.0.0.1:0", f"--port_file={port_file}",
              "--metrics_listen=127.0.0.1:0", f"--metrics_port_file={mport_file}",
-             f"--checkpoint_pool={8 * CKPT_BYTES}", f"--host_pool={64 * CKPT_BYTES}", "--threads=1"],
+             f"--checkpoint_pool={8 * CKPT_BYTES}", f"--host_pool={64 * CKPT_BYTES}", "--threads=1",
+             # per-segment prefill pieces: a 200-token prompt's six segments are reusable
+             "--prefill_piece=32"],
             stdout=server_log, stderr=subprocess.STDOUT)
         procs.append(server)
         wait_for("server port", lambda: os.path.exists(port_file))

@@ -39,8 +39,10 @@ EngineResult PendingRequest::Wait() {
 }
 
 EngineHarness::EngineHarness(const std::string& model_dir, const engine::EngineOptions& options,
-                             Clock* clock, model::CkptDtype ckpt_dtype, FaultInjector* faults) {
+                             Clock* clock, model::CkptDtype ckpt_dtype, FaultInjector* faults,
+                             int32_t prefill_piece) {
   model::ModelOptions opts;
+  if (prefill_piece > 0) opts.prefill_piece = prefill_piece;
   opts.device = TestDevice();
   opts.ckpt_dtype = ckpt_dtype;
   opts.faults = faults;

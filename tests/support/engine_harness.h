@@ -38,10 +38,12 @@ class PendingRequest {
 class EngineHarness {
  public:
   // Loads `model_dir` and starts an engine with `options` on `clock`
-  // (the real clock when null).
+  // (the real clock when null); `prefill_piece` 0: the model's default.
   EngineHarness(const std::string& model_dir, const engine::EngineOptions& options,
                 Clock* clock = nullptr, model::CkptDtype ckpt_dtype = model::CkptDtype::kFloat32,
-                FaultInjector* faults = nullptr);
+                FaultInjector* faults = nullptr, int32_t prefill_piece = 0);
+
+  const model::McModel& model() const { return engine_->model(); }
 
   // Greedy generation of `max_tokens` (EOS ignored), with logprobs.
   PendingRequest Start(const std::string& session_id, const std::vector<int32_t>& prompt,

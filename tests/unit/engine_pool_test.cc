@@ -191,7 +191,14 @@ TEST(EnginePoolTest, WithoutRoomOrPolicyRequestsGetResourceExhausted) {
   const EngineResult want = roomy.Generate("a", Prompt(2, 0), 5);
   const EngineResult got = h.Generate("a", Prompt(2, 0), 5);
   ASSERT_TRUE(got.status.ok()) << got.status;
-  EXPECT_EQ(got.logprobs, want.logprobs);
+  // The same function: with one free slot the prompt is cut at its segment
+  // boundary, where the roomy server prefills it as one span, so the two
+  // round differently (span_mixer.h) and agree to float precision.
+  EXPECT_EQ(got.tokens, want.tokens);
+  ASSERT_EQ(got.logprobs.size(), want.logprobs.size());
+  for (size_t i = 0; i < want.logprobs.size(); ++i) {
+    EXPECT_NEAR(got.logprobs[i], want.logprobs[i], 1e-5) << i;
+  }
   // A prompt that would leave one session with more checkpoints than the
   // device tier holds is refused before any of it is read.
   const int64_t tokens = h.GetSession("a")->num_tokens;

@@ -7,6 +7,7 @@
 #include <tuple>
 
 #include "absl/strings/str_cat.h"
+#include "server/model/span_mixer.h"
 #include "tests/support/test_models.h"
 
 namespace mcserve {
@@ -53,6 +54,58 @@ TEST_P(EquivalenceTest, ChunkedPrefillThenDecodeEqualsDecode) {
   const at::Tensor got =
       at::cat({mixed.PrefillAll(a), mixed.PrefillAll(b), mixed.DecodeEach(c), mixed.PrefillAll(d)});
   EXPECT_LE(RelError(got, want), 1e-4);
+}
+
+TEST_P(EquivalenceTest, SpanningPiecesFromAnyPositionEqualDecode) {
+  // Pieces of up to two segments on a grid of 10 tokens; requests start
+  // inside segments and inside grid cells.
+  auto m = testing::MakeModel(Config(), 13, model::CkptDtype::kFloat32, /*prefill_piece=*/10);
+  ASSERT_NE(m, nullptr);
+  const auto tokens = RandomTokens(47, 3);
+  SessionDriver ref(m.get()), mixed(m.get());
+  const at::Tensor want = ref.DecodeEach(tokens);
+  auto part = [&](int a, int b) {
+    return std::vector<int32_t>(tokens.begin() + a, tokens.begin() + b);
+  };
+  const at::Tensor got = at::cat({mixed.PrefillAll(part(0, 7)), mixed.PrefillAll(part(7, 26)),
+                                  mixed.DecodeEach(part(26, 29)), mixed.PrefillAll(part(29, 47))});
+  EXPECT_LE(RelError(got, want), 1e-4);
+  EXPECT_EQ(mixed.ckpts().size(), ref.ckpts().size());
+}
+
+TEST_P(EquivalenceTest, SpanReadSegmentBySegmentEqualsTheWholeSpanRead) {
+  auto [rule, decay, agg, boundary] = GetParam();
+  kernels::McLayerParams p;
+  p.n_heads = 2;
+  p.head_dim = 4;
+  p.rule = rule;
+  p.scalar_decay = decay;
+  p.aggregation = agg;
+  p.boundary = boundary;
+  p.segment_length = 3;
+  p.top_k = 2;
+  at::manual_seed(5);
+  const int64_t H = 2, T = 11, d = 4, n = 3;
+  model::SpanMixerInputs in;
+  in.q = at::randn({H, T, d});
+  in.q = in.q / in.q.norm(2, -1, true);
+  in.k = at::randn({H, T, d});
+  in.k = in.k / in.k.norm(2, -1, true);
+  in.v = at::randn({H, T, d});
+  in.u = at::randn({H, T, d});
+  if (decay) in.log_alpha = at::log_sigmoid(at::randn({H, T}) + 2);
+  if (rule == MemoryRule::kDelta) in.beta = at::sigmoid(at::randn({H, T}));
+  in.s0 = at::randn({H, d, d}) * 0.1;
+  in.ks0 = at::randn({H, d});
+  in.offset = 1;
+  in.ckpt = at::randn({H, n, d, d}) * 0.1;
+  in.ckpt_summary = at::randn({H, n, d});
+  const model::SpanMixerOutputs whole = model::SpanMixer(p, in);
+  in.max_outer_floats = 0;
+  const model::SpanMixerOutputs by_segment = model::SpanMixer(p, in);
+  EXPECT_LE(RelError(by_segment.o, whole.o), 1e-5);
+  EXPECT_TRUE(at::equal(by_segment.s_end, whole.s_end));
+  EXPECT_TRUE(at::equal(by_segment.closed_ckpt, whole.closed_ckpt));
 }
 
 std::string VariantName(const ::testing::TestParamInfo<Variant>& info) {

@@ -54,8 +54,14 @@ class PrefixHitTest : public ::testing::TestWithParam<Variant> {};
 TEST_P(PrefixHitTest, HitIsBitIdenticalToAFullPrefill) {
   const auto [agg, boundary, dtype] = GetParam();
   const std::string dir = Dir(agg, boundary);
-  EngineHarness cached(dir, Options(true), nullptr, dtype);
-  EngineHarness plain(dir, Options(false), nullptr, dtype);
+  // Prefill pieces of up to two segments: where they span segments, hits
+  // end on their grid (multiples of 16 tokens) and prefill the tail in the
+  // same pieces as a miss; otherwise on any segment boundary.
+  EngineHarness cached(dir, Options(true), nullptr, dtype, nullptr, 2 * kSegment);
+  EngineHarness plain(dir, Options(false), nullptr, dtype, nullptr, 2 * kSegment);
+  const int64_t grid = cached.model().prefill_grid();
+  ASSERT_EQ(grid, cached.model().spans_segments() ? 2 * kSegment : kSegment);
+  auto on_grid = [grid](int64_t tokens) { return tokens - tokens % grid; };
   // BOS + 28 tokens: three whole segments (24 tokens) are published.
   const std::vector<int32_t> shared = Tokens(28, 1);
   ASSERT_TRUE(cached.Generate("", shared, 2).status.ok());
@@ -63,7 +69,7 @@ TEST_P(PrefixHitTest, HitIsBitIdenticalToAFullPrefill) {
   const EngineResult hit = cached.Generate("", prompt, 12);
   const EngineResult miss = plain.Generate("", prompt, 12);
   ASSERT_TRUE(hit.status.ok() && miss.status.ok()) << hit.status << miss.status;
-  EXPECT_EQ(hit.usage.cached_prompt_tokens, 3 * kSegment);
+  EXPECT_EQ(hit.usage.cached_prompt_tokens, on_grid(3 * kSegment));
   EXPECT_EQ(miss.usage.cached_prompt_tokens, 0);
   EXPECT_EQ(hit.usage.prompt_tokens, miss.usage.prompt_tokens);
   EXPECT_EQ(hit.usage.checkpoints, miss.usage.checkpoints);
@@ -74,7 +80,7 @@ TEST_P(PrefixHitTest, HitIsBitIdenticalToAFullPrefill) {
   ASSERT_TRUE(cached.CreateSession("s").ok());
   const EngineResult in_session = cached.Generate("s", prompt, 12);
   ASSERT_TRUE(in_session.status.ok()) << in_session.status;
-  EXPECT_EQ(in_session.usage.cached_prompt_tokens, 5 * kSegment);  // the one-shot's too
+  EXPECT_EQ(in_session.usage.cached_prompt_tokens, on_grid(5 * kSegment));  // the one-shot's too
   EXPECT_EQ(in_session.tokens, miss.tokens);
   EXPECT_EQ(in_session.logprobs, miss.logprobs);
   EXPECT_TRUE(cached.AuditState().ok()) << cached.AuditState();
@@ -98,8 +104,8 @@ INSTANTIATE_TEST_SUITE_P(
 
 TEST(PrefixCacheTest, ABoundaryReachedByDecodingIsReusedWithinParityTolerance) {
   const std::string dir = Dir(Aggregation::kGrm, Boundary::kContinue);
-  EngineHarness cached(dir, Options(true));
-  EngineHarness plain(dir, Options(false));
+  EngineHarness cached(dir, Options(true), nullptr, CkptDtype::kFloat32, nullptr, kSegment);
+  EngineHarness plain(dir, Options(false), nullptr, CkptDtype::kFloat32, nullptr, kSegment);
   // BOS + 5 prompt tokens, then 20 generated: boundaries 8, 16 and 24 are
   // closed by decode steps.
   const std::vector<int32_t> start = Tokens(5, 3);
@@ -121,13 +127,13 @@ TEST(PrefixCacheTest, ABoundaryReachedByDecodingIsReusedWithinParityTolerance) {
 
 TEST(PrefixCacheTest, OffIsNeverHitAndShorterThanASegmentIsNeverCached) {
   const std::string dir = Dir(Aggregation::kGrm, Boundary::kContinue);
-  EngineHarness off(dir, Options(false));
+  EngineHarness off(dir, Options(false), nullptr, CkptDtype::kFloat32, nullptr, kSegment);
   const std::vector<int32_t> p = Tokens(30, 5);
   ASSERT_TRUE(off.Generate("", p, 1).status.ok());
   EXPECT_EQ(off.Generate("", p, 1).usage.cached_prompt_tokens, 0);
   EXPECT_EQ(off.SettledStatus().prefix_cache.hit_tokens, 0);
 
-  EngineHarness on(dir, Options(true));
+  EngineHarness on(dir, Options(true), nullptr, CkptDtype::kFloat32, nullptr, kSegment);
   const std::vector<int32_t> tiny = Tokens(5, 6);  // BOS + 5: no boundary
   ASSERT_TRUE(on.Generate("", tiny, 0).status.ok());
   EXPECT_EQ(on.Generate("", tiny, 0).usage.cached_prompt_tokens, 0);
@@ -148,7 +154,7 @@ TEST(PrefixCacheTest, OffIsNeverHitAndShorterThanASegmentIsNeverCached) {
 
 TEST(PrefixCacheTest, EntriesShareTheCheckpointsTheyWereMadeFrom) {
   const std::string dir = Dir(Aggregation::kGrm, Boundary::kContinue);
-  EngineHarness h(dir, Options(true));
+  EngineHarness h(dir, Options(true), nullptr, CkptDtype::kFloat32, nullptr, kSegment);
   ASSERT_TRUE(h.CreateSession("s").ok());
   ASSERT_TRUE(h.Generate("s", Tokens(32, 8), 0).status.ok());  // BOS + 31 fed: 4 segments
   const engine::EngineStatus s = h.SettledStatus();
@@ -170,7 +176,7 @@ TEST(PrefixCacheTest, EntriesGoBeforeAnySessionCheckpointIsOffloaded) {
   const int64_t per = model::CheckpointBytes(*config, CkptDtype::kFloat32);
   o.checkpoint_pool_bytes = 6 * per;
   o.host_pool_bytes = 6 * per;
-  EngineHarness h(dir, o);
+  EngineHarness h(dir, o, nullptr, CkptDtype::kFloat32, nullptr, kSegment);
   // Two one-shot requests leave 3 + 3 cached checkpoints: the device is full.
   ASSERT_TRUE(h.Generate("", Tokens(25, 9), 0).status.ok());
   ASSERT_TRUE(h.Generate("", Tokens(25, 10), 0).status.ok());
@@ -190,7 +196,7 @@ TEST(PrefixCacheTest, TheBudgetBoundsTheEntriesAndKeepsEachChainsRoot) {
   auto config = model::ModelConfig::Load(dir + "/config.json");
   EngineOptions o = Options(true);
   o.prefix_cache_bytes = 3 * model::CheckpointBytes(*config, CkptDtype::kFloat32);
-  EngineHarness h(dir, o);
+  EngineHarness h(dir, o, nullptr, CkptDtype::kFloat32, nullptr, kSegment);
   const std::vector<int32_t> p = Tokens(60, 12);  // 7 segments
   ASSERT_TRUE(h.Generate("", p, 0).status.ok());
   EXPECT_EQ(h.SettledStatus().prefix_cache.entries_device, 3);
@@ -201,7 +207,7 @@ TEST(PrefixCacheTest, TheBudgetBoundsTheEntriesAndKeepsEachChainsRoot) {
 
 TEST(PrefixCacheTest, ImportedSessionsPublishNothing) {
   const std::string dir = Dir(Aggregation::kGrm, Boundary::kContinue);
-  EngineHarness h(dir, Options(true));
+  EngineHarness h(dir, Options(true), nullptr, CkptDtype::kFloat32, nullptr, kSegment);
   ASSERT_TRUE(h.CreateSession("a").ok());
   ASSERT_TRUE(h.Generate("a", Tokens(3, 13), 0).status.ok());
   absl::StatusOr<std::string> bytes = h.ExportSession("a");
@@ -220,7 +226,7 @@ TEST(PrefixCacheTest, LossyEvictionGivesTheCacheUpToDropOrMergeWhatItShares) {
     o.checkpoint_pool_bytes = 4 * per;
     o.host_pool_bytes = 0;
     o.lossy_eviction = policy;
-    EngineHarness h(dir, o);
+    EngineHarness h(dir, o, nullptr, CkptDtype::kFloat32, nullptr, kSegment);
     ASSERT_TRUE(h.CreateSession("s").ok());
     // BOS + 60 fed: 7 checkpoints for a device tier of 4, each one published.
     const EngineResult r = h.Generate("s", Tokens(61, 15), 2);
@@ -237,7 +243,7 @@ TEST(PrefixCacheTest, ImportMakesRoomFromCheckpointsOnlyTheCacheHolds) {
   const std::string dir = Dir(Aggregation::kGrm, Boundary::kContinue);
   auto config = model::ModelConfig::Load(dir + "/config.json");
   const int64_t per = model::CheckpointBytes(*config, CkptDtype::kFloat32);
-  EngineHarness source(dir, Options(false));
+  EngineHarness source(dir, Options(false), nullptr, CkptDtype::kFloat32, nullptr, kSegment);
   ASSERT_TRUE(source.CreateSession("a").ok());
   ASSERT_TRUE(source.Generate("a", Tokens(25, 16), 0).status.ok());  // 3 checkpoints
   absl::StatusOr<std::string> bytes = source.ExportSession("a");
@@ -246,7 +252,7 @@ TEST(PrefixCacheTest, ImportMakesRoomFromCheckpointsOnlyTheCacheHolds) {
   EngineOptions o = Options(true);
   o.checkpoint_pool_bytes = 6 * per;
   o.host_pool_bytes = 0;
-  EngineHarness h(dir, o);
+  EngineHarness h(dir, o, nullptr, CkptDtype::kFloat32, nullptr, kSegment);
   ASSERT_TRUE(h.Generate("", Tokens(25, 17), 0).status.ok());
   ASSERT_TRUE(h.Generate("", Tokens(25, 18), 0).status.ok());
   EXPECT_EQ(h.SettledStatus().checkpoint_slots_used, 6);  // all held by the cache alone
@@ -262,7 +268,7 @@ TEST(PrefixCacheTest, AFirstRequestThatFailsAfterAdoptingLeavesTheSessionNew) {
   EngineOptions o = Options(true);
   o.checkpoint_pool_bytes = 4 * model::CheckpointBytes(*config, CkptDtype::kFloat32);
   o.host_pool_bytes = 0;  // nothing can be offloaded, nothing is lossy
-  EngineHarness h(dir, o);
+  EngineHarness h(dir, o, nullptr, CkptDtype::kFloat32, nullptr, kSegment);
   const std::vector<int32_t> shared = Tokens(15, 19);
   ASSERT_TRUE(h.Generate("", shared, 0).status.ok());  // caches block 0 (1 checkpoint)
   ASSERT_TRUE(h.CreateSession("hog").ok());

@@ -1,0 +1,193 @@
+#include "server/model/span_mixer.h"
+
+#include <limits>
+#include <vector>
+
+namespace mcserve::model {
+namespace {
+
+using kernels::Aggregation;
+using kernels::McLayerParams;
+using kernels::MemoryRule;
+
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+// Segment layout of a padded span.
+struct Span {
+  int64_t H, T, C, G, front, back;
+  int64_t closed() const { return back == 0 ? G : G - 1; }  // boundaries the span closes
+};
+
+// [H, T, x] -> [H, G, C, x] and [H, T] -> [H, G, C], zero-padded.
+at::Tensor Segments(const Span& s, const at::Tensor& t) {
+  if (t.dim() == 3) {
+    return at::constant_pad_nd(t, {0, 0, s.front, s.back}, 0).view({s.H, s.G, s.C, t.size(2)});
+  }
+  return at::constant_pad_nd(t, {s.front, s.back}, 0).view({s.H, s.G, s.C});
+}
+
+// ssc: mask of the top_k checkpoints per row; ties to the most recent.
+at::Tensor TopKMask(const at::Tensor& z, int64_t top_k) {
+  const int64_t n = z.size(-1);
+  if (n <= top_k) return at::ones_like(z, z.options().dtype(at::kBool));
+  // A stable descending sort of the reversed list puts ties most-recent first.
+  const at::Tensor rev = z.flip({-1});
+  const at::Tensor order = std::get<1>(at::sort(rev, /*stable=*/true, -1, /*descending=*/true));
+  const at::Tensor picked = (n - 1) - order.narrow(-1, 0, top_k);
+  return at::zeros_like(z, z.options().dtype(at::kBool)).scatter(-1, picked, true);
+}
+
+}  // namespace
+
+SpanMixerOutputs SpanMixer(const McLayerParams& p, const SpanMixerInputs& in) {
+  const int64_t H = in.q.size(0), T = in.q.size(1), dk = in.q.size(2), dv = in.v.size(2);
+  const int64_t C = p.segment_length;
+  Span sp{H, T, C, (in.offset + T + C - 1) / C, in.offset, 0};
+  sp.back = sp.G * C - in.offset - T;
+  const int64_t G = sp.G, m = sp.closed();
+  const bool delta = p.rule == MemoryRule::kDelta;
+  const auto opts = in.q.options();
+
+  const at::Tensor q = Segments(sp, in.q), k = Segments(sp, in.k), v = Segments(sp, in.v);
+  const at::Tensor incl = at::ones({C, C}, opts.dtype(at::kBool)).tril();
+  at::Tensor decay;  // D [H, G, C, C] (or [C, C]), zero above the diagonal
+  at::Tensor a;      // A [H, G, C, 1]
+  at::Tensor tail;   // A_C / A_j [H, G, C, 1]
+  at::Tensor a_end;  // A_C [H, G, 1, 1]
+  if (p.scalar_decay) {
+    const at::Tensor cum = Segments(sp, in.log_alpha).cumsum(-1);  // [H, G, C]
+    decay = (cum.unsqueeze(-1) - cum.unsqueeze(-2)).masked_fill(incl.logical_not(), kNegInf).exp();
+    a = cum.exp().unsqueeze(-1);
+    const at::Tensor last = cum.narrow(-1, C - 1, 1);  // [H, G, 1]
+    tail = (last - cum).exp().unsqueeze(-1);
+    a_end = last.exp().unsqueeze(-1);
+  } else {
+    decay = incl.to(opts.dtype());
+  }
+
+  // Delta rule: U = W - Y S_0 per segment.
+  at::Tensor w, y;
+  if (delta) {
+    const at::Tensor beta = Segments(sp, in.beta).unsqueeze(-1);  // [H, G, C, 1]
+    at::Tensor lower = (at::matmul(k, k.transpose(-1, -2)) * decay).tril(-1) * beta;
+    lower = lower + at::eye(C, opts);
+    const at::Tensor rhs = at::cat({beta * v, p.scalar_decay ? (beta * a) * k : beta * k}, -1);
+    const at::Tensor sol = at::linalg_solve_triangular(lower, rhs, /*upper=*/false, /*left=*/true,
+                                                       /*unitriangular=*/true);
+    w = sol.narrow(-1, 0, dv);
+    y = sol.narrow(-1, dv, dk);
+  }
+
+  // The recurrence from segment to segment.
+  const at::Tensor kt = (p.scalar_decay ? k * tail : k).transpose(-1, -2);  // [H, G, dk, C]
+  std::vector<at::Tensor> s_before, u_seg;
+  s_before.reserve(G);
+  u_seg.reserve(G);
+  SpanMixerOutputs out;
+  if (m > 0) out.closed_ckpt = at::empty({m, H, dk, dv}, opts);
+  at::Tensor s = in.s0;
+  for (int64_t g = 0; g < G; ++g) {
+    s_before.push_back(s);
+    const at::Tensor ug =
+        delta ? at::baddbmm(w.select(1, g), y.select(1, g), s, /*beta=*/1, /*alpha=*/-1)
+              : v.select(1, g);
+    u_seg.push_back(ug);
+    const at::Tensor write = at::bmm(kt.select(1, g), ug);  // [H, dk, dv]
+    s = p.scalar_decay ? at::addcmul(write, a_end.select(1, g), s) : s + write;
+    if (g < m) {
+      out.closed_ckpt[g].copy_(s);
+      if (p.boundary == kernels::Boundary::kReset) s = at::zeros_like(s);
+    }
+  }
+  out.s_end = s;
+  const at::Tensor u = at::stack(u_seg, 1);  // [H, G, C, dv]
+  at::Tensor o_on = at::matmul(q, at::stack(s_before, 1));
+  if (p.scalar_decay) o_on = o_on * a;
+  o_on = o_on + at::matmul(at::matmul(q, k.transpose(-1, -2)) * decay, u);  // [H, G, C, dv]
+
+  // Key sums of the open segment, token by token.
+  const at::Tensor ks_run = k.cumsum(2);  // [H, G, C, dk]
+  ks_run.select(1, 0).add_(in.ks0.unsqueeze(1));
+  const at::Tensor seg_sum = ks_run.select(2, C - 1);  // [H, G, dk]
+  if (m > 0) out.closed_summary = seg_sum.narrow(1, 0, m).transpose(0, 1) / static_cast<double>(C);
+  out.ks_end = m == G ? at::zeros_like(in.ks0) : seg_sum.select(1, G - 1).clone();
+
+  auto finish = [&](const at::Tensor& o) {  // [H, G, C, dv] -> [H, T, dv]
+    out.o = o.reshape({H, G * C, dv}).narrow(1, sp.front, T);
+    return out;
+  };
+  const int64_t n0 = in.ckpt.defined() ? in.ckpt.size(1) : 0;
+  const int64_t n = n0 + G - 1;  // checkpoints the last segment reads
+  if (p.aggregation == Aggregation::kNone || n == 0) return finish(o_on);
+
+  // Every checkpoint the span reads, as the cache holds it.
+  std::vector<at::Tensor> ckpts, sums;
+  if (n0 > 0) {
+    ckpts.push_back(in.ckpt);
+    sums.push_back(in.ckpt_summary);
+  }
+  if (G > 1) {
+    const at::ScalarType held =
+        p.ckpt_dtype == kernels::CkptDtype::kBFloat16 ? at::kBFloat16 : at::kFloat;
+    ckpts.push_back(out.closed_ckpt.narrow(0, 0, G - 1).to(held).to(at::kFloat).transpose(0, 1));
+    sums.push_back(out.closed_summary.narrow(0, 0, G - 1).transpose(0, 1));
+  }
+  const at::Tensor m_all = at::cat(ckpts, 1);  // [H, n, dk, dv]
+  // Segment g reads the first n0 + g checkpoints.
+  const at::Tensor readable = (at::arange(n, opts.dtype(at::kLong)).view({1, n}) <
+                               (at::arange(G, opts.dtype(at::kLong)) + n0).view({G, 1}))
+                                  .view({1, G, 1, n});
+
+  // Weights of the checkpoints per token, [H, G, C, n] (zero where not
+  // readable), and of the online read, [H, G, C, 1] or a scalar.
+  at::Tensor weights, w_on;
+  if (p.aggregation == Aggregation::kResidual || p.aggregation == Aggregation::kMean) {
+    weights = readable.to(opts.dtype()).expand({H, G, C, n});
+    if (p.aggregation == Aggregation::kMean) {
+      w_on = (1.0 / (at::arange(G, opts) + static_cast<double>(1 + n0))).view({1, G, 1, 1});
+      weights = weights * w_on;
+    }
+  } else {
+    // Gated: grm, soup (identical for matrix memory), ssc.
+    const at::Tensor uq = Segments(sp, in.u);  // [H, G, C, dk]
+    const at::Tensor counts = at::arange(1, C + 1, opts).view({1, 1, C, 1});
+    const at::Tensor z_on = (uq * (ks_run / counts)).sum(-1, true) * p.gate_scale;
+    at::Tensor z =
+        at::bmm(uq.reshape({H, G * C, dk}), at::cat(sums, 1).transpose(-1, -2)).view({H, G, C, n}) *
+        p.gate_scale;
+    z = z.masked_fill(readable.logical_not(), kNegInf);
+    if (p.aggregation == Aggregation::kSsc) {
+      z = z.masked_fill(TopKMask(z, p.top_k).logical_and(readable).logical_not(), kNegInf);
+    }
+    const at::Tensor gates = at::cat({z_on, z}, -1).softmax(-1);  // [H, G, C, 1 + n]
+    w_on = gates.narrow(-1, 0, 1);
+    weights = gates.narrow(-1, 1, n);
+  }
+  const at::Tensor o_base = w_on.defined() ? o_on * w_on : o_on;
+
+  // o_t += sum_i w_ti M_i^T q_t, as one product per head: the outer
+  // products w_t (x) q_t, [tokens, n * dk], times the checkpoints stacked
+  // [n * dk, dv]. For the whole span at once, or segment by segment (reading
+  // only what each segment may) when that would take too much memory.
+  const at::Tensor m_rows = m_all.reshape({H, n * dk, dv});
+  if (H * G * C * n * dk <= in.max_outer_floats) {
+    const at::Tensor outer = (weights.unsqueeze(-1) * q.unsqueeze(-2)).reshape({H, G * C, n * dk});
+    return finish(o_base + at::bmm(outer, m_rows).view({H, G, C, dv}));
+  }
+  std::vector<at::Tensor> o_seg;
+  o_seg.reserve(G);
+  for (int64_t g = 0; g < G; ++g) {
+    at::Tensor og = o_base.select(1, g);
+    const int64_t ng = n0 + g;
+    if (ng > 0) {
+      const at::Tensor outer =
+          (weights.select(1, g).narrow(-1, 0, ng).unsqueeze(-1) * q.select(1, g).unsqueeze(-2))
+              .reshape({H, C, ng * dk});
+      og = og + at::bmm(outer, m_rows.narrow(1, 0, ng * dk));
+    }
+    o_seg.push_back(og);
+  }
+  return finish(at::stack(o_seg, 1));
+}
+
+}  // namespace mcserve::model
