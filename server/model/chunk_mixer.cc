@@ -2,6 +2,8 @@
 
 #include <limits>
 
+#include "server/model/ops.h"
+
 namespace mcserve::model {
 namespace {
 
@@ -52,18 +54,6 @@ ChunkMixerOutputs OnlinePart(const McLayerParams& p, const ChunkMixerInputs& in)
     out.s_end = in.s0 + at::matmul(kt, u);
   }
   return out;
-}
-
-// ssc: mask of the top_k checkpoints per (head, token); ties to the most
-// recent. z: [H, T, n].
-at::Tensor TopKMask(const at::Tensor& z, int64_t top_k) {
-  const int64_t n = z.size(-1);
-  if (n <= top_k) return at::ones_like(z, z.options().dtype(at::kBool));
-  // A stable descending sort of the reversed list puts ties most-recent first.
-  const at::Tensor rev = z.flip({-1});
-  const at::Tensor order = std::get<1>(at::sort(rev, /*stable=*/true, -1, /*descending=*/true));
-  const at::Tensor picked = (n - 1) - order.narrow(-1, 0, top_k);
-  return at::zeros_like(z, z.options().dtype(at::kBool)).scatter(-1, picked, true);
 }
 
 at::Tensor Aggregate(const McLayerParams& p, const ChunkMixerInputs& in, const at::Tensor& o_on,

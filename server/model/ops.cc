@@ -15,4 +15,14 @@ at::Tensor SwiGlu(const at::Tensor& z, const at::Tensor& gate_up, const at::Tens
   return at::linear(at::silu(gu[0]) * gu[1], down);
 }
 
+at::Tensor TopKMask(const at::Tensor& z, int64_t top_k) {
+  const int64_t n = z.size(-1);
+  if (n <= top_k) return at::ones_like(z, z.options().dtype(at::kBool));
+  // A stable descending sort of the reversed list puts ties most-recent first.
+  const at::Tensor rev = z.flip({-1});
+  const at::Tensor order = std::get<1>(at::sort(rev, /*stable=*/true, -1, /*descending=*/true));
+  const at::Tensor picked = (n - 1) - order.narrow(-1, 0, top_k);
+  return at::zeros_like(z, z.options().dtype(at::kBool)).scatter(-1, picked, true);
+}
+
 }  // namespace mcserve::model

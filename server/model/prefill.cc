@@ -60,7 +60,7 @@ at::Tensor McModel::PrefillPiece(const CacheTensors& cache, const PrefillSeq& se
     }
     at::Tensor s = cache.online[kMemory][seq.state_slot][l];   // [H, d, d] view
     at::Tensor ks = cache.online[kKeySum][seq.state_slot][l];  // [H, d] view
-    ChunkMixerInputs in;
+    SpanMixerInputs in;
     in.q = HeadsFirst(m.q);
     in.k = HeadsFirst(m.k);
     in.v = HeadsFirst(m.v);
@@ -76,19 +76,7 @@ at::Tensor McModel::PrefillPiece(const CacheTensors& cache, const PrefillSeq& se
       in.ckpt_summary = all_summary.select(1, l).transpose(0, 1);      // [H, n, d]
     }
     if (spans) {
-      SpanMixerInputs sin;
-      sin.q = in.q;
-      sin.k = in.k;
-      sin.v = in.v;
-      sin.u = in.u;
-      sin.log_alpha = in.log_alpha;
-      sin.beta = in.beta;
-      sin.s0 = s;
-      sin.ks0 = ks;
-      sin.offset = in.count0;
-      sin.ckpt = in.ckpt;
-      sin.ckpt_summary = in.ckpt_summary;
-      const SpanMixerOutputs out = SpanMixer(params_, sin);
+      const SpanMixerOutputs out = SpanMixer(params_, in);
       for (size_t j = 0; j < new_slots.size(); ++j) {
         cache.ckpt[new_slots[j]][l].copy_(out.closed_ckpt[j].to(cache.ckpt.scalar_type()));
         cache.ckpt_summary[new_slots[j]][l].copy_(out.closed_summary[j]);

@@ -3,6 +3,8 @@
 #include <limits>
 #include <vector>
 
+#include "server/model/ops.h"
+
 namespace mcserve::model {
 namespace {
 
@@ -26,24 +28,13 @@ at::Tensor Segments(const Span& s, const at::Tensor& t) {
   return at::constant_pad_nd(t, {s.front, s.back}, 0).view({s.H, s.G, s.C});
 }
 
-// ssc: mask of the top_k checkpoints per row; ties to the most recent.
-at::Tensor TopKMask(const at::Tensor& z, int64_t top_k) {
-  const int64_t n = z.size(-1);
-  if (n <= top_k) return at::ones_like(z, z.options().dtype(at::kBool));
-  // A stable descending sort of the reversed list puts ties most-recent first.
-  const at::Tensor rev = z.flip({-1});
-  const at::Tensor order = std::get<1>(at::sort(rev, /*stable=*/true, -1, /*descending=*/true));
-  const at::Tensor picked = (n - 1) - order.narrow(-1, 0, top_k);
-  return at::zeros_like(z, z.options().dtype(at::kBool)).scatter(-1, picked, true);
-}
-
 }  // namespace
 
 SpanMixerOutputs SpanMixer(const McLayerParams& p, const SpanMixerInputs& in) {
   const int64_t H = in.q.size(0), T = in.q.size(1), dk = in.q.size(2), dv = in.v.size(2);
   const int64_t C = p.segment_length;
-  Span sp{H, T, C, (in.offset + T + C - 1) / C, in.offset, 0};
-  sp.back = sp.G * C - in.offset - T;
+  Span sp{H, T, C, (in.count0 + T + C - 1) / C, in.count0, 0};
+  sp.back = sp.G * C - in.count0 - T;
   const int64_t G = sp.G, m = sp.closed();
   const bool delta = p.rule == MemoryRule::kDelta;
   const auto opts = in.q.options();

@@ -23,20 +23,13 @@
 #include <cstdint>
 
 #include "server/kernels/mc_params.h"
+#include "server/model/chunk_mixer.h"
 
 namespace mcserve::model {
 
-struct SpanMixerInputs {
-  at::Tensor q, k, v;       // [H, T, dk], [H, T, dk], [H, T, dv]; q and k normalised
-  at::Tensor u;             // [H, T, dk]; undefined unless the aggregation gates
-  at::Tensor log_alpha;     // [H, T]; undefined unless scalar decay
-  at::Tensor beta;          // [H, T]; undefined unless delta rule
-  at::Tensor s0;            // [H, dk, dv] state before the span
-  at::Tensor ks0;           // [H, dk]     key sum of the open segment before the span
-  int64_t offset = 0;       // tokens of the open segment before the span (position % C)
-  at::Tensor ckpt;          // [H, n, dk, dv] float32 checkpoints held before the span; may be
-                            // undefined (n = 0)
-  at::Tensor ckpt_summary;  // [H, n, dk]
+// The chunk mixer's inputs, with count0 (tokens of the open segment before
+// the span) anywhere in [0, C) and T any length.
+struct SpanMixerInputs : ChunkMixerInputs {
   // Largest [H, tokens, n * dk] tensor of per-token outer products the read
   // builds for the whole span; above it, the read goes segment by segment.
   int64_t max_outer_floats = int64_t{1} << 22;

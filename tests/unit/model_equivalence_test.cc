@@ -97,7 +97,7 @@ TEST_P(EquivalenceTest, SpanReadSegmentBySegmentEqualsTheWholeSpanRead) {
   if (rule == MemoryRule::kDelta) in.beta = at::sigmoid(at::randn({H, T}));
   in.s0 = at::randn({H, d, d}) * 0.1;
   in.ks0 = at::randn({H, d});
-  in.offset = 1;
+  in.count0 = 1;
   in.ckpt = at::randn({H, n, d, d}) * 0.1;
   in.ckpt_summary = at::randn({H, n, d});
   const model::SpanMixerOutputs whole = model::SpanMixer(p, in);
