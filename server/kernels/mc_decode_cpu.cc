@@ -10,9 +10,21 @@
 namespace mcserve::kernels {
 namespace {
 
+// The row loop is compiled for AVX-512, for AVX2 with FMA and for the
+// baseline, picked once at load time (an ifunc); its loops are forced inline
+// so that each copy is vectorised for its own instruction set. Nothing with
+// external linkage is compiled for a wider set than the baseline.
+#if defined(__x86_64__) && defined(__GNUC__) && defined(__ELF__)
+#define MCSERVE_CPU_CLONES __attribute__((target_clones("avx512f", "arch=haswell", "default")))
+#else
+#define MCSERVE_CPU_CLONES
+#endif
+#define MCSERVE_HOT inline __attribute__((always_inline))
+
 // Applies one token to S (dk x dv) in place (mc-model.md §4).
-void UpdateState(const McLayerParams& p, float* __restrict s, const float* __restrict k,
-                 const float* __restrict v, float alpha, float beta, float* __restrict scratch) {
+MCSERVE_HOT void UpdateState(const McLayerParams& p, float* __restrict s, const float* __restrict k,
+                             const float* __restrict v, float alpha, float beta,
+                             float* __restrict scratch) {
   const int32_t dk = p.head_dim, dv = ValueDim(p);
   if (p.rule == MemoryRule::kDelta) {
     // kts[j] = (k^T S)[j]; S <- alpha * (S - beta k kts^T) + beta k v^T
@@ -39,16 +51,26 @@ void UpdateState(const McLayerParams& p, float* __restrict s, const float* __res
   }
 }
 
-inline float Load(float x) { return x; }
-inline float Load(uint16_t x) { return Bf16ToFloat(x); }
+MCSERVE_HOT float Load(float x) { return x; }
+MCSERVE_HOT float Load(uint16_t x) { return Bf16ToFloat(x); }
+
+// Asks for the lines of [p, p + bytes) ahead of their use.
+MCSERVE_HOT void Prefetch(const void* p, int64_t bytes) {
+  const char* c = static_cast<const char*>(p);
+  for (int64_t off = 0; off < bytes; off += 64) __builtin_prefetch(c + off, 0, 0);
+}
 
 // out[j0, j0 + W) += w * sum_i M[i][j] q[i]: W columns of M (dk x dv) held in
-// registers while the rows stream by.
+// registers while the rows stream by. When `next` is set, row i of the matrix
+// read after this one is prefetched beside row i of this one: a line or two
+// at a time, so the prefetches never outnumber the core's fill buffers.
 template <int W, typename T>
-void AddReadColumns(const T* __restrict m, const float* __restrict q, float w, int32_t dk,
-                    int32_t dv, int32_t j0, float* __restrict out) {
+MCSERVE_HOT void AddReadColumns(const T* __restrict m, const float* __restrict q, float w,
+                                int32_t dk, int32_t dv, int32_t j0, const T* next,
+                                float* __restrict out) {
   float acc[W] = {};
   for (int32_t i = 0; i < dk; ++i) {
+    if (next != nullptr) Prefetch(next + int64_t{i} * dv, int64_t{dv} * sizeof(T));
     const float qi = q[i];
     const T* __restrict row = m + int64_t{i} * dv + j0;
     for (int j = 0; j < W; ++j) acc[j] += qi * Load(row[j]);
@@ -56,23 +78,20 @@ void AddReadColumns(const T* __restrict m, const float* __restrict q, float w, i
   for (int j = 0; j < W; ++j) out[j0 + j] += w * acc[j];
 }
 
-// out[j] += w * sum_i M[i][j] q[i], M (dk x dv) stored as T.
+// out[j] += w * sum_i M[i][j] q[i], M (dk x dv) stored as T; `next` (or null)
+// is the matrix of the same shape read next, prefetched along the way.
 template <typename T>
-void AddRead(const T* m, const float* q, float w, int32_t dk, int32_t dv, float* out) {
+MCSERVE_HOT void AddRead(const T* m, const float* q, float w, int32_t dk, int32_t dv, const T* next,
+                         float* out) {
   int32_t j0 = 0;
-  for (; j0 + 32 <= dv; j0 += 32) AddReadColumns<32>(m, q, w, dk, dv, j0, out);
-  for (; j0 + 8 <= dv; j0 += 8) AddReadColumns<8>(m, q, w, dk, dv, j0, out);
-  for (; j0 < dv; ++j0) AddReadColumns<1>(m, q, w, dk, dv, j0, out);
+  for (; j0 + 32 <= dv; j0 += 32, next = nullptr) {
+    AddReadColumns<32>(m, q, w, dk, dv, j0, next, out);
+  }
+  for (; j0 + 8 <= dv; j0 += 8, next = nullptr) AddReadColumns<8>(m, q, w, dk, dv, j0, next, out);
+  for (; j0 < dv; ++j0, next = nullptr) AddReadColumns<1>(m, q, w, dk, dv, j0, next, out);
 }
 
-// Asks for every line of the next checkpoint (all heads of the layer) while
-// this one is read, so that its stream does not start cold.
-void Prefetch(const void* p, int64_t bytes) {
-  const char* c = static_cast<const char*>(p);
-  for (int64_t off = 0; off < bytes; off += 64) __builtin_prefetch(c + off, 0, 0);
-}
-
-float Dot(const float* __restrict x, const float* __restrict y, int32_t d) {
+MCSERVE_HOT float Dot(const float* __restrict x, const float* __restrict y, int32_t d) {
   float acc = 0.0f;
   for (int32_t i = 0; i < d; ++i) acc += x[i] * y[i];
   return acc;
@@ -103,8 +122,8 @@ void SelectTopK(const McLayerParams& p, int32_t n, const float* z, Scratch& sc) 
 
 // One head's token: the state update, then its read weights (online and
 // per checkpoint) into the scratch, and the online read into `out`.
-void HeadStep(const McLayerParams& p, const McDecodeArgs& a, int32_t b, int32_t h, int32_t n,
-              Scratch& sc) {
+MCSERVE_HOT void HeadStep(const McLayerParams& p, const McDecodeArgs& a, int32_t b, int32_t h,
+                          int32_t n, Scratch& sc) {
   const int32_t H = p.n_heads, d = p.head_dim, dv = ValueDim(p);
   const int64_t row = (int64_t{b} * H + h) * d;
   const int64_t vrow = (int64_t{b} * H + h) * dv;
@@ -134,29 +153,46 @@ void HeadStep(const McLayerParams& p, const McDecodeArgs& a, int32_t b, int32_t 
   AggregationWeights(p, n, z_on, z, &sc.w_on[h], reinterpret_cast<const bool*>(sc.selected.data()));
   float* out = a.out + vrow;
   std::fill(out, out + dv, 0.0f);
-  AddRead(static_cast<const float*>(s), a.q + row, sc.w_on[h], d, dv, out);
+  AddRead(static_cast<const float*>(s), a.q + row, sc.w_on[h], d, dv,
+          static_cast<const float*>(nullptr), out);
 }
 
 // Reads every checkpoint of row b into its heads' outputs, one checkpoint
-// (all heads, contiguous) at a time, the next one prefetched.
+// (all heads, contiguous) at a time, the next one prefetched as this one is
+// read (a checkpoint's heads are contiguous: head h of this one carries the
+// prefetch of head h of the next).
 template <typename T>
-void ReadCheckpoints(const McLayerParams& p, const McDecodeArgs& a, int32_t b, int32_t n,
-                     const Scratch& sc) {
+MCSERVE_HOT void ReadCheckpoints(const McLayerParams& p, const McDecodeArgs& a, int32_t b,
+                                 int32_t n, const Scratch& sc) {
   const int32_t H = p.n_heads, d = p.head_dim, dv = ValueDim(p);
   const int64_t block = int64_t{d} * dv;
   const int32_t* table = a.ckpt_table + b * a.ckpt_table_stride;
   const T* base = static_cast<const T*>(a.ckpt);
   for (int32_t i = 0; i < n; ++i) {
     const T* c = base + table[i] * a.ckpt_slot_stride;
-    if (i + 1 < n) {
-      Prefetch(base + table[i + 1] * a.ckpt_slot_stride, H * block * int64_t{sizeof(T)});
-    }
+    const T* next = i + 1 < n ? base + table[i + 1] * a.ckpt_slot_stride : nullptr;
     for (int32_t h = 0; h < H; ++h) {
       const float w = sc.w[int64_t{h} * n + i];
-      if (w == 0.0f) continue;
+      const T* next_h = next != nullptr ? next + h * block : nullptr;
       const int64_t row = (int64_t{b} * H + h);
-      AddRead(c + h * block, a.q + row * d, w, d, dv, a.out + row * dv);
+      if (w == 0.0f) {
+        if (next_h != nullptr) Prefetch(next_h, block * int64_t{sizeof(T)});
+        continue;
+      }
+      AddRead(c + h * block, a.q + row * d, w, d, dv, next_h, a.out + row * dv);
     }
+  }
+}
+
+// Row b's step: its heads' state updates and read weights, then its
+// checkpoints. The one function compiled per instruction set.
+MCSERVE_CPU_CLONES void DecodeRow(const McLayerParams& p, const McDecodeArgs& a, int32_t b,
+                                  int32_t n, Scratch& sc) {
+  for (int32_t h = 0; h < p.n_heads; ++h) HeadStep(p, a, b, h, n, sc);
+  if (p.ckpt_dtype == CkptDtype::kBFloat16) {
+    ReadCheckpoints<uint16_t>(p, a, b, n, sc);
+  } else {
+    ReadCheckpoints<float>(p, a, b, n, sc);
   }
 }
 
@@ -182,12 +218,7 @@ void McDecodeCpu(const McLayerParams& p, const McDecodeArgs& a, int32_t b_begin,
       sc.order.resize(n);
       sc.selected.resize(n);
     }
-    for (int32_t h = 0; h < p.n_heads; ++h) HeadStep(p, a, b, h, n, sc);
-    if (p.ckpt_dtype == CkptDtype::kBFloat16) {
-      ReadCheckpoints<uint16_t>(p, a, b, n, sc);
-    } else {
-      ReadCheckpoints<float>(p, a, b, n, sc);
-    }
+    DecodeRow(p, a, b, n, sc);
     if (a.ckpt_weight_out != nullptr) {
       for (int32_t h = 0; h < p.n_heads; ++h) {
         for (int32_t i = 0; i < n; ++i) {
