@@ -54,10 +54,13 @@ MCSERVE_HOT void UpdateState(const McLayerParams& p, float* __restrict s, const 
 MCSERVE_HOT float Load(float x) { return x; }
 MCSERVE_HOT float Load(uint16_t x) { return Bf16ToFloat(x); }
 
-// Asks for the lines of [p, p + bytes) ahead of their use.
+// Asks for the lines of [p, p + bytes) ahead of their use, into every cache
+// level: a non-temporal hint keeps them out of L2, and on a victim L3 (Intel
+// server parts) out of L3 too, so the next step would read every checkpoint
+// from DRAM again even where the whole batch's fit in L3.
 MCSERVE_HOT void Prefetch(const void* p, int64_t bytes) {
   const char* c = static_cast<const char*>(p);
-  for (int64_t off = 0; off < bytes; off += 64) __builtin_prefetch(c + off, 0, 0);
+  for (int64_t off = 0; off < bytes; off += 64) __builtin_prefetch(c + off, 0, 3);
 }
 
 // out[j0, j0 + W) += w * sum_i M[i][j] q[i]: W columns of M (dk x dv) held in
