@@ -75,6 +75,7 @@ at::Tensor McModel::PrefillPiece(const CacheTensors& cache, const PrefillSeq& se
       in.ckpt = all_ckpt.select(1, l).to(at::kFloat).transpose(0, 1);  // [H, n, d, d]
       in.ckpt_summary = all_summary.select(1, l).transpose(0, 1);      // [H, n, d]
     }
+    at::Tensor o;  // [H, T, dv]
     if (spans) {
       const SpanMixerOutputs out = SpanMixer(params_, in);
       for (size_t j = 0; j < new_slots.size(); ++j) {
@@ -83,22 +84,22 @@ at::Tensor McModel::PrefillPiece(const CacheTensors& cache, const PrefillSeq& se
       }
       s.copy_(out.s_end);
       ks.copy_(out.ks_end);
-      x = x + MixerOut(lw, HeadsFirst(out.o), m.g);
-      x = x + SwiGlu(RmsNorm(x, lw.mlp_norm, config_.rms_eps), lw.gate_up, lw.down);
-      continue;
-    }
-    const ChunkMixerOutputs out = ChunkMixer(params_, in);
-    s.copy_(out.s_end);
-    ks.copy_(out.ks_end);
-    if (closes) {
-      if (new_slot >= 0) {
-        cache.ckpt[new_slot][l].copy_(out.s_end.to(cache.ckpt.scalar_type()));
-        cache.ckpt_summary[new_slot][l].copy_(out.ks_end / static_cast<double>(c));
+      o = out.o;
+    } else {
+      const ChunkMixerOutputs out = ChunkMixer(params_, in);
+      s.copy_(out.s_end);
+      ks.copy_(out.ks_end);
+      if (closes) {
+        if (new_slot >= 0) {
+          cache.ckpt[new_slot][l].copy_(out.s_end.to(cache.ckpt.scalar_type()));
+          cache.ckpt_summary[new_slot][l].copy_(out.ks_end / static_cast<double>(c));
+        }
+        ks.zero_();
+        if (config_.boundary == Boundary::kReset) s.zero_();
       }
-      ks.zero_();
-      if (config_.boundary == Boundary::kReset) s.zero_();
+      o = out.o;
     }
-    x = x + MixerOut(lw, HeadsFirst(out.o), m.g);
+    x = x + MixerOut(lw, HeadsFirst(o), m.g);
     x = x + SwiGlu(RmsNorm(x, lw.mlp_norm, config_.rms_eps), lw.gate_up, lw.down);
   }
   return seq.want_logits ? Logits(x) : at::Tensor();

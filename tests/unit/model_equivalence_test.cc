@@ -74,18 +74,9 @@ TEST_P(EquivalenceTest, SpanningPiecesFromAnyPositionEqualDecode) {
 }
 
 TEST_P(EquivalenceTest, SpanReadSegmentBySegmentEqualsTheWholeSpanRead) {
-  auto [rule, decay, agg, boundary] = GetParam();
-  kernels::McLayerParams p;
-  p.n_heads = 2;
-  p.head_dim = 4;
-  p.rule = rule;
-  p.scalar_decay = decay;
-  p.aggregation = agg;
-  p.boundary = boundary;
-  p.segment_length = 3;
-  p.top_k = 2;
+  const kernels::McLayerParams p = Config(3).LayerParams(model::CkptDtype::kFloat32);
   at::manual_seed(5);
-  const int64_t H = 2, T = 11, d = 4, n = 3;
+  const int64_t H = p.n_heads, T = 11, d = p.head_dim, n = 3;
   model::SpanMixerInputs in;
   in.q = at::randn({H, T, d});
   in.q = in.q / in.q.norm(2, -1, true);
@@ -93,8 +84,8 @@ TEST_P(EquivalenceTest, SpanReadSegmentBySegmentEqualsTheWholeSpanRead) {
   in.k = in.k / in.k.norm(2, -1, true);
   in.v = at::randn({H, T, d});
   in.u = at::randn({H, T, d});
-  if (decay) in.log_alpha = at::log_sigmoid(at::randn({H, T}) + 2);
-  if (rule == MemoryRule::kDelta) in.beta = at::sigmoid(at::randn({H, T}));
+  if (p.scalar_decay) in.log_alpha = at::log_sigmoid(at::randn({H, T}) + 2);
+  if (p.rule == MemoryRule::kDelta) in.beta = at::sigmoid(at::randn({H, T}));
   in.s0 = at::randn({H, d, d}) * 0.1;
   in.ks0 = at::randn({H, d});
   in.count0 = 1;
