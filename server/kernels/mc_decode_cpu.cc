@@ -4,22 +4,12 @@
 #include <vector>
 
 #include "server/kernels/bf16.h"
+#include "server/kernels/cpu_clones.h"
 #include "server/kernels/mc_decode.h"
 #include "server/kernels/mc_gates.h"
 
 namespace mcserve::kernels {
 namespace {
-
-// The row loop is compiled for AVX-512, for AVX2 with FMA and for the
-// baseline, picked once at load time (an ifunc); its loops are forced inline
-// so that each copy is vectorised for its own instruction set. Nothing with
-// external linkage is compiled for a wider set than the baseline.
-#if defined(__x86_64__) && defined(__GNUC__) && defined(__ELF__)
-#define MCSERVE_CPU_CLONES __attribute__((target_clones("avx512f", "arch=haswell", "default")))
-#else
-#define MCSERVE_CPU_CLONES
-#endif
-#define MCSERVE_HOT inline __attribute__((always_inline))
 
 // Applies one token to S (dk x dv) in place (mc-model.md §4).
 MCSERVE_HOT void UpdateState(const McLayerParams& p, float* __restrict s, const float* __restrict k,

@@ -3,6 +3,7 @@
 #include <limits>
 #include <vector>
 
+#include "server/kernels/span_prefill_cpu.h"
 #include "server/model/ops.h"
 
 namespace mcserve::model {
@@ -38,6 +39,7 @@ SpanMixerOutputs SpanMixer(const McLayerParams& p, const SpanMixerInputs& in) {
   const int64_t G = sp.G, m = sp.closed();
   const bool delta = p.rule == MemoryRule::kDelta;
   const auto opts = in.q.options();
+  const bool cpu = in.cpu_loops && in.q.is_cpu() && in.q.scalar_type() == at::kFloat;
 
   const at::Tensor q = Segments(sp, in.q), k = Segments(sp, in.k), v = Segments(sp, in.v);
   const at::Tensor incl = at::ones({C, C}, opts.dtype(at::kBool)).tril();
@@ -60,39 +62,74 @@ SpanMixerOutputs SpanMixer(const McLayerParams& p, const SpanMixerInputs& in) {
   at::Tensor w, y;
   if (delta) {
     const at::Tensor beta = Segments(sp, in.beta).unsqueeze(-1);  // [H, G, C, 1]
-    at::Tensor lower = (at::matmul(k, k.transpose(-1, -2)) * decay).tril(-1) * beta;
-    lower = lower + at::eye(C, opts);
-    const at::Tensor rhs = at::cat({beta * v, p.scalar_decay ? (beta * a) * k : beta * k}, -1);
-    const at::Tensor sol = at::linalg_solve_triangular(lower, rhs, /*upper=*/false, /*left=*/true,
-                                                       /*unitriangular=*/true);
+    // L below its diagonal (the solve takes the unit diagonal as given).
+    const at::Tensor lower = (at::matmul(k, k.transpose(-1, -2)) * decay).tril(-1) * beta;
+    at::Tensor sol = at::cat({beta * v, p.scalar_decay ? (beta * a) * k : beta * k}, -1);
+    if (cpu) {
+      const at::Tensor l = lower.contiguous();
+      kernels::SolveUnitLowerCpu(H * G, C, dv + dk, l.data_ptr<float>(), sol.data_ptr<float>());
+    } else {
+      sol = at::linalg_solve_triangular(lower, sol, /*upper=*/false, /*left=*/true,
+                                        /*unitriangular=*/true);
+    }
     w = sol.narrow(-1, 0, dv);
     y = sol.narrow(-1, dv, dk);
   }
 
   // The recurrence from segment to segment.
-  const at::Tensor kt = (p.scalar_decay ? k * tail : k).transpose(-1, -2);  // [H, G, dk, C]
-  std::vector<at::Tensor> s_before, u_seg;
-  s_before.reserve(G);
-  u_seg.reserve(G);
+  const at::Tensor kt = p.scalar_decay ? k * tail : k;  // [H, G, C, dk] keys as written
   SpanMixerOutputs out;
   if (m > 0) out.closed_ckpt = at::empty({m, H, dk, dv}, opts);
-  at::Tensor s = in.s0;
-  for (int64_t g = 0; g < G; ++g) {
-    s_before.push_back(s);
-    const at::Tensor ug =
-        delta ? at::baddbmm(w.select(1, g), y.select(1, g), s, /*beta=*/1, /*alpha=*/-1)
-              : v.select(1, g);
-    u_seg.push_back(ug);
-    const at::Tensor write = at::bmm(kt.select(1, g), ug);  // [H, dk, dv]
-    s = p.scalar_decay ? at::addcmul(write, a_end.select(1, g), s) : s + write;
-    if (g < m) {
-      out.closed_ckpt[g].copy_(s);
-      if (p.boundary == kernels::Boundary::kReset) s = at::zeros_like(s);
+  at::Tensor s_before, u;  // [H, G, dk, dv], [H, G, C, dv]
+  if (cpu) {
+    s_before = at::empty({H, G, dk, dv}, opts);
+    u = at::empty({H, G, C, dv}, opts);
+    out.s_end = at::empty({H, dk, dv}, opts);
+    const at::Tensor wc = (delta ? w : v).contiguous(), yc = delta ? y.contiguous() : at::Tensor();
+    const at::Tensor kc = kt.contiguous(), s0 = in.s0.contiguous();
+    const at::Tensor ac = p.scalar_decay ? a_end.reshape({H, G}).contiguous() : at::Tensor();
+    kernels::SpanRecurrenceArgs ra;
+    ra.heads = H;
+    ra.segments = G;
+    ra.seg_len = C;
+    ra.dk = dk;
+    ra.dv = dv;
+    ra.closed = m;
+    ra.reset = p.boundary == kernels::Boundary::kReset;
+    ra.w = wc.data_ptr<float>();
+    ra.y = delta ? yc.data_ptr<float>() : nullptr;
+    ra.k = kc.data_ptr<float>();
+    ra.a_end = p.scalar_decay ? ac.data_ptr<float>() : nullptr;
+    ra.s0 = s0.data_ptr<float>();
+    ra.s_before = s_before.data_ptr<float>();
+    ra.u = u.data_ptr<float>();
+    ra.closed_state = m > 0 ? out.closed_ckpt.data_ptr<float>() : nullptr;
+    ra.s_end = out.s_end.data_ptr<float>();
+    kernels::SpanRecurrenceCpu(ra);
+  } else {
+    const at::Tensor ktt = kt.transpose(-1, -2);  // [H, G, dk, C]
+    std::vector<at::Tensor> s_seg, u_seg;
+    s_seg.reserve(G);
+    u_seg.reserve(G);
+    at::Tensor s = in.s0;
+    for (int64_t g = 0; g < G; ++g) {
+      s_seg.push_back(s);
+      const at::Tensor ug =
+          delta ? at::baddbmm(w.select(1, g), y.select(1, g), s, /*beta=*/1, /*alpha=*/-1)
+                : v.select(1, g);
+      u_seg.push_back(ug);
+      const at::Tensor write = at::bmm(ktt.select(1, g), ug);  // [H, dk, dv]
+      s = p.scalar_decay ? at::addcmul(write, a_end.select(1, g), s) : s + write;
+      if (g < m) {
+        out.closed_ckpt[g].copy_(s);
+        if (p.boundary == kernels::Boundary::kReset) s = at::zeros_like(s);
+      }
     }
+    out.s_end = s;
+    s_before = at::stack(s_seg, 1);
+    u = at::stack(u_seg, 1);
   }
-  out.s_end = s;
-  const at::Tensor u = at::stack(u_seg, 1);  // [H, G, C, dv]
-  at::Tensor o_on = at::matmul(q, at::stack(s_before, 1));
+  at::Tensor o_on = at::matmul(q, s_before);
   if (p.scalar_decay) o_on = o_on * a;
   o_on = o_on + at::matmul(at::matmul(q, k.transpose(-1, -2)) * decay, u);  // [H, G, C, dv]
 
@@ -160,6 +197,24 @@ SpanMixerOutputs SpanMixer(const McLayerParams& p, const SpanMixerInputs& in) {
   // products w_t (x) q_t, [tokens, n * dk], times the checkpoints stacked
   // [n * dk, dv]. For the whole span at once, or segment by segment (reading
   // only what each segment may) when that would take too much memory.
+  if (cpu) {
+    const at::Tensor o = o_base.contiguous(), wc = weights.contiguous(), qc = q.contiguous();
+    const at::Tensor mc = m_all.contiguous();
+    kernels::SpanReadArgs ra;
+    ra.heads = H;
+    ra.segments = G;
+    ra.seg_len = C;
+    ra.n = n;
+    ra.n0 = n0;
+    ra.dk = dk;
+    ra.dv = dv;
+    ra.q = qc.data_ptr<float>();
+    ra.w = wc.data_ptr<float>();
+    ra.ckpt = mc.data_ptr<float>();
+    ra.o = o.data_ptr<float>();
+    kernels::SpanReadCpu(ra);
+    return finish(o);
+  }
   const at::Tensor m_rows = m_all.reshape({H, n * dk, dv});
   if (H * G * C * n * dk <= in.max_outer_floats) {
     const at::Tensor outer = (weights.unsqueeze(-1) * q.unsqueeze(-2)).reshape({H, G * C, n * dk});

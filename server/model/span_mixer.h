@@ -33,6 +33,10 @@ struct SpanMixerInputs : ChunkMixerInputs {
   // Largest [H, tokens, n * dk] tensor of per-token outer products the read
   // builds for the whole span; above it, the read goes segment by segment.
   int64_t max_outer_floats = int64_t{1} << 22;
+  // On the CPU in float32, the solve, the recurrence and the read run as
+  // written-out loops (server/kernels/span_prefill_cpu.h); false runs
+  // LibTorch's batched ops there too, as on the GPU (for tests).
+  bool cpu_loops = true;
 };
 
 struct SpanMixerOutputs {

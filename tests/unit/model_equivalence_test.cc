@@ -73,7 +73,7 @@ TEST_P(EquivalenceTest, SpanningPiecesFromAnyPositionEqualDecode) {
   EXPECT_EQ(mixed.ckpts().size(), ref.ckpts().size());
 }
 
-TEST_P(EquivalenceTest, SpanReadSegmentBySegmentEqualsTheWholeSpanRead) {
+TEST_P(EquivalenceTest, SpanMixerPathsAgree) {
   const kernels::McLayerParams p = Config(3).LayerParams(model::CkptDtype::kFloat32);
   at::manual_seed(5);
   const int64_t H = p.n_heads, T = 11, d = p.head_dim, n = 3;
@@ -91,12 +91,20 @@ TEST_P(EquivalenceTest, SpanReadSegmentBySegmentEqualsTheWholeSpanRead) {
   in.count0 = 1;
   in.ckpt = at::randn({H, n, d, d}) * 0.1;
   in.ckpt_summary = at::randn({H, n, d});
+  const model::SpanMixerOutputs loops = model::SpanMixer(p, in);
+  in.cpu_loops = false;  // LibTorch's batched ops, as on the GPU
   const model::SpanMixerOutputs whole = model::SpanMixer(p, in);
   in.max_outer_floats = 0;
   const model::SpanMixerOutputs by_segment = model::SpanMixer(p, in);
   EXPECT_LE(RelError(by_segment.o, whole.o), 1e-5);
   EXPECT_TRUE(at::equal(by_segment.s_end, whole.s_end));
   EXPECT_TRUE(at::equal(by_segment.closed_ckpt, whole.closed_ckpt));
+  // The CPU's written-out loops compute the same function.
+  EXPECT_LE(RelError(loops.o, whole.o), 1e-5);
+  EXPECT_LE(RelError(loops.s_end, whole.s_end), 1e-5);
+  EXPECT_LE(RelError(loops.closed_ckpt, whole.closed_ckpt), 1e-5);
+  EXPECT_TRUE(at::equal(loops.ks_end, whole.ks_end));
+  EXPECT_TRUE(at::equal(loops.closed_summary, whole.closed_summary));
 }
 
 std::string VariantName(const ::testing::TestParamInfo<Variant>& info) {

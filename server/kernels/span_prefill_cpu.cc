@@ -1,0 +1,161 @@
+#include "server/kernels/span_prefill_cpu.h"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "server/kernels/cpu_clones.h"
+
+namespace mcserve::kernels {
+namespace {
+
+// Sixteen floats: two AVX-512 registers' worth in the AVX2 copies, four in
+// the baseline (the compiler splits the vector type).
+typedef float Vec __attribute__((vector_size(64)));
+constexpr int kLanes = 16;
+
+MCSERVE_HOT Vec Load(Vec, const float* p) {
+  Vec v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+MCSERVE_HOT float Load(float, const float* p) { return *p; }
+MCSERVE_HOT void Store(float* p, Vec v) { std::memcpy(p, &v, sizeof v); }
+MCSERVE_HOT void Store(float* p, float v) { *p = v; }
+
+// acc[t][v] = columns [16v, 16v + 16) of row t of A B for t < TB, v < NV,
+// where A(t, c) = a[t * rs + c * cs] and B(c, j) = b[c * ldb + j]. The
+// accumulators live in registers.
+template <int TB, int NV>
+MCSERVE_HOT void Block(const float* __restrict a, int64_t rs, int64_t cs, int64_t depth,
+                       const float* __restrict b, int64_t ldb, Vec (&acc)[TB][NV]) {
+#pragma GCC unroll 8
+  for (int t = 0; t < TB; ++t) {
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[t][v] = Vec{};
+  }
+  for (int64_t c = 0; c < depth; ++c) {
+    Vec row[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) row[v] = Load(Vec{}, b + c * ldb + v * kLanes);
+#pragma GCC unroll 8
+    for (int t = 0; t < TB; ++t) {
+      const float x = a[t * rs + c * cs];
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[t][v] += x * row[v];
+    }
+  }
+}
+
+// The product A B ([rows, depth] x [depth, cols]) in register tiles of four
+// rows by 32 columns (narrower at the edges); epi(row, column, value) gets
+// each element once, as a Vec of 16 columns or, past the last whole 16, as
+// a float.
+template <class Epi>
+MCSERVE_HOT void Product(int64_t rows, int64_t cols, int64_t depth, const float* a, int64_t rs,
+                         int64_t cs, const float* b, int64_t ldb, Epi epi) {
+  int64_t j0 = 0;
+  for (; j0 + 2 * kLanes <= cols; j0 += 2 * kLanes) {
+    int64_t t0 = 0;
+    for (; t0 + 4 <= rows; t0 += 4) {
+      Vec acc[4][2];
+      Block<4, 2>(a + t0 * rs, rs, cs, depth, b + j0, ldb, acc);
+#pragma GCC unroll 4
+      for (int t = 0; t < 4; ++t) {
+        epi(t0 + t, j0, acc[t][0]);
+        epi(t0 + t, j0 + kLanes, acc[t][1]);
+      }
+    }
+    for (; t0 < rows; ++t0) {
+      Vec acc[1][2];
+      Block<1, 2>(a + t0 * rs, rs, cs, depth, b + j0, ldb, acc);
+      epi(t0, j0, acc[0][0]);
+      epi(t0, j0 + kLanes, acc[0][1]);
+    }
+  }
+  for (; j0 + kLanes <= cols; j0 += kLanes) {
+    for (int64_t t0 = 0; t0 < rows; ++t0) {
+      Vec acc[1][1];
+      Block<1, 1>(a + t0 * rs, rs, cs, depth, b + j0, ldb, acc);
+      epi(t0, j0, acc[0][0]);
+    }
+  }
+  for (; j0 < cols; ++j0) {
+    for (int64_t t0 = 0; t0 < rows; ++t0) {
+      float acc = 0.0f;
+      for (int64_t c = 0; c < depth; ++c) acc += a[t0 * rs + c * cs] * b[c * ldb + j0];
+      epi(t0, j0, acc);
+    }
+  }
+}
+
+MCSERVE_CPU_CLONES void SolveOne(int64_t n, int64_t cols, const float* lower, float* x) {
+  // Row i: X_i = B_i - sum_{j<i} L_ij X_j, the rows above already solved.
+  for (int64_t i = 1; i < n; ++i) {
+    float* xi = x + i * cols;
+    Product(1, cols, i, lower + i * n, 0, 1, x, cols,
+            [xi](int64_t, int64_t j, auto v)
+                MCSERVE_HOT_LAMBDA { Store(xi + j, Load(v, xi + j) - v); });
+  }
+}
+
+MCSERVE_CPU_CLONES void RecurrenceHead(const SpanRecurrenceArgs& a, int64_t h, float* s) {
+  const int64_t G = a.segments, C = a.seg_len, dk = a.dk, dv = a.dv, sd = dk * dv;
+  std::memcpy(s, a.s0 + h * sd, sizeof(float) * sd);
+  for (int64_t g = 0; g < G; ++g) {
+    const int64_t hg = h * G + g;
+    std::memcpy(a.s_before + hg * sd, s, sizeof(float) * sd);
+    const float* w = a.w + hg * C * dv;
+    float* u = a.u + hg * C * dv;
+    if (a.y != nullptr) {
+      Product(C, dv, dk, a.y + hg * C * dk, dk, 1, s, dv,
+              [u, w, dv](int64_t t, int64_t j, auto v)
+                  MCSERVE_HOT_LAMBDA { Store(u + t * dv + j, Load(v, w + t * dv + j) - v); });
+    } else {
+      std::memcpy(u, w, sizeof(float) * C * dv);
+    }
+    const float decay = a.a_end != nullptr ? a.a_end[hg] : 1.0f;
+    // S = decay S + K^T U: rows of K^T are columns of K.
+    Product(dk, dv, C, a.k + hg * C * dk, 1, dk, u, dv,
+            [s, decay, dv](int64_t r, int64_t j, auto v)
+                MCSERVE_HOT_LAMBDA { Store(s + r * dv + j, decay * Load(v, s + r * dv + j) + v); });
+    if (g < a.closed) {
+      std::memcpy(a.closed_state + (g * a.heads + h) * sd, s, sizeof(float) * sd);
+      if (a.reset) std::fill(s, s + sd, 0.0f);
+    }
+  }
+  std::memcpy(a.s_end + h * sd, s, sizeof(float) * sd);
+}
+
+MCSERVE_CPU_CLONES void ReadSegment(const SpanReadArgs& a, int64_t h, int64_t g) {
+  const int64_t C = a.seg_len, dk = a.dk, dv = a.dv, n = a.n;
+  const int64_t hg = h * a.segments + g, reads = std::min(a.n0 + g, n);
+  const float* q = a.q + hg * C * dk;
+  const float* w = a.w + hg * C * n;
+  float* o = a.o + hg * C * dv;
+  for (int64_t i = 0; i < reads; ++i) {
+    Product(C, dv, dk, q, dk, 1, a.ckpt + (h * n + i) * dk * dv, dv,
+            [o, w, i, n, dv](int64_t t, int64_t j, auto v) MCSERVE_HOT_LAMBDA {
+              Store(o + t * dv + j, Load(v, o + t * dv + j) + w[t * n + i] * v);
+            });
+  }
+}
+
+}  // namespace
+
+void SolveUnitLowerCpu(int64_t batch, int64_t n, int64_t cols, const float* lower, float* x) {
+  for (int64_t b = 0; b < batch; ++b) SolveOne(n, cols, lower + b * n * n, x + b * n * cols);
+}
+
+void SpanRecurrenceCpu(const SpanRecurrenceArgs& a) {
+  std::vector<float> s(a.dk * a.dv);
+  for (int64_t h = 0; h < a.heads; ++h) RecurrenceHead(a, h, s.data());
+}
+
+void SpanReadCpu(const SpanReadArgs& a) {
+  for (int64_t h = 0; h < a.heads; ++h) {
+    for (int64_t g = 0; g < a.segments; ++g) ReadSegment(a, h, g);
+  }
+}
+
+}  // namespace mcserve::kernels
