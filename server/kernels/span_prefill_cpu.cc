@@ -89,7 +89,9 @@ MCSERVE_HOT void Product(int64_t rows, int64_t cols, int64_t depth, const float*
   }
 }
 
-MCSERVE_CPU_CLONES void SolveOne(int64_t n, int64_t cols, const float* lower, float* x) {
+// Solves (I + L) X = B in place: lower [n, n] holds L strictly below its
+// diagonal (the diagonal and above are not read), x [n, cols] B on entry.
+MCSERVE_HOT void SolveOne(int64_t n, int64_t cols, const float* lower, float* x) {
   // Row i: X_i = B_i - sum_{j<i} L_ij X_j, the rows above already solved.
   for (int64_t i = 1; i < n; ++i) {
     float* xi = x + i * cols;
@@ -99,26 +101,86 @@ MCSERVE_CPU_CLONES void SolveOne(int64_t n, int64_t cols, const float* lower, fl
   }
 }
 
-MCSERVE_CPU_CLONES void RecurrenceHead(const SpanRecurrenceArgs& a, int64_t h, float* s) {
-  const int64_t G = a.segments, C = a.seg_len, dk = a.dk, dv = a.dv, sd = dk * dv;
+// Scratch of one head's pass: C x C blocks, segment-sized rows, the state.
+struct OnlineScratch {
+  std::vector<float> causal, kt, lower, p, sol, u, kw, s;
+  OnlineScratch(int64_t C, int64_t dk, int64_t dv)
+      : causal(C * C, 0.0f),
+        kt(dk * C),
+        lower(C * C),
+        p(C * C),
+        sol(C * (dv + dk)),
+        u(C * dv),
+        kw(C * dk),
+        s(dk * dv) {
+    for (int64_t t = 0; t < C; ++t)
+      std::fill(causal.begin() + t * C, causal.begin() + t * C + t + 1, 1.0f);
+  }
+};
+
+MCSERVE_CPU_CLONES void OnlineHead(const SpanOnlineArgs& a, int64_t h, OnlineScratch& w) {
+  const int64_t G = a.segments, C = a.seg_len, dk = a.dk, dv = a.dv, sd = dk * dv, wide = dv + dk;
+  float* s = w.s.data();
+  float* kt = w.kt.data();
+  float* lower = w.lower.data();
+  float* p = w.p.data();
+  float* sol = w.sol.data();
+  float* kw = w.kw.data();
   std::memcpy(s, a.s0 + h * sd, sizeof(float) * sd);
   for (int64_t g = 0; g < G; ++g) {
     const int64_t hg = h * G + g;
-    std::memcpy(a.s_before + hg * sd, s, sizeof(float) * sd);
-    const float* w = a.w + hg * C * dv;
-    float* u = a.u + hg * C * dv;
-    if (a.y != nullptr) {
-      Product(C, dv, dk, a.y + hg * C * dk, dk, 1, s, dv,
-              [u, w, dv](int64_t t, int64_t j, auto v)
-                  MCSERVE_HOT_LAMBDA { Store(u + t * dv + j, Load(v, w + t * dv + j) - v); });
-    } else {
-      std::memcpy(u, w, sizeof(float) * C * dv);
+    const float* q = a.q + hg * C * dk;
+    const float* k = a.k + hg * C * dk;
+    const float* v = a.v + hg * C * dv;
+    const float* d = a.decay != nullptr ? a.decay + hg * C * C : w.causal.data();
+    const float* at = a.a != nullptr ? a.a + hg * C : nullptr;
+    float* o = a.o + hg * C * dv;
+    for (int64_t t = 0; t < C; ++t) {
+      for (int64_t i = 0; i < dk; ++i) kt[i * C + t] = k[t * dk + i];
+    }
+    const float* u = v;
+    if (a.beta != nullptr) {
+      // [W | Y] = (I + L)^-1 [diag(beta) V | diag(beta A) K], then U = W - Y S.
+      const float* beta = a.beta + hg * C;
+      Product(C, C, dk, k, dk, 1, kt, C,
+              [lower, d, beta, C](int64_t t, int64_t j, auto x) MCSERVE_HOT_LAMBDA {
+                Store(lower + t * C + j, beta[t] * (x * Load(x, d + t * C + j)));
+              });
+      for (int64_t t = 0; t < C; ++t) {
+        const float bv = beta[t], bk = at != nullptr ? beta[t] * at[t] : beta[t];
+        for (int64_t j = 0; j < dv; ++j) sol[t * wide + j] = bv * v[t * dv + j];
+        for (int64_t j = 0; j < dk; ++j) sol[t * wide + dv + j] = bk * k[t * dk + j];
+      }
+      SolveOne(C, wide, lower, sol);
+      float* uw = w.u.data();
+      Product(C, dv, dk, sol + dv, wide, 1, s, dv,
+              [uw, sol, wide, dv](int64_t t, int64_t j, auto x)
+                  MCSERVE_HOT_LAMBDA { Store(uw + t * dv + j, Load(x, sol + t * wide + j) - x); });
+      u = uw;
+    }
+    // o = A (Q S) + (Q K^T o D) U
+    Product(C, dv, dk, q, dk, 1, s, dv,
+            [o, at, dv](int64_t t, int64_t j, auto x)
+                MCSERVE_HOT_LAMBDA { Store(o + t * dv + j, at != nullptr ? at[t] * x : x); });
+    Product(C, C, dk, q, dk, 1, kt, C, [p, d, C](int64_t t, int64_t j, auto x) MCSERVE_HOT_LAMBDA {
+      Store(p + t * C + j, x * Load(x, d + t * C + j));
+    });
+    Product(C, dv, C, p, C, 1, u, dv, [o, dv](int64_t t, int64_t j, auto x) MCSERVE_HOT_LAMBDA {
+      Store(o + t * dv + j, Load(x, o + t * dv + j) + x);
+    });
+    // S = A_C S + (diag(A_C / A) K)^T U: rows of K^T are columns of K.
+    const float* kin = k;
+    if (a.tail != nullptr) {
+      const float* tail = a.tail + hg * C;
+      for (int64_t t = 0; t < C; ++t) {
+        for (int64_t i = 0; i < dk; ++i) kw[t * dk + i] = k[t * dk + i] * tail[t];
+      }
+      kin = kw;
     }
     const float decay = a.a_end != nullptr ? a.a_end[hg] : 1.0f;
-    // S = decay S + K^T U: rows of K^T are columns of K.
-    Product(dk, dv, C, a.k + hg * C * dk, 1, dk, u, dv,
-            [s, decay, dv](int64_t r, int64_t j, auto v)
-                MCSERVE_HOT_LAMBDA { Store(s + r * dv + j, decay * Load(v, s + r * dv + j) + v); });
+    Product(dk, dv, C, kin, 1, dk, u, dv,
+            [s, decay, dv](int64_t r, int64_t j, auto x)
+                MCSERVE_HOT_LAMBDA { Store(s + r * dv + j, decay * Load(x, s + r * dv + j) + x); });
     if (g < a.closed) {
       std::memcpy(a.closed_state + (g * a.heads + h) * sd, s, sizeof(float) * sd);
       if (a.reset) std::fill(s, s + sd, 0.0f);
@@ -143,13 +205,9 @@ MCSERVE_CPU_CLONES void ReadSegment(const SpanReadArgs& a, int64_t h, int64_t g)
 
 }  // namespace
 
-void SolveUnitLowerCpu(int64_t batch, int64_t n, int64_t cols, const float* lower, float* x) {
-  for (int64_t b = 0; b < batch; ++b) SolveOne(n, cols, lower + b * n * n, x + b * n * cols);
-}
-
-void SpanRecurrenceCpu(const SpanRecurrenceArgs& a) {
-  std::vector<float> s(a.dk * a.dv);
-  for (int64_t h = 0; h < a.heads; ++h) RecurrenceHead(a, h, s.data());
+void SpanOnlineCpu(const SpanOnlineArgs& a) {
+  OnlineScratch w(a.seg_len, a.dk, a.dv);
+  for (int64_t h = 0; h < a.heads; ++h) OnlineHead(a, h, w);
 }
 
 void SpanReadCpu(const SpanReadArgs& a) {

@@ -12,31 +12,35 @@
 
 namespace mcserve::kernels {
 
-// Solves (I + L) X = B in place for `batch` unit lower-triangular systems:
-// lower [batch, n, n] holds L strictly below its diagonal (the diagonal and
-// above are not read); x [batch, n, cols] holds B on entry and X on return.
-void SolveUnitLowerCpu(int64_t batch, int64_t n, int64_t cols, const float* lower, float* x);
-
-// The sequential part of a span: segment by segment, per head,
-//   U_g = W_g - Y_g S          (delta rule; U_g = W_g otherwise)
-//   S   = a_g S + K_g^T U_g    (a_g = 1 without decay)
-// and at a boundary g < closed: the state is copied out, then zeroed when
-// `reset`.
-struct SpanRecurrenceArgs {
+// The online part of a span (mc-model.md §4): per head, segment by segment,
+// with the segment's own products in the chunked form of
+// server/model/span_mixer.h and only the state carried between segments,
+//   delta rule: (I + L) [W | Y] = [diag(beta) V | diag(beta A) K],
+//               L_tj = beta_t D_tj (k_t . k_j) for j < t, U = W - Y S;
+//   otherwise   U = V;
+//   o_t = A_t (q_t S) + sum_{j <= t} D_tj (q_t . k_j) u_j,
+//   S  <- A_C S + sum_t (A_C / A_t) k_t u_t^T,
+// and at a boundary g < closed the state is copied out, then zeroed when
+// `reset`. Allocates its scratch (a few C x C and C x d blocks).
+struct SpanOnlineArgs {
   int64_t heads = 0, segments = 0, seg_len = 0, dk = 0, dv = 0;
-  int64_t closed = 0;  // boundaries the span closes: segments 0 .. closed-1
+  int64_t closed = 0;  // boundaries the span closes: after segments 0 .. closed-1
   bool reset = false;
-  const float* w = nullptr;       // [H, G, C, dv] W (delta) or V
-  const float* y = nullptr;       // [H, G, C, dk] Y; null unless delta
-  const float* k = nullptr;       // [H, G, C, dk] keys as written (decay folded in)
-  const float* a_end = nullptr;   // [H, G] decay over each segment; null without decay
-  const float* s0 = nullptr;      // [H, dk, dv] state before the span
-  float* s_before = nullptr;      // [H, G, dk, dv] out: the state each segment starts from
-  float* u = nullptr;             // [H, G, C, dv] out: U
+  const float* q = nullptr;     // [H, G, C, dk]
+  const float* k = nullptr;     // [H, G, C, dk]
+  const float* v = nullptr;     // [H, G, C, dv]
+  const float* beta = nullptr;  // [H, G, C] write strengths; null unless delta
+  // Decay, all null without it (then D is 1 on and below the diagonal, A 1):
+  const float* decay = nullptr;  // [H, G, C, C] D_tj = A_t / A_j on and below the diagonal, 0 above
+  const float* a = nullptr;      // [H, G, C] A_t, the decay from the segment's start through t
+  const float* tail = nullptr;   // [H, G, C] A_C / A_t
+  const float* a_end = nullptr;  // [H, G] A_C
+  const float* s0 = nullptr;     // [H, dk, dv] state before the span
+  float* o = nullptr;            // [H, G, C, dv] out: o_t
   float* closed_state = nullptr;  // [closed, H, dk, dv] out: the states at the boundaries
   float* s_end = nullptr;         // [H, dk, dv] out: the state after the span
 };
-void SpanRecurrenceCpu(const SpanRecurrenceArgs& a);
+void SpanOnlineCpu(const SpanOnlineArgs& a);
 
 // The read of cached checkpoints: segment g's tokens read the first
 // min(n0 + g, n) checkpoints,

@@ -29,6 +29,104 @@ at::Tensor Segments(const Span& s, const at::Tensor& t) {
   return at::constant_pad_nd(t, {s.front, s.back}, 0).view({s.H, s.G, s.C});
 }
 
+// The span's segments and their decay, as the online part reads them.
+struct Online {
+  at::Tensor q, k, v;  // [H, G, C, d]
+  at::Tensor beta;     // [H, G, C]; undefined unless delta
+  at::Tensor decay;    // D [H, G, C, C] (or [C, C] without decay), zero above the diagonal
+  at::Tensor a;        // A [H, G, C, 1]; undefined without decay
+  at::Tensor tail;     // A_C / A_j [H, G, C, 1]; undefined without decay
+  at::Tensor a_end;    // A_C [H, G, 1, 1]; undefined without decay
+};
+
+// The online read [H, G, C, dv] and the states (span_prefill_cpu.h's
+// SpanOnlineCpu) as written-out loops.
+at::Tensor OnlineLoops(const McLayerParams& p, const Span& sp, const Online& on,
+                       const at::Tensor& s0, SpanMixerOutputs& out) {
+  const int64_t dk = on.k.size(3), dv = on.v.size(3);
+  const auto opts = on.q.options();
+  const at::Tensor q = on.q.contiguous(), k = on.k.contiguous(), v = on.v.contiguous();
+  const at::Tensor s_in = s0.contiguous();
+  const bool decays = on.a.defined();
+  at::Tensor beta, decay, a, tail, a_end;
+  if (on.beta.defined()) beta = on.beta.contiguous();
+  if (decays) {
+    decay = on.decay.contiguous();
+    a = on.a.contiguous();
+    tail = on.tail.contiguous();
+    a_end = on.a_end.contiguous();
+  }
+  const at::Tensor o = at::empty({sp.H, sp.G, sp.C, dv}, opts);
+  out.s_end = at::empty({sp.H, dk, dv}, opts);
+  kernels::SpanOnlineArgs ka;
+  ka.heads = sp.H;
+  ka.segments = sp.G;
+  ka.seg_len = sp.C;
+  ka.dk = dk;
+  ka.dv = dv;
+  ka.closed = sp.closed();
+  ka.reset = p.boundary == kernels::Boundary::kReset;
+  ka.q = q.data_ptr<float>();
+  ka.k = k.data_ptr<float>();
+  ka.v = v.data_ptr<float>();
+  if (beta.defined()) ka.beta = beta.data_ptr<float>();
+  if (decays) {
+    ka.decay = decay.data_ptr<float>();
+    ka.a = a.data_ptr<float>();
+    ka.tail = tail.data_ptr<float>();
+    ka.a_end = a_end.data_ptr<float>();
+  }
+  ka.s0 = s_in.data_ptr<float>();
+  ka.o = o.data_ptr<float>();
+  if (ka.closed > 0) ka.closed_state = out.closed_ckpt.data_ptr<float>();
+  ka.s_end = out.s_end.data_ptr<float>();
+  kernels::SpanOnlineCpu(ka);
+  return o;
+}
+
+// The same with LibTorch's batched ops: every segment's own products at
+// once, then the recurrence from segment to segment.
+at::Tensor OnlineBatched(const McLayerParams& p, const Span& sp, const Online& on,
+                         const at::Tensor& s0, SpanMixerOutputs& out) {
+  const int64_t dk = on.k.size(3), dv = on.v.size(3);
+  const bool delta = on.beta.defined();
+  const at::Tensor &q = on.q, &k = on.k, &v = on.v;
+  // Delta rule: U = W - Y S_0 per segment.
+  at::Tensor w, y;
+  if (delta) {
+    const at::Tensor beta = on.beta.unsqueeze(-1);  // [H, G, C, 1]
+    // L below its diagonal (the solve takes the unit diagonal as given).
+    const at::Tensor lower = (at::matmul(k, k.transpose(-1, -2)) * on.decay).tril(-1) * beta;
+    const at::Tensor rhs = at::cat({beta * v, p.scalar_decay ? (beta * on.a) * k : beta * k}, -1);
+    const at::Tensor sol = at::linalg_solve_triangular(lower, rhs, /*upper=*/false, /*left=*/true,
+                                                       /*unitriangular=*/true);
+    w = sol.narrow(-1, 0, dv);
+    y = sol.narrow(-1, dv, dk);
+  }
+  const at::Tensor kt = (p.scalar_decay ? k * on.tail : k).transpose(-1, -2);  // [H, G, dk, C]
+  std::vector<at::Tensor> s_seg, u_seg;
+  s_seg.reserve(sp.G);
+  u_seg.reserve(sp.G);
+  at::Tensor s = s0;
+  for (int64_t g = 0; g < sp.G; ++g) {
+    s_seg.push_back(s);
+    const at::Tensor ug =
+        delta ? at::baddbmm(w.select(1, g), y.select(1, g), s, /*beta=*/1, /*alpha=*/-1)
+              : v.select(1, g);
+    u_seg.push_back(ug);
+    const at::Tensor write = at::bmm(kt.select(1, g), ug);  // [H, dk, dv]
+    s = p.scalar_decay ? at::addcmul(write, on.a_end.select(1, g), s) : s + write;
+    if (g < sp.closed()) {
+      out.closed_ckpt[g].copy_(s);
+      if (p.boundary == kernels::Boundary::kReset) s = at::zeros_like(s);
+    }
+  }
+  out.s_end = s;
+  at::Tensor o_on = at::matmul(q, at::stack(s_seg, 1));
+  if (p.scalar_decay) o_on = o_on * on.a;
+  return o_on + at::matmul(at::matmul(q, k.transpose(-1, -2)) * on.decay, at::stack(u_seg, 1));
+}
+
 }  // namespace
 
 SpanMixerOutputs SpanMixer(const McLayerParams& p, const SpanMixerInputs& in) {
@@ -58,80 +156,12 @@ SpanMixerOutputs SpanMixer(const McLayerParams& p, const SpanMixerInputs& in) {
     decay = incl.to(opts.dtype());
   }
 
-  // Delta rule: U = W - Y S_0 per segment.
-  at::Tensor w, y;
-  if (delta) {
-    const at::Tensor beta = Segments(sp, in.beta).unsqueeze(-1);  // [H, G, C, 1]
-    // L below its diagonal (the solve takes the unit diagonal as given).
-    const at::Tensor lower = (at::matmul(k, k.transpose(-1, -2)) * decay).tril(-1) * beta;
-    at::Tensor sol = at::cat({beta * v, p.scalar_decay ? (beta * a) * k : beta * k}, -1);
-    if (cpu) {
-      const at::Tensor l = lower.contiguous();
-      kernels::SolveUnitLowerCpu(H * G, C, dv + dk, l.data_ptr<float>(), sol.data_ptr<float>());
-    } else {
-      sol = at::linalg_solve_triangular(lower, sol, /*upper=*/false, /*left=*/true,
-                                        /*unitriangular=*/true);
-    }
-    w = sol.narrow(-1, 0, dv);
-    y = sol.narrow(-1, dv, dk);
-  }
-
-  // The recurrence from segment to segment.
-  const at::Tensor kt = p.scalar_decay ? k * tail : k;  // [H, G, C, dk] keys as written
+  const at::Tensor beta = delta ? Segments(sp, in.beta) : at::Tensor();  // [H, G, C]
   SpanMixerOutputs out;
   if (m > 0) out.closed_ckpt = at::empty({m, H, dk, dv}, opts);
-  at::Tensor s_before, u;  // [H, G, dk, dv], [H, G, C, dv]
-  if (cpu) {
-    s_before = at::empty({H, G, dk, dv}, opts);
-    u = at::empty({H, G, C, dv}, opts);
-    out.s_end = at::empty({H, dk, dv}, opts);
-    const at::Tensor wc = (delta ? w : v).contiguous(), yc = delta ? y.contiguous() : at::Tensor();
-    const at::Tensor kc = kt.contiguous(), s0 = in.s0.contiguous();
-    const at::Tensor ac = p.scalar_decay ? a_end.reshape({H, G}).contiguous() : at::Tensor();
-    kernels::SpanRecurrenceArgs ra;
-    ra.heads = H;
-    ra.segments = G;
-    ra.seg_len = C;
-    ra.dk = dk;
-    ra.dv = dv;
-    ra.closed = m;
-    ra.reset = p.boundary == kernels::Boundary::kReset;
-    ra.w = wc.data_ptr<float>();
-    ra.y = delta ? yc.data_ptr<float>() : nullptr;
-    ra.k = kc.data_ptr<float>();
-    ra.a_end = p.scalar_decay ? ac.data_ptr<float>() : nullptr;
-    ra.s0 = s0.data_ptr<float>();
-    ra.s_before = s_before.data_ptr<float>();
-    ra.u = u.data_ptr<float>();
-    ra.closed_state = m > 0 ? out.closed_ckpt.data_ptr<float>() : nullptr;
-    ra.s_end = out.s_end.data_ptr<float>();
-    kernels::SpanRecurrenceCpu(ra);
-  } else {
-    const at::Tensor ktt = kt.transpose(-1, -2);  // [H, G, dk, C]
-    std::vector<at::Tensor> s_seg, u_seg;
-    s_seg.reserve(G);
-    u_seg.reserve(G);
-    at::Tensor s = in.s0;
-    for (int64_t g = 0; g < G; ++g) {
-      s_seg.push_back(s);
-      const at::Tensor ug =
-          delta ? at::baddbmm(w.select(1, g), y.select(1, g), s, /*beta=*/1, /*alpha=*/-1)
-                : v.select(1, g);
-      u_seg.push_back(ug);
-      const at::Tensor write = at::bmm(ktt.select(1, g), ug);  // [H, dk, dv]
-      s = p.scalar_decay ? at::addcmul(write, a_end.select(1, g), s) : s + write;
-      if (g < m) {
-        out.closed_ckpt[g].copy_(s);
-        if (p.boundary == kernels::Boundary::kReset) s = at::zeros_like(s);
-      }
-    }
-    out.s_end = s;
-    s_before = at::stack(s_seg, 1);
-    u = at::stack(u_seg, 1);
-  }
-  at::Tensor o_on = at::matmul(q, s_before);
-  if (p.scalar_decay) o_on = o_on * a;
-  o_on = o_on + at::matmul(at::matmul(q, k.transpose(-1, -2)) * decay, u);  // [H, G, C, dv]
+  const Online on{q, k, v, beta, decay, a, tail, a_end};
+  const at::Tensor o_on =
+      cpu ? OnlineLoops(p, sp, on, in.s0, out) : OnlineBatched(p, sp, on, in.s0, out);
 
   // Key sums of the open segment, token by token.
   const at::Tensor ks_run = k.cumsum(2);  // [H, G, C, dk]

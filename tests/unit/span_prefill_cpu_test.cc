@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <tuple>
 
 namespace mcserve::kernels {
@@ -21,31 +22,26 @@ double RelError(const at::Tensor& got, const at::Tensor& want) {
 
 class SpanPrefillCpuTest : public ::testing::TestWithParam<Shape> {};
 
-TEST_P(SpanPrefillCpuTest, SolveUnitLowerMatchesTheTriangularSolve) {
-  const auto [C, dk, dv] = GetParam();
-  at::manual_seed(1);
-  const int64_t batch = 3, cols = dk + dv;
-  // Garbage on and above the diagonal must not be read.
-  const at::Tensor full = at::randn({batch, C, C}) * 0.3;
-  const at::Tensor b = at::randn({batch, C, cols});
-  at::Tensor x = b.clone();
-  SolveUnitLowerCpu(batch, C, cols, full.data_ptr<float>(), x.data_ptr<float>());
-  const at::Tensor want = at::linalg_solve_triangular(full.tril(-1) + at::eye(C), b,
-                                                      /*upper=*/false, /*left=*/true,
-                                                      /*unitriangular=*/true);
-  EXPECT_LE(RelError(x, want), 1e-5);
-}
-
-void CheckRecurrence(const Shape& shape, bool delta, bool decay, bool reset) {
+// The online part with LibTorch, segment by segment, from its definition.
+void CheckOnline(const Shape& shape, bool delta, bool decay, bool reset) {
   const auto [C, dk, dv] = shape;
   at::manual_seed(2);
   const int64_t H = 2, G = 3, closed = 2;
-  const at::Tensor w = at::randn({H, G, C, dv}), y = at::randn({H, G, C, dk}) * 0.2;
-  const at::Tensor k = at::randn({H, G, C, dk}) * 0.2, a_end = at::rand({H, G});
+  const at::Tensor q = at::randn({H, G, C, dk}) * 0.3, k = at::randn({H, G, C, dk}) * 0.3;
+  const at::Tensor v = at::randn({H, G, C, dv}), beta = at::rand({H, G, C});
+  const at::Tensor cum = (-at::rand({H, G, C}) * 0.2).cumsum(-1);
+  const at::Tensor incl = at::ones({C, C}, at::kBool).tril();
+  const at::Tensor d =
+      decay
+          ? (cum.unsqueeze(-1) - cum.unsqueeze(-2)).masked_fill(incl.logical_not(), -INFINITY).exp()
+          : incl.to(at::kFloat).expand({H, G, C, C});
+  const at::Tensor A = decay ? cum.exp() : at::ones({H, G, C});
+  const at::Tensor a_end = A.select(-1, C - 1).contiguous(), tail = (a_end.unsqueeze(-1) / A);
   const at::Tensor s0 = at::randn({H, dk, dv});
-  at::Tensor s_before = at::empty({H, G, dk, dv}), u = at::empty({H, G, C, dv});
+  at::Tensor o = at::empty({H, G, C, dv});
   at::Tensor closed_state = at::empty({closed, H, dk, dv}), s_end = at::empty({H, dk, dv});
-  SpanRecurrenceArgs a;
+  const at::Tensor dc = d.contiguous(), tc = tail.contiguous();
+  SpanOnlineArgs a;
   a.heads = H;
   a.segments = G;
   a.seg_len = C;
@@ -53,24 +49,38 @@ void CheckRecurrence(const Shape& shape, bool delta, bool decay, bool reset) {
   a.dv = dv;
   a.closed = closed;
   a.reset = reset;
-  a.w = w.data_ptr<float>();
-  a.y = delta ? y.data_ptr<float>() : nullptr;
+  a.q = q.data_ptr<float>();
   a.k = k.data_ptr<float>();
-  a.a_end = decay ? a_end.data_ptr<float>() : nullptr;
+  a.v = v.data_ptr<float>();
+  a.beta = delta ? beta.data_ptr<float>() : nullptr;
+  if (decay) {
+    a.decay = dc.data_ptr<float>();
+    a.a = A.data_ptr<float>();
+    a.tail = tc.data_ptr<float>();
+    a.a_end = a_end.data_ptr<float>();
+  }
   a.s0 = s0.data_ptr<float>();
-  a.s_before = s_before.data_ptr<float>();
-  a.u = u.data_ptr<float>();
+  a.o = o.data_ptr<float>();
   a.closed_state = closed_state.data_ptr<float>();
   a.s_end = s_end.data_ptr<float>();
-  SpanRecurrenceCpu(a);
+  SpanOnlineCpu(a);
 
   at::Tensor s = s0;
   for (int64_t g = 0; g < G; ++g) {
-    EXPECT_LE(RelError(s_before.select(1, g), s), 1e-5) << g;
-    const at::Tensor ug = delta ? w.select(1, g) - at::bmm(y.select(1, g), s) : w.select(1, g);
-    EXPECT_LE(RelError(u.select(1, g), ug), 1e-5) << g;
-    const at::Tensor scale = decay ? a_end.select(1, g).view({H, 1, 1}) : at::ones({H, 1, 1});
-    s = scale * s + at::bmm(k.select(1, g).transpose(1, 2), ug);
+    const at::Tensor qg = q.select(1, g), kg = k.select(1, g), vg = v.select(1, g);
+    const at::Tensor dg = d.select(1, g), ag = A.select(1, g).unsqueeze(-1);
+    at::Tensor u = vg;
+    if (delta) {
+      const at::Tensor bg = beta.select(1, g).unsqueeze(-1);
+      const at::Tensor lower = (at::bmm(kg, kg.transpose(1, 2)) * dg).tril(-1) * bg;
+      const at::Tensor sol = at::linalg_solve_triangular(
+          lower + at::eye(C), at::cat({bg * vg, bg * ag * kg}, -1), false, true, true);
+      u = sol.narrow(-1, 0, dv) - at::bmm(sol.narrow(-1, dv, dk), s);
+    }
+    const at::Tensor want = ag * at::bmm(qg, s) + at::bmm(at::bmm(qg, kg.transpose(1, 2)) * dg, u);
+    EXPECT_LE(RelError(o.select(1, g), want), 1e-5) << g;
+    s = a_end.select(1, g).view({H, 1, 1}) * s +
+        at::bmm((kg * tail.select(1, g).unsqueeze(-1)).transpose(1, 2), u);
     if (g < closed) {
       EXPECT_LE(RelError(closed_state[g], s), 1e-5) << g;
       if (reset) s = at::zeros_like(s);
@@ -79,13 +89,13 @@ void CheckRecurrence(const Shape& shape, bool delta, bool decay, bool reset) {
   EXPECT_LE(RelError(s_end, s), 1e-5);
 }
 
-TEST_P(SpanPrefillCpuTest, RecurrenceMatchesSegmentBySegmentProducts) {
+TEST_P(SpanPrefillCpuTest, OnlinePartMatchesItsDefinitionSegmentBySegment) {
   for (const bool delta : {false, true}) {
     for (const bool decay : {false, true}) {
       for (const bool reset : {false, true}) {
         SCOPED_TRACE(::testing::Message()
                      << "delta " << delta << " decay " << decay << " reset " << reset);
-        CheckRecurrence(GetParam(), delta, decay, reset);
+        CheckOnline(GetParam(), delta, decay, reset);
       }
     }
   }
