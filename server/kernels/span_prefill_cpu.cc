@@ -189,12 +189,27 @@ MCSERVE_CPU_CLONES void OnlineHead(const SpanOnlineArgs& a, int64_t h, OnlineScr
   std::memcpy(a.s_end + h * sd, s, sizeof(float) * sd);
 }
 
-MCSERVE_CPU_CLONES void ReadSegment(const SpanReadArgs& a, int64_t h, int64_t g) {
+// Fills wt [C, n] with segment (h, g)'s weights for its first `reads`
+// checkpoints and scales its online read o [C, dv] by w_on.
+MCSERVE_HOT void SegmentWeights(const SpanReadArgs& a, int64_t reads, float* o, float* wt) {
+  const int64_t C = a.seg_len, n = a.n, dv = a.dv;
+  const float w = a.weights == SpanWeights::kMean ? 1.0f / static_cast<float>(1 + reads) : 1.0f;
+  for (int64_t t = 0; t < C; ++t) std::fill(wt + t * n, wt + t * n + reads, w);
+  if (w != 1.0f) {
+    for (int64_t j = 0; j < C * dv; ++j) o[j] *= w;
+  }
+}
+
+MCSERVE_CPU_CLONES void ReadSegment(const SpanReadArgs& a, int64_t h, int64_t g, float* wt) {
   const int64_t C = a.seg_len, dk = a.dk, dv = a.dv, n = a.n;
   const int64_t hg = h * a.segments + g, reads = std::min(a.n0 + g, n);
   const float* q = a.q + hg * C * dk;
-  const float* w = a.w + hg * C * n;
   float* o = a.o + hg * C * dv;
+  const float* w = a.w != nullptr ? a.w + hg * C * n : nullptr;
+  if (a.weights != SpanWeights::kGiven) {
+    SegmentWeights(a, reads, o, wt);
+    w = wt;
+  }
   for (int64_t i = 0; i < reads; ++i) {
     Product(C, dv, dk, q, dk, 1, a.ckpt + (h * n + i) * dk * dv, dv,
             [o, w, i, n, dv](int64_t t, int64_t j, auto v) MCSERVE_HOT_LAMBDA {
@@ -211,8 +226,9 @@ void SpanOnlineCpu(const SpanOnlineArgs& a) {
 }
 
 void SpanReadCpu(const SpanReadArgs& a) {
+  std::vector<float> wt(a.weights == SpanWeights::kGiven ? 0 : a.seg_len * a.n);
   for (int64_t h = 0; h < a.heads; ++h) {
-    for (int64_t g = 0; g < a.segments; ++g) ReadSegment(a, h, g);
+    for (int64_t g = 0; g < a.segments; ++g) ReadSegment(a, h, g, wt.data());
   }
 }
 

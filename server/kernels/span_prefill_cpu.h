@@ -42,15 +42,24 @@ struct SpanOnlineArgs {
 };
 void SpanOnlineCpu(const SpanOnlineArgs& a);
 
+// How the read weighs a token's checkpoints (w_ti) and its online read
+// (w_on, o_t scaled by it first), for the r = min(n0 + g, n) it may read.
+enum class SpanWeights {
+  kGiven,     // w_ti from SpanReadArgs::w; o_t as given (already weighted)
+  kResidual,  // w_ti = 1, w_on = 1
+  kMean,      // w_ti = w_on = 1 / (1 + r)
+};
+
 // The read of cached checkpoints: segment g's tokens read the first
-// min(n0 + g, n) checkpoints,
-//   o_t += sum_i w_ti (M_i^T q_t).
+// r = min(n0 + g, n) checkpoints,
+//   o_t = w_on o_t + sum_{i < r} w_ti (M_i^T q_t).
 struct SpanReadArgs {
   int64_t heads = 0, segments = 0, seg_len = 0, n = 0, n0 = 0, dk = 0, dv = 0;
+  SpanWeights weights = SpanWeights::kGiven;
   const float* q = nullptr;     // [H, G, C, dk]
-  const float* w = nullptr;     // [H, G, C, n] weight of each checkpoint for each token
   const float* ckpt = nullptr;  // [H, n, dk, dv] M_i
-  float* o = nullptr;           // [H, G, C, dv] accumulated into
+  const float* w = nullptr;     // [H, G, C, n] kGiven only
+  float* o = nullptr;  // [H, G, C, dv] the online read on entry, the aggregated read on return
 };
 void SpanReadCpu(const SpanReadArgs& a);
 

@@ -191,6 +191,25 @@ SpanMixerOutputs SpanMixer(const McLayerParams& p, const SpanMixerInputs& in) {
     sums.push_back(out.closed_summary.narrow(0, 0, G - 1).transpose(0, 1));
   }
   const at::Tensor m_all = at::cat(ckpts, 1);  // [H, n, dk, dv]
+  kernels::SpanReadArgs ra;
+  ra.heads = H;
+  ra.segments = G;
+  ra.seg_len = C;
+  ra.n = n;
+  ra.n0 = n0;
+  ra.dk = dk;
+  ra.dv = dv;
+  // On the CPU residual and mean weigh as they read.
+  if (cpu && (p.aggregation == Aggregation::kResidual || p.aggregation == Aggregation::kMean)) {
+    const at::Tensor o = o_on.contiguous(), qc = q.contiguous(), mc = m_all.contiguous();
+    ra.weights = p.aggregation == Aggregation::kMean ? kernels::SpanWeights::kMean
+                                                     : kernels::SpanWeights::kResidual;
+    ra.q = qc.data_ptr<float>();
+    ra.ckpt = mc.data_ptr<float>();
+    ra.o = o.data_ptr<float>();
+    kernels::SpanReadCpu(ra);
+    return finish(o);
+  }
   // Segment g reads the first n0 + g checkpoints.
   const at::Tensor readable = (at::arange(n, opts.dtype(at::kLong)).view({1, n}) <
                                (at::arange(G, opts.dtype(at::kLong)) + n0).view({G, 1}))
@@ -230,14 +249,6 @@ SpanMixerOutputs SpanMixer(const McLayerParams& p, const SpanMixerInputs& in) {
   if (cpu) {
     const at::Tensor o = o_base.contiguous(), wc = weights.contiguous(), qc = q.contiguous();
     const at::Tensor mc = m_all.contiguous();
-    kernels::SpanReadArgs ra;
-    ra.heads = H;
-    ra.segments = G;
-    ra.seg_len = C;
-    ra.n = n;
-    ra.n0 = n0;
-    ra.dk = dk;
-    ra.dv = dv;
     ra.q = qc.data_ptr<float>();
     ra.w = wc.data_ptr<float>();
     ra.ckpt = mc.data_ptr<float>();

@@ -101,8 +101,8 @@ TEST_P(SpanPrefillCpuTest, OnlinePartMatchesItsDefinitionSegmentBySegment) {
   }
 }
 
-TEST_P(SpanPrefillCpuTest, ReadAddsTheWeightedCheckpointReads) {
-  const auto [C, dk, dv] = GetParam();
+void CheckRead(const Shape& shape, SpanWeights mode) {
+  const auto [C, dk, dv] = shape;
   at::manual_seed(3);
   const int64_t H = 2, G = 4, n = 5, n0 = 2;  // segments read 2, 3, 4 and 5 checkpoints
   const at::Tensor q = at::randn({H, G, C, dk}), w = at::rand({H, G, C, n});
@@ -116,19 +116,39 @@ TEST_P(SpanPrefillCpuTest, ReadAddsTheWeightedCheckpointReads) {
   a.n0 = n0;
   a.dk = dk;
   a.dv = dv;
+  a.weights = mode;
   a.q = q.data_ptr<float>();
-  a.w = w.data_ptr<float>();
+  if (mode == SpanWeights::kGiven) a.w = w.data_ptr<float>();
   a.ckpt = ckpt.data_ptr<float>();
   a.o = o.data_ptr<float>();
   SpanReadCpu(a);
   for (int64_t g = 0; g < G; ++g) {
-    at::Tensor want = o0.select(1, g);
-    for (int64_t i = 0; i < std::min(n0 + g, n); ++i) {
-      want = want + w.select(1, g).select(-1, i).unsqueeze(-1) *
-                        at::bmm(q.select(1, g), ckpt.select(1, i));
+    const int64_t reads = std::min(n0 + g, n);
+    const double mean = 1.0 / static_cast<double>(1 + reads);
+    at::Tensor want = mode == SpanWeights::kMean ? o0.select(1, g) * mean : o0.select(1, g);
+    for (int64_t i = 0; i < reads; ++i) {
+      const at::Tensor read = at::bmm(q.select(1, g), ckpt.select(1, i));
+      if (mode == SpanWeights::kGiven) {
+        want = want + w.select(1, g).select(-1, i).unsqueeze(-1) * read;
+      } else {
+        want = want + (mode == SpanWeights::kMean ? read * mean : read);
+      }
     }
     EXPECT_LE(RelError(o.select(1, g), want), 1e-5) << g;
   }
+}
+
+TEST_P(SpanPrefillCpuTest, ReadAddsTheWeightedCheckpointReads) {
+  CheckRead(GetParam(), SpanWeights::kGiven);
+}
+
+TEST_P(SpanPrefillCpuTest, ReadWeighsResidualAndMeanItself) {
+  {
+    SCOPED_TRACE("residual");
+    CheckRead(GetParam(), SpanWeights::kResidual);
+  }
+  SCOPED_TRACE("mean");
+  CheckRead(GetParam(), SpanWeights::kMean);
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, SpanPrefillCpuTest,
