@@ -24,6 +24,7 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include "server/kernels/mc_params.h"
 #include "server/model/mc_model.h"
 #include "server/util/flags_help.h"
 
@@ -92,6 +93,23 @@ int64_t MatmulParams(const model::McModel& m) {
     }
   }
   return n;
+}
+
+// FLOPs of the MC mixers in a prefill of P tokens from position 0 (linear
+// memory; 0 for deep memory, whose cost is not modelled here): each token's
+// read of every checkpoint closed before its segment (2 dk dv per head and
+// layer), and its online state read and write (4 dk dv; 6 with the delta
+// rule's extra state product).
+double MixerFlops(const model::McModel& m, int64_t P) {
+  const model::ModelConfig& c = m.config();
+  if (c.is_deep()) return 0;
+  const kernels::McLayerParams p = c.LayerParams(model::CkptDtype::kFloat32);
+  const double per = 2.0 * p.head_dim * kernels::ValueDim(p) * c.n_heads * c.n_layers;
+  double reads = 0;
+  if (kernels::KeepsCheckpoints(p.aggregation)) {
+    for (int64_t t = 0; t < P; ++t) reads += static_cast<double>(t / p.segment_length);
+  }
+  return per * (reads + static_cast<double>(P) * (p.rule == kernels::MemoryRule::kDelta ? 3 : 2));
 }
 
 // One session's bookkeeping: position and checkpoint slots.
@@ -205,13 +223,15 @@ int Run() {
     if (!b.Prefill(s, Tokens(P, 1), /*want_logits=*/false)) return 1;
     best = std::min(best, Seconds(t0, Clock::now()));
   }
-  // Every piece reads the weights once and multiplies each token by them.
+  // Every piece reads the weights once and multiplies each token by them;
+  // the mixers add their own products.
   const double pieces = std::ceil(static_cast<double>(P) / (*m)->options().prefill_piece);
-  const double prefill_floor = floor_s(4 * params * pieces, 2 * params * P);
+  const double prefill_flops = 2 * params * P + MixerFlops(**m, P);
+  const double prefill_floor = floor_s(4 * params * pieces, prefill_flops);
   std::printf(
       "{\"phase\":\"prefill\",\"memory\":\"%s\",\"batch\":1,\"tokens\":%d,\"seconds\":%.6f,"
-      "\"tok_s\":%.1f,\"floor_s\":%.6f,\"of_floor\":%.3f}\n",
-      kind, P, best, P / best, prefill_floor, prefill_floor / best);
+      "\"tok_s\":%.1f,\"GFLOP\":%.3f,\"floor_s\":%.6f,\"of_floor\":%.3f}\n",
+      kind, P, best, P / best, prefill_flops / 1e9, prefill_floor, prefill_floor / best);
 
   // Decode: sessions holding `ctx` tokens, `steps` timed steps.
   for (int B : batches) {
