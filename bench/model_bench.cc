@@ -96,20 +96,25 @@ int64_t MatmulParams(const model::McModel& m) {
 }
 
 // FLOPs of the MC mixers in a prefill of P tokens from position 0 (linear
-// memory; 0 for deep memory, whose cost is not modelled here): each token's
-// read of every checkpoint closed before its segment (2 dk dv per head and
-// layer), and its online state read and write (4 dk dv; 6 with the delta
-// rule's extra state product).
+// memory; 0 for deep memory, whose cost is not modelled here), per head and
+// layer: each token's read of every checkpoint closed before its segment
+// (2 dk dv each), its online state read and write (4 dk dv) and its row of
+// the segment's own products, q k^T and P U (2 C (dk + dv)); the delta rule
+// adds the state product Y S (2 dk dv), k k^T (2 C dk) and the solve
+// (C (dk + dv)). Products of whole padded segments count as computed.
 double MixerFlops(const model::McModel& m, int64_t P) {
   const model::ModelConfig& c = m.config();
   if (c.is_deep()) return 0;
   const kernels::McLayerParams p = c.LayerParams(model::CkptDtype::kFloat32);
-  const double per = 2.0 * p.head_dim * kernels::ValueDim(p) * c.n_heads * c.n_layers;
+  const double dk = p.head_dim, dv = kernels::ValueDim(p), C = p.segment_length;
+  const bool delta = p.rule == kernels::MemoryRule::kDelta;
   double reads = 0;
   if (kernels::KeepsCheckpoints(p.aggregation)) {
     for (int64_t t = 0; t < P; ++t) reads += static_cast<double>(t / p.segment_length);
   }
-  return per * (reads + static_cast<double>(P) * (p.rule == kernels::MemoryRule::kDelta ? 3 : 2));
+  const double per_token =
+      4 * dk * dv + 2 * C * (dk + dv) + (delta ? 2 * dk * dv + 2 * C * dk + C * (dk + dv) : 0);
+  return (2 * dk * dv * reads + per_token * static_cast<double>(P)) * p.n_heads * c.n_layers;
 }
 
 // One session's bookkeeping: position and checkpoint slots.

@@ -9,8 +9,10 @@
 namespace mcserve::kernels {
 namespace {
 
-// Sixteen floats: two AVX-512 registers' worth in the AVX2 copies, four in
-// the baseline (the compiler splits the vector type).
+// Sixteen floats: one AVX-512 register, two AVX2 registers in the AVX2
+// copy, four SSE registers in the baseline (the compiler splits the type;
+// the 4 x 32 tile's accumulators then spill in those copies, which have not
+// been measured: docs/kernels.md).
 typedef float Vec __attribute__((vector_size(64)));
 constexpr int kLanes = 16;
 

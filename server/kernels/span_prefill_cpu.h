@@ -3,8 +3,9 @@
 // LibTorch's batched ops spend more in dispatch, temporaries and per-matrix
 // BLAS calls than in arithmetic (docs/benchmarks.md).
 //
-// Framework-free: raw row-major float32 pointers, no allocation except where
-// stated. H heads, G segments of C tokens, dk key and dv value dims.
+// Framework-free: raw row-major float32 pointers; each call allocates its
+// own small scratch (C x C blocks, a segment's weights). H heads, G segments
+// of C tokens, dk key and dv value dims.
 #ifndef MCSERVE_SERVER_KERNELS_SPAN_PREFILL_CPU_H_
 #define MCSERVE_SERVER_KERNELS_SPAN_PREFILL_CPU_H_
 
@@ -21,7 +22,7 @@ namespace mcserve::kernels {
 //   o_t = A_t (q_t S) + sum_{j <= t} D_tj (q_t . k_j) u_j,
 //   S  <- A_C S + sum_t (A_C / A_t) k_t u_t^T,
 // and at a boundary g < closed the state is copied out, then zeroed when
-// `reset`. Allocates its scratch (a few C x C and C x d blocks).
+// `reset`.
 struct SpanOnlineArgs {
   int64_t heads = 0, segments = 0, seg_len = 0, dk = 0, dv = 0;
   int64_t closed = 0;  // boundaries the span closes: after segments 0 .. closed-1

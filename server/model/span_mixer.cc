@@ -127,6 +127,95 @@ at::Tensor OnlineBatched(const McLayerParams& p, const Span& sp, const Online& o
   return o_on + at::matmul(at::matmul(q, k.transpose(-1, -2)) * on.decay, at::stack(u_seg, 1));
 }
 
+// Weights of the checkpoints per token, [H, G, C, n] (zero where not
+// readable: segment g reads the first n0 + g), and of the online read,
+// [H, G, C, 1], [1, G, 1, 1] or undefined (1). u [H, G, C, dk] is only read
+// by the gated aggregations, with ks_run the open segment's running key sums
+// and summary [H, n, dk] the checkpoints' mean keys.
+void ReadWeights(const McLayerParams& p, const Span& sp, int64_t n0, const at::Tensor& u,
+                 const at::Tensor& ks_run, const at::Tensor& summary, at::Tensor& weights,
+                 at::Tensor& w_on) {
+  const int64_t H = sp.H, G = sp.G, C = sp.C, n = summary.size(1), dk = summary.size(2);
+  const auto opts = ks_run.options();
+  const at::Tensor readable = (at::arange(n, opts.dtype(at::kLong)).view({1, n}) <
+                               (at::arange(G, opts.dtype(at::kLong)) + n0).view({G, 1}))
+                                  .view({1, G, 1, n});
+  if (p.aggregation == Aggregation::kResidual || p.aggregation == Aggregation::kMean) {
+    weights = readable.to(opts.dtype()).expand({H, G, C, n});
+    if (p.aggregation == Aggregation::kMean) {
+      w_on = (1.0 / (at::arange(G, opts) + static_cast<double>(1 + n0))).view({1, G, 1, 1});
+      weights = weights * w_on;
+    }
+    return;
+  }
+  // Gated: grm, soup (identical for matrix memory), ssc.
+  const at::Tensor counts = at::arange(1, C + 1, opts).view({1, 1, C, 1});
+  const at::Tensor z_on = (u * (ks_run / counts)).sum(-1, true) * p.gate_scale;
+  at::Tensor z = at::bmm(u.reshape({H, G * C, dk}), summary.transpose(-1, -2)).view({H, G, C, n}) *
+                 p.gate_scale;
+  z = z.masked_fill(readable.logical_not(), kNegInf);
+  if (p.aggregation == Aggregation::kSsc) {
+    z = z.masked_fill(TopKMask(z, p.top_k).logical_and(readable).logical_not(), kNegInf);
+  }
+  const at::Tensor gates = at::cat({z_on, z}, -1).softmax(-1);  // [H, G, C, 1 + n]
+  w_on = gates.narrow(-1, 0, 1);
+  weights = gates.narrow(-1, 1, n);
+}
+
+// o_t += sum_i w_ti M_i^T q_t (span_prefill_cpu.h's SpanReadCpu) as
+// written-out loops, into o [H, G, C, dv] (the online read, already weighted
+// unless `mode` weighs it); `weights` is read for kGiven only.
+at::Tensor ReadLoops(const Span& sp, int64_t n0, kernels::SpanWeights mode, const at::Tensor& q,
+                     const at::Tensor& m_all, const at::Tensor& o_in, const at::Tensor& weights) {
+  const at::Tensor o = o_in.contiguous(), qc = q.contiguous(), mc = m_all.contiguous();
+  const at::Tensor wc = mode == kernels::SpanWeights::kGiven ? weights.contiguous() : at::Tensor();
+  kernels::SpanReadArgs ra;
+  ra.heads = sp.H;
+  ra.segments = sp.G;
+  ra.seg_len = sp.C;
+  ra.n = mc.size(1);
+  ra.n0 = n0;
+  ra.dk = mc.size(2);
+  ra.dv = mc.size(3);
+  ra.weights = mode;
+  ra.q = qc.data_ptr<float>();
+  ra.ckpt = mc.data_ptr<float>();
+  if (wc.defined()) ra.w = wc.data_ptr<float>();
+  ra.o = o.data_ptr<float>();
+  kernels::SpanReadCpu(ra);
+  return o;
+}
+
+// The same with LibTorch, as one product per head: the outer products
+// w_t (x) q_t, [tokens, n * dk], times the checkpoints stacked [n * dk, dv].
+// For the whole span at once, or segment by segment (reading only what each
+// segment may) when that would take more than max_outer_floats.
+at::Tensor ReadBatched(const Span& sp, int64_t n0, const at::Tensor& q, const at::Tensor& m_all,
+                       const at::Tensor& o_base, const at::Tensor& weights,
+                       int64_t max_outer_floats) {
+  const int64_t H = sp.H, G = sp.G, C = sp.C, n = m_all.size(1), dk = m_all.size(2),
+                dv = m_all.size(3);
+  const at::Tensor m_rows = m_all.reshape({H, n * dk, dv});
+  if (H * G * C * n * dk <= max_outer_floats) {
+    const at::Tensor outer = (weights.unsqueeze(-1) * q.unsqueeze(-2)).reshape({H, G * C, n * dk});
+    return o_base + at::bmm(outer, m_rows).view({H, G, C, dv});
+  }
+  std::vector<at::Tensor> o_seg;
+  o_seg.reserve(G);
+  for (int64_t g = 0; g < G; ++g) {
+    at::Tensor og = o_base.select(1, g);
+    const int64_t ng = n0 + g;
+    if (ng > 0) {
+      const at::Tensor outer =
+          (weights.select(1, g).narrow(-1, 0, ng).unsqueeze(-1) * q.select(1, g).unsqueeze(-2))
+              .reshape({H, C, ng * dk});
+      og = og + at::bmm(outer, m_rows.narrow(1, 0, ng * dk));
+    }
+    o_seg.push_back(og);
+  }
+  return at::stack(o_seg, 1);
+}
+
 }  // namespace
 
 SpanMixerOutputs SpanMixer(const McLayerParams& p, const SpanMixerInputs& in) {
@@ -191,90 +280,19 @@ SpanMixerOutputs SpanMixer(const McLayerParams& p, const SpanMixerInputs& in) {
     sums.push_back(out.closed_summary.narrow(0, 0, G - 1).transpose(0, 1));
   }
   const at::Tensor m_all = at::cat(ckpts, 1);  // [H, n, dk, dv]
-  kernels::SpanReadArgs ra;
-  ra.heads = H;
-  ra.segments = G;
-  ra.seg_len = C;
-  ra.n = n;
-  ra.n0 = n0;
-  ra.dk = dk;
-  ra.dv = dv;
   // On the CPU residual and mean weigh as they read.
   if (cpu && (p.aggregation == Aggregation::kResidual || p.aggregation == Aggregation::kMean)) {
-    const at::Tensor o = o_on.contiguous(), qc = q.contiguous(), mc = m_all.contiguous();
-    ra.weights = p.aggregation == Aggregation::kMean ? kernels::SpanWeights::kMean
-                                                     : kernels::SpanWeights::kResidual;
-    ra.q = qc.data_ptr<float>();
-    ra.ckpt = mc.data_ptr<float>();
-    ra.o = o.data_ptr<float>();
-    kernels::SpanReadCpu(ra);
-    return finish(o);
+    const kernels::SpanWeights mode = p.aggregation == Aggregation::kMean
+                                          ? kernels::SpanWeights::kMean
+                                          : kernels::SpanWeights::kResidual;
+    return finish(ReadLoops(sp, n0, mode, q, m_all, o_on, at::Tensor()));
   }
-  // Segment g reads the first n0 + g checkpoints.
-  const at::Tensor readable = (at::arange(n, opts.dtype(at::kLong)).view({1, n}) <
-                               (at::arange(G, opts.dtype(at::kLong)) + n0).view({G, 1}))
-                                  .view({1, G, 1, n});
-
-  // Weights of the checkpoints per token, [H, G, C, n] (zero where not
-  // readable), and of the online read, [H, G, C, 1] or a scalar.
   at::Tensor weights, w_on;
-  if (p.aggregation == Aggregation::kResidual || p.aggregation == Aggregation::kMean) {
-    weights = readable.to(opts.dtype()).expand({H, G, C, n});
-    if (p.aggregation == Aggregation::kMean) {
-      w_on = (1.0 / (at::arange(G, opts) + static_cast<double>(1 + n0))).view({1, G, 1, 1});
-      weights = weights * w_on;
-    }
-  } else {
-    // Gated: grm, soup (identical for matrix memory), ssc.
-    const at::Tensor uq = Segments(sp, in.u);  // [H, G, C, dk]
-    const at::Tensor counts = at::arange(1, C + 1, opts).view({1, 1, C, 1});
-    const at::Tensor z_on = (uq * (ks_run / counts)).sum(-1, true) * p.gate_scale;
-    at::Tensor z =
-        at::bmm(uq.reshape({H, G * C, dk}), at::cat(sums, 1).transpose(-1, -2)).view({H, G, C, n}) *
-        p.gate_scale;
-    z = z.masked_fill(readable.logical_not(), kNegInf);
-    if (p.aggregation == Aggregation::kSsc) {
-      z = z.masked_fill(TopKMask(z, p.top_k).logical_and(readable).logical_not(), kNegInf);
-    }
-    const at::Tensor gates = at::cat({z_on, z}, -1).softmax(-1);  // [H, G, C, 1 + n]
-    w_on = gates.narrow(-1, 0, 1);
-    weights = gates.narrow(-1, 1, n);
-  }
+  ReadWeights(p, sp, n0, in.u.defined() ? Segments(sp, in.u) : at::Tensor(), ks_run,
+              at::cat(sums, 1), weights, w_on);
   const at::Tensor o_base = w_on.defined() ? o_on * w_on : o_on;
-
-  // o_t += sum_i w_ti M_i^T q_t, as one product per head: the outer
-  // products w_t (x) q_t, [tokens, n * dk], times the checkpoints stacked
-  // [n * dk, dv]. For the whole span at once, or segment by segment (reading
-  // only what each segment may) when that would take too much memory.
-  if (cpu) {
-    const at::Tensor o = o_base.contiguous(), wc = weights.contiguous(), qc = q.contiguous();
-    const at::Tensor mc = m_all.contiguous();
-    ra.q = qc.data_ptr<float>();
-    ra.w = wc.data_ptr<float>();
-    ra.ckpt = mc.data_ptr<float>();
-    ra.o = o.data_ptr<float>();
-    kernels::SpanReadCpu(ra);
-    return finish(o);
-  }
-  const at::Tensor m_rows = m_all.reshape({H, n * dk, dv});
-  if (H * G * C * n * dk <= in.max_outer_floats) {
-    const at::Tensor outer = (weights.unsqueeze(-1) * q.unsqueeze(-2)).reshape({H, G * C, n * dk});
-    return finish(o_base + at::bmm(outer, m_rows).view({H, G, C, dv}));
-  }
-  std::vector<at::Tensor> o_seg;
-  o_seg.reserve(G);
-  for (int64_t g = 0; g < G; ++g) {
-    at::Tensor og = o_base.select(1, g);
-    const int64_t ng = n0 + g;
-    if (ng > 0) {
-      const at::Tensor outer =
-          (weights.select(1, g).narrow(-1, 0, ng).unsqueeze(-1) * q.select(1, g).unsqueeze(-2))
-              .reshape({H, C, ng * dk});
-      og = og + at::bmm(outer, m_rows.narrow(1, 0, ng * dk));
-    }
-    o_seg.push_back(og);
-  }
-  return finish(at::stack(o_seg, 1));
+  return finish(cpu ? ReadLoops(sp, n0, kernels::SpanWeights::kGiven, q, m_all, o_base, weights)
+                    : ReadBatched(sp, n0, q, m_all, o_base, weights, in.max_outer_floats));
 }
 
 }  // namespace mcserve::model

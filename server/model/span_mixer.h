@@ -2,8 +2,9 @@
 // segment boundaries (mc-model.md §4-5), equal to feeding the tokens one at a
 // time. The span is padded to whole segments (zero keys, values and queries,
 // no decay), every segment's own products run as one batched product over
-// the span's segments, and only the state recurrence from one segment to the
-// next is sequential. The checkpoints the span closes are read by its later
+// the span's segments (LibTorch's ops; on the CPU, written-out loops over the
+// segments instead: cpu_loops), and only the state recurrence from one
+// segment to the next is sequential. The checkpoints the span closes are read by its later
 // segments as the cache would hold them (rounded to params.ckpt_dtype).
 //
 // The same derivation as chunk_mixer.h, with the delta rule's solve split

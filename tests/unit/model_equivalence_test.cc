@@ -107,6 +107,40 @@ TEST_P(EquivalenceTest, SpanMixerPathsAgree) {
   EXPECT_TRUE(at::equal(loops.closed_summary, whole.closed_summary));
 }
 
+// The same at head and segment sizes that reach the loops' vector tiles
+// (SmallConfig's heads of 8 reach only their scalar edges), with an open
+// last segment and bfloat16 checkpoints.
+TEST_P(EquivalenceTest, SpanMixerPathsAgreeAtVectorWidths) {
+  kernels::McLayerParams p = Config(16).LayerParams(model::CkptDtype::kBFloat16);
+  p.head_dim = 48;
+  at::manual_seed(6);
+  const int64_t H = p.n_heads, T = 40, d = p.head_dim, n = 2;
+  model::SpanMixerInputs in;
+  in.q = at::randn({H, T, d});
+  in.q = in.q / in.q.norm(2, -1, true);
+  in.k = at::randn({H, T, d});
+  in.k = in.k / in.k.norm(2, -1, true);
+  in.v = at::randn({H, T, d});
+  in.u = at::randn({H, T, d});
+  if (p.scalar_decay) in.log_alpha = at::log_sigmoid(at::randn({H, T}) + 2);
+  if (p.rule == MemoryRule::kDelta) in.beta = at::sigmoid(at::randn({H, T}));
+  in.s0 = at::randn({H, d, d}) * 0.1;
+  in.ks0 = at::randn({H, d});
+  in.count0 = 5;  // 45 tokens: segments of 16 close twice, the third stays open
+  in.ckpt = at::randn({H, n, d, d}) * 0.1;
+  in.ckpt_summary = at::randn({H, n, d});
+  const model::SpanMixerOutputs loops = model::SpanMixer(p, in);
+  in.cpu_loops = false;
+  const model::SpanMixerOutputs batched = model::SpanMixer(p, in);
+  ASSERT_EQ(loops.closed_ckpt.size(0), 2);
+  // The closed states agree to float rounding, which can move one of them
+  // across a bfloat16 step before the later segments read it.
+  EXPECT_LE(RelError(loops.o, batched.o), 1e-3);
+  EXPECT_LE(RelError(loops.s_end, batched.s_end), 1e-5);
+  EXPECT_LE(RelError(loops.closed_ckpt, batched.closed_ckpt), 1e-5);
+  EXPECT_TRUE(at::equal(loops.ks_end, batched.ks_end));
+}
+
 std::string VariantName(const ::testing::TestParamInfo<Variant>& info) {
   auto [rule, decay, agg, boundary] = info.param;
   return absl::StrCat(model::RuleName(rule), decay ? "_decay_" : "_nodecay_",
