@@ -39,25 +39,28 @@ struct Online {
   at::Tensor a_end;    // A_C [H, G, 1, 1]; undefined without decay
 };
 
+// Raw float32 pointers to tensors handed to a CPU kernel, each made
+// contiguous and kept alive as long as this is; null for an undefined one.
+class KernelInputs {
+ public:
+  const float* operator()(const at::Tensor& t) {
+    if (!t.defined()) return nullptr;
+    held_.push_back(t.contiguous());
+    return held_.back().data_ptr<float>();
+  }
+
+ private:
+  std::vector<at::Tensor> held_;
+};
+
 // The online read [H, G, C, dv] and the states (span_prefill_cpu.h's
 // SpanOnlineCpu) as written-out loops.
 at::Tensor OnlineLoops(const McLayerParams& p, const Span& sp, const Online& on,
                        const at::Tensor& s0, SpanMixerOutputs& out) {
   const int64_t dk = on.k.size(3), dv = on.v.size(3);
-  const auto opts = on.q.options();
-  const at::Tensor q = on.q.contiguous(), k = on.k.contiguous(), v = on.v.contiguous();
-  const at::Tensor s_in = s0.contiguous();
-  const bool decays = on.a.defined();
-  at::Tensor beta, decay, a, tail, a_end;
-  if (on.beta.defined()) beta = on.beta.contiguous();
-  if (decays) {
-    decay = on.decay.contiguous();
-    a = on.a.contiguous();
-    tail = on.tail.contiguous();
-    a_end = on.a_end.contiguous();
-  }
-  const at::Tensor o = at::empty({sp.H, sp.G, sp.C, dv}, opts);
-  out.s_end = at::empty({sp.H, dk, dv}, opts);
+  const at::Tensor o = at::empty({sp.H, sp.G, sp.C, dv}, on.q.options());
+  out.s_end = at::empty({sp.H, dk, dv}, on.q.options());
+  KernelInputs in;
   kernels::SpanOnlineArgs ka;
   ka.heads = sp.H;
   ka.segments = sp.G;
@@ -66,17 +69,17 @@ at::Tensor OnlineLoops(const McLayerParams& p, const Span& sp, const Online& on,
   ka.dv = dv;
   ka.closed = sp.closed();
   ka.reset = p.boundary == kernels::Boundary::kReset;
-  ka.q = q.data_ptr<float>();
-  ka.k = k.data_ptr<float>();
-  ka.v = v.data_ptr<float>();
-  if (beta.defined()) ka.beta = beta.data_ptr<float>();
-  if (decays) {
-    ka.decay = decay.data_ptr<float>();
-    ka.a = a.data_ptr<float>();
-    ka.tail = tail.data_ptr<float>();
-    ka.a_end = a_end.data_ptr<float>();
+  ka.q = in(on.q);
+  ka.k = in(on.k);
+  ka.v = in(on.v);
+  ka.beta = in(on.beta);
+  if (on.a.defined()) {  // without decay, on.decay is the [C, C] mask the kernel has itself
+    ka.decay = in(on.decay);
+    ka.a = in(on.a);
+    ka.tail = in(on.tail);
+    ka.a_end = in(on.a_end);
   }
-  ka.s0 = s_in.data_ptr<float>();
+  ka.s0 = in(s0);
   ka.o = o.data_ptr<float>();
   if (ka.closed > 0) ka.closed_state = out.closed_ckpt.data_ptr<float>();
   ka.s_end = out.s_end.data_ptr<float>();
@@ -167,20 +170,20 @@ void ReadWeights(const McLayerParams& p, const Span& sp, int64_t n0, const at::T
 // unless `mode` weighs it); `weights` is read for kGiven only.
 at::Tensor ReadLoops(const Span& sp, int64_t n0, kernels::SpanWeights mode, const at::Tensor& q,
                      const at::Tensor& m_all, const at::Tensor& o_in, const at::Tensor& weights) {
-  const at::Tensor o = o_in.contiguous(), qc = q.contiguous(), mc = m_all.contiguous();
-  const at::Tensor wc = mode == kernels::SpanWeights::kGiven ? weights.contiguous() : at::Tensor();
+  const at::Tensor o = o_in.contiguous();
+  KernelInputs in;
   kernels::SpanReadArgs ra;
   ra.heads = sp.H;
   ra.segments = sp.G;
   ra.seg_len = sp.C;
-  ra.n = mc.size(1);
+  ra.n = m_all.size(1);
   ra.n0 = n0;
-  ra.dk = mc.size(2);
-  ra.dv = mc.size(3);
+  ra.dk = m_all.size(2);
+  ra.dv = m_all.size(3);
   ra.weights = mode;
-  ra.q = qc.data_ptr<float>();
-  ra.ckpt = mc.data_ptr<float>();
-  if (wc.defined()) ra.w = wc.data_ptr<float>();
+  ra.q = in(q);
+  ra.ckpt = in(m_all);
+  if (mode == kernels::SpanWeights::kGiven) ra.w = in(weights);
   ra.o = o.data_ptr<float>();
   kernels::SpanReadCpu(ra);
   return o;

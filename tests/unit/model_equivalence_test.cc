@@ -73,10 +73,11 @@ TEST_P(EquivalenceTest, SpanningPiecesFromAnyPositionEqualDecode) {
   EXPECT_EQ(mixed.ckpts().size(), ref.ckpts().size());
 }
 
-TEST_P(EquivalenceTest, SpanMixerPathsAgree) {
-  const kernels::McLayerParams p = Config(3).LayerParams(model::CkptDtype::kFloat32);
-  at::manual_seed(5);
-  const int64_t H = p.n_heads, T = 11, d = p.head_dim, n = 3;
+// Random SpanMixer inputs of T tokens for p's heads, n checkpoints held,
+// count0 tokens of the open segment before the span.
+model::SpanMixerInputs RandomSpan(const kernels::McLayerParams& p, int64_t T, int64_t n,
+                                  int64_t count0) {
+  const int64_t H = p.n_heads, d = p.head_dim;
   model::SpanMixerInputs in;
   in.q = at::randn({H, T, d});
   in.q = in.q / in.q.norm(2, -1, true);
@@ -88,9 +89,16 @@ TEST_P(EquivalenceTest, SpanMixerPathsAgree) {
   if (p.rule == MemoryRule::kDelta) in.beta = at::sigmoid(at::randn({H, T}));
   in.s0 = at::randn({H, d, d}) * 0.1;
   in.ks0 = at::randn({H, d});
-  in.count0 = 1;
+  in.count0 = count0;
   in.ckpt = at::randn({H, n, d, d}) * 0.1;
   in.ckpt_summary = at::randn({H, n, d});
+  return in;
+}
+
+TEST_P(EquivalenceTest, SpanMixerPathsAgree) {
+  const kernels::McLayerParams p = Config(3).LayerParams(model::CkptDtype::kFloat32);
+  at::manual_seed(5);
+  model::SpanMixerInputs in = RandomSpan(p, /*T=*/11, /*n=*/3, /*count0=*/1);
   const model::SpanMixerOutputs loops = model::SpanMixer(p, in);
   in.cpu_loops = false;  // LibTorch's batched ops, as on the GPU
   const model::SpanMixerOutputs whole = model::SpanMixer(p, in);
@@ -114,21 +122,8 @@ TEST_P(EquivalenceTest, SpanMixerPathsAgreeAtVectorWidths) {
   kernels::McLayerParams p = Config(16).LayerParams(model::CkptDtype::kBFloat16);
   p.head_dim = 48;
   at::manual_seed(6);
-  const int64_t H = p.n_heads, T = 40, d = p.head_dim, n = 2;
-  model::SpanMixerInputs in;
-  in.q = at::randn({H, T, d});
-  in.q = in.q / in.q.norm(2, -1, true);
-  in.k = at::randn({H, T, d});
-  in.k = in.k / in.k.norm(2, -1, true);
-  in.v = at::randn({H, T, d});
-  in.u = at::randn({H, T, d});
-  if (p.scalar_decay) in.log_alpha = at::log_sigmoid(at::randn({H, T}) + 2);
-  if (p.rule == MemoryRule::kDelta) in.beta = at::sigmoid(at::randn({H, T}));
-  in.s0 = at::randn({H, d, d}) * 0.1;
-  in.ks0 = at::randn({H, d});
-  in.count0 = 5;  // 45 tokens: segments of 16 close twice, the third stays open
-  in.ckpt = at::randn({H, n, d, d}) * 0.1;
-  in.ckpt_summary = at::randn({H, n, d});
+  // 45 tokens: segments of 16 close twice, the third stays open.
+  model::SpanMixerInputs in = RandomSpan(p, /*T=*/40, /*n=*/2, /*count0=*/5);
   const model::SpanMixerOutputs loops = model::SpanMixer(p, in);
   in.cpu_loops = false;
   const model::SpanMixerOutputs batched = model::SpanMixer(p, in);

@@ -10,15 +10,15 @@
 #include <cmath>
 #include <tuple>
 
+#include "tests/support/test_models.h"
+
 namespace mcserve::kernels {
 namespace {
 
 // (segment length C, key dims dk, value dims dv)
 using Shape = std::tuple<int64_t, int64_t, int64_t>;
 
-double RelError(const at::Tensor& got, const at::Tensor& want) {
-  return (got - want).abs().max().item<double>() / (want.abs().max().item<double>() + 1e-12);
-}
+using mcserve::testing::RelError;
 
 class SpanPrefillCpuTest : public ::testing::TestWithParam<Shape> {};
 
