@@ -4,7 +4,9 @@
 // for the baseline, picked once at load time (an ifunc); the loops it calls
 // are MCSERVE_HOT (forced inline) so that each copy is vectorised for its
 // own instruction set. Nothing with external linkage is compiled for a wider
-// set than the baseline.
+// set than the baseline. For loops on plain floats, which the compiler
+// vectorises per copy; a kernel written with GCC vector types needs a width
+// per set and uses cpu_isa.h instead.
 #ifndef MCSERVE_SERVER_KERNELS_CPU_CLONES_H_
 #define MCSERVE_SERVER_KERNELS_CPU_CLONES_H_
 

@@ -5,30 +5,35 @@
 #include <vector>
 
 #include "server/kernels/cpu_clones.h"
+#include "server/kernels/cpu_isa.h"
 
 namespace mcserve::kernels {
 namespace {
 
-// Sixteen floats: one AVX-512 register, two AVX2 registers in the AVX2
-// copy, four SSE registers in the baseline (the compiler splits the type;
-// the 4 x 32 tile's accumulators then spill in those copies, which have not
-// been measured: docs/kernels.md).
-typedef float Vec __attribute__((vector_size(64)));
-constexpr int kLanes = 16;
+// L floats, one register of the instruction set the copy is built for
+// (cpu_isa.h): 16 for AVX-512, 8 for AVX2, 4 for the baseline (SSE, NEON).
+template <int L>
+struct Lanes {
+  typedef float Vec __attribute__((vector_size(4 * L)));
+};
 
-MCSERVE_HOT Vec Load(Vec, const float* p) {
-  Vec v;
+template <class V>
+MCSERVE_HOT V Load(V, const float* p) {
+  V v;
   std::memcpy(&v, p, sizeof v);
   return v;
 }
 MCSERVE_HOT float Load(float, const float* p) { return *p; }
-MCSERVE_HOT void Store(float* p, Vec v) { std::memcpy(p, &v, sizeof v); }
+template <class V>
+MCSERVE_HOT void Store(float* p, V v) {
+  std::memcpy(p, &v, sizeof v);
+}
 MCSERVE_HOT void Store(float* p, float v) { *p = v; }
 
-// acc[t][v] = columns [16v, 16v + 16) of row t of A B for t < TB, v < NV,
+// acc[t][v] = columns [Lv, Lv + L) of row t of A B for t < TB, v < NV,
 // where A(t, c) = a[t * rs + c * cs] and B(c, j) = b[c * ldb + j]. The
 // accumulators live in registers.
-template <int TB, int NV>
+template <int L, int TB, int NV, class Vec = typename Lanes<L>::Vec>
 MCSERVE_HOT void Block(const float* __restrict a, int64_t rs, int64_t cs, int64_t depth,
                        const float* __restrict b, int64_t ldb, Vec (&acc)[TB][NV]) {
 #pragma GCC unroll 8
@@ -39,7 +44,7 @@ MCSERVE_HOT void Block(const float* __restrict a, int64_t rs, int64_t cs, int64_
   for (int64_t c = 0; c < depth; ++c) {
     Vec row[NV];
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) row[v] = Load(Vec{}, b + c * ldb + v * kLanes);
+    for (int v = 0; v < NV; ++v) row[v] = Load(Vec{}, b + c * ldb + v * L);
 #pragma GCC unroll 8
     for (int t = 0; t < TB; ++t) {
       const float x = a[t * rs + c * cs];
@@ -50,35 +55,35 @@ MCSERVE_HOT void Block(const float* __restrict a, int64_t rs, int64_t cs, int64_
 }
 
 // The product A B ([rows, depth] x [depth, cols]) in register tiles of four
-// rows by 32 columns (narrower at the edges); epi(row, column, value) gets
-// each element once, as a Vec of 16 columns or, past the last whole 16, as
-// a float.
-template <class Epi>
+// rows by 2L columns (narrower at the edges; eight accumulator registers in
+// every copy); epi(row, column, value) gets each element once, as a vector
+// of L columns or, past the last whole L, as a float.
+template <int L, class Epi, class Vec = typename Lanes<L>::Vec>
 MCSERVE_HOT void Product(int64_t rows, int64_t cols, int64_t depth, const float* a, int64_t rs,
                          int64_t cs, const float* b, int64_t ldb, Epi epi) {
   int64_t j0 = 0;
-  for (; j0 + 2 * kLanes <= cols; j0 += 2 * kLanes) {
+  for (; j0 + 2 * L <= cols; j0 += 2 * L) {
     int64_t t0 = 0;
     for (; t0 + 4 <= rows; t0 += 4) {
       Vec acc[4][2];
-      Block<4, 2>(a + t0 * rs, rs, cs, depth, b + j0, ldb, acc);
+      Block<L, 4, 2>(a + t0 * rs, rs, cs, depth, b + j0, ldb, acc);
 #pragma GCC unroll 4
       for (int t = 0; t < 4; ++t) {
         epi(t0 + t, j0, acc[t][0]);
-        epi(t0 + t, j0 + kLanes, acc[t][1]);
+        epi(t0 + t, j0 + L, acc[t][1]);
       }
     }
     for (; t0 < rows; ++t0) {
       Vec acc[1][2];
-      Block<1, 2>(a + t0 * rs, rs, cs, depth, b + j0, ldb, acc);
+      Block<L, 1, 2>(a + t0 * rs, rs, cs, depth, b + j0, ldb, acc);
       epi(t0, j0, acc[0][0]);
-      epi(t0, j0 + kLanes, acc[0][1]);
+      epi(t0, j0 + L, acc[0][1]);
     }
   }
-  for (; j0 + kLanes <= cols; j0 += kLanes) {
+  for (; j0 + L <= cols; j0 += L) {
     for (int64_t t0 = 0; t0 < rows; ++t0) {
       Vec acc[1][1];
-      Block<1, 1>(a + t0 * rs, rs, cs, depth, b + j0, ldb, acc);
+      Block<L, 1, 1>(a + t0 * rs, rs, cs, depth, b + j0, ldb, acc);
       epi(t0, j0, acc[0][0]);
     }
   }
@@ -93,13 +98,14 @@ MCSERVE_HOT void Product(int64_t rows, int64_t cols, int64_t depth, const float*
 
 // Solves (I + L) X = B in place: lower [n, n] holds L strictly below its
 // diagonal (the diagonal and above are not read), x [n, cols] B on entry.
+template <int L>
 MCSERVE_HOT void SolveOne(int64_t n, int64_t cols, const float* lower, float* x) {
   // Row i: X_i = B_i - sum_{j<i} L_ij X_j, the rows above already solved.
   for (int64_t i = 1; i < n; ++i) {
     float* xi = x + i * cols;
-    Product(1, cols, i, lower + i * n, 0, 1, x, cols,
-            [xi](int64_t, int64_t j, auto v)
-                MCSERVE_HOT_LAMBDA { Store(xi + j, Load(v, xi + j) - v); });
+    Product<L>(1, cols, i, lower + i * n, 0, 1, x, cols,
+               [xi](int64_t, int64_t j, auto v)
+                   MCSERVE_HOT_LAMBDA { Store(xi + j, Load(v, xi + j) - v); });
   }
 }
 
@@ -120,7 +126,8 @@ struct OnlineScratch {
   }
 };
 
-MCSERVE_CPU_CLONES void OnlineHead(const SpanOnlineArgs& a, int64_t h, OnlineScratch& w) {
+template <int L>
+MCSERVE_HOT void OnlineHead(const SpanOnlineArgs& a, int64_t h, OnlineScratch& w) {
   const int64_t G = a.segments, C = a.seg_len, dk = a.dk, dv = a.dv, sd = dk * dv, wide = dv + dk;
   float* s = w.s.data();
   float* kt = w.kt.data();
@@ -144,30 +151,31 @@ MCSERVE_CPU_CLONES void OnlineHead(const SpanOnlineArgs& a, int64_t h, OnlineScr
     if (a.beta != nullptr) {
       // [W | Y] = (I + L)^-1 [diag(beta) V | diag(beta A) K], then U = W - Y S.
       const float* beta = a.beta + hg * C;
-      Product(C, C, dk, k, dk, 1, kt, C,
-              [lower, d, beta, C](int64_t t, int64_t j, auto x) MCSERVE_HOT_LAMBDA {
-                Store(lower + t * C + j, beta[t] * (x * Load(x, d + t * C + j)));
-              });
+      Product<L>(C, C, dk, k, dk, 1, kt, C,
+                 [lower, d, beta, C](int64_t t, int64_t j, auto x) MCSERVE_HOT_LAMBDA {
+                   Store(lower + t * C + j, beta[t] * (x * Load(x, d + t * C + j)));
+                 });
       for (int64_t t = 0; t < C; ++t) {
         const float bv = beta[t], bk = at != nullptr ? beta[t] * at[t] : beta[t];
         for (int64_t j = 0; j < dv; ++j) sol[t * wide + j] = bv * v[t * dv + j];
         for (int64_t j = 0; j < dk; ++j) sol[t * wide + dv + j] = bk * k[t * dk + j];
       }
-      SolveOne(C, wide, lower, sol);
+      SolveOne<L>(C, wide, lower, sol);
       float* uw = w.u.data();
-      Product(C, dv, dk, sol + dv, wide, 1, s, dv,
-              [uw, sol, wide, dv](int64_t t, int64_t j, auto x)
-                  MCSERVE_HOT_LAMBDA { Store(uw + t * dv + j, Load(x, sol + t * wide + j) - x); });
+      Product<L>(C, dv, dk, sol + dv, wide, 1, s, dv,
+                 [uw, sol, wide, dv](int64_t t, int64_t j, auto x) MCSERVE_HOT_LAMBDA {
+                   Store(uw + t * dv + j, Load(x, sol + t * wide + j) - x);
+                 });
       u = uw;
     }
     // o = A (Q S) + (Q K^T o D) U
-    Product(C, dv, dk, q, dk, 1, s, dv,
-            [o, at, dv](int64_t t, int64_t j, auto x)
-                MCSERVE_HOT_LAMBDA { Store(o + t * dv + j, at != nullptr ? at[t] * x : x); });
-    Product(C, C, dk, q, dk, 1, kt, C, [p, d, C](int64_t t, int64_t j, auto x) MCSERVE_HOT_LAMBDA {
-      Store(p + t * C + j, x * Load(x, d + t * C + j));
-    });
-    Product(C, dv, C, p, C, 1, u, dv, [o, dv](int64_t t, int64_t j, auto x) MCSERVE_HOT_LAMBDA {
+    Product<L>(C, dv, dk, q, dk, 1, s, dv,
+               [o, at, dv](int64_t t, int64_t j, auto x)
+                   MCSERVE_HOT_LAMBDA { Store(o + t * dv + j, at != nullptr ? at[t] * x : x); });
+    Product<L>(C, C, dk, q, dk, 1, kt, C,
+               [p, d, C](int64_t t, int64_t j, auto x)
+                   MCSERVE_HOT_LAMBDA { Store(p + t * C + j, x * Load(x, d + t * C + j)); });
+    Product<L>(C, dv, C, p, C, 1, u, dv, [o, dv](int64_t t, int64_t j, auto x) MCSERVE_HOT_LAMBDA {
       Store(o + t * dv + j, Load(x, o + t * dv + j) + x);
     });
     // S = A_C S + (diag(A_C / A) K)^T U: rows of K^T are columns of K.
@@ -180,9 +188,10 @@ MCSERVE_CPU_CLONES void OnlineHead(const SpanOnlineArgs& a, int64_t h, OnlineScr
       kin = kw;
     }
     const float decay = a.a_end != nullptr ? a.a_end[hg] : 1.0f;
-    Product(dk, dv, C, kin, 1, dk, u, dv,
-            [s, decay, dv](int64_t r, int64_t j, auto x)
-                MCSERVE_HOT_LAMBDA { Store(s + r * dv + j, decay * Load(x, s + r * dv + j) + x); });
+    Product<L>(dk, dv, C, kin, 1, dk, u, dv,
+               [s, decay, dv](int64_t r, int64_t j, auto x) MCSERVE_HOT_LAMBDA {
+                 Store(s + r * dv + j, decay * Load(x, s + r * dv + j) + x);
+               });
     if (g < a.closed) {
       std::memcpy(a.closed_state + (g * a.heads + h) * sd, s, sizeof(float) * sd);
       if (a.reset) std::fill(s, s + sd, 0.0f);
@@ -202,7 +211,8 @@ MCSERVE_HOT void SegmentWeights(const SpanReadArgs& a, int64_t reads, float* o, 
   }
 }
 
-MCSERVE_CPU_CLONES void ReadSegment(const SpanReadArgs& a, int64_t h, int64_t g, float* wt) {
+template <int L>
+MCSERVE_HOT void ReadSegment(const SpanReadArgs& a, int64_t h, int64_t g, float* wt) {
   const int64_t C = a.seg_len, dk = a.dk, dv = a.dv, n = a.n;
   const int64_t hg = h * a.segments + g, reads = std::min(a.n0 + g, n);
   const float* q = a.q + hg * C * dk;
@@ -213,24 +223,65 @@ MCSERVE_CPU_CLONES void ReadSegment(const SpanReadArgs& a, int64_t h, int64_t g,
     w = wt;
   }
   for (int64_t i = 0; i < reads; ++i) {
-    Product(C, dv, dk, q, dk, 1, a.ckpt + (h * n + i) * dk * dv, dv,
-            [o, w, i, n, dv](int64_t t, int64_t j, auto v) MCSERVE_HOT_LAMBDA {
-              Store(o + t * dv + j, Load(v, o + t * dv + j) + w[t * n + i] * v);
-            });
+    Product<L>(C, dv, dk, q, dk, 1, a.ckpt + (h * n + i) * dk * dv, dv,
+               [o, w, i, n, dv](int64_t t, int64_t j, auto v) MCSERVE_HOT_LAMBDA {
+                 Store(o + t * dv + j, Load(v, o + t * dv + j) + w[t * n + i] * v);
+               });
   }
 }
 
-}  // namespace
-
-void SpanOnlineCpu(const SpanOnlineArgs& a) {
+template <int L>
+MCSERVE_HOT void Online(const SpanOnlineArgs& a) {
   OnlineScratch w(a.seg_len, a.dk, a.dv);
-  for (int64_t h = 0; h < a.heads; ++h) OnlineHead(a, h, w);
+  for (int64_t h = 0; h < a.heads; ++h) OnlineHead<L>(a, h, w);
 }
 
-void SpanReadCpu(const SpanReadArgs& a) {
+template <int L>
+MCSERVE_HOT void Read(const SpanReadArgs& a) {
   std::vector<float> wt(a.weights == SpanWeights::kGiven ? 0 : a.seg_len * a.n);
   for (int64_t h = 0; h < a.heads; ++h) {
-    for (int64_t g = 0; g < a.segments; ++g) ReadSegment(a, h, g, wt.data());
+    for (int64_t g = 0; g < a.segments; ++g) ReadSegment<L>(a, h, g, wt.data());
+  }
+}
+
+// One entry per instruction set, each with its own vector width.
+void OnlineBaseline(const SpanOnlineArgs& a) { Online<4>(a); }
+void ReadBaseline(const SpanReadArgs& a) { Read<4>(a); }
+#if MCSERVE_HAVE_CPU_ISAS
+MCSERVE_TARGET_AVX2 void OnlineAvx2(const SpanOnlineArgs& a) { Online<8>(a); }
+MCSERVE_TARGET_AVX2 void ReadAvx2(const SpanReadArgs& a) { Read<8>(a); }
+MCSERVE_TARGET_AVX512 void OnlineAvx512(const SpanOnlineArgs& a) { Online<16>(a); }
+MCSERVE_TARGET_AVX512 void ReadAvx512(const SpanReadArgs& a) { Read<16>(a); }
+#endif
+
+// `isa`, or the best this CPU runs if it lacks it.
+CpuIsa Runnable(CpuIsa isa) { return CpuSupports(isa) ? isa : BestCpuIsa(); }
+
+}  // namespace
+
+void SpanOnlineCpu(const SpanOnlineArgs& a, CpuIsa isa) {
+  switch (Runnable(isa)) {
+#if MCSERVE_HAVE_CPU_ISAS
+    case CpuIsa::kAvx512:
+      return OnlineAvx512(a);
+    case CpuIsa::kAvx2:
+      return OnlineAvx2(a);
+#endif
+    default:
+      return OnlineBaseline(a);
+  }
+}
+
+void SpanReadCpu(const SpanReadArgs& a, CpuIsa isa) {
+  switch (Runnable(isa)) {
+#if MCSERVE_HAVE_CPU_ISAS
+    case CpuIsa::kAvx512:
+      return ReadAvx512(a);
+    case CpuIsa::kAvx2:
+      return ReadAvx2(a);
+#endif
+    default:
+      return ReadBaseline(a);
   }
 }
 

@@ -5,11 +5,15 @@
 //
 // Framework-free: raw row-major float32 pointers; each call allocates its
 // own small scratch (C x C blocks, a segment's weights). H heads, G segments
-// of C tokens, dk key and dv value dims.
+// of C tokens, dk key and dv value dims. `isa` picks the instruction set's
+// copy (the best this CPU runs by default; one it lacks falls back to that);
+// tests pass each to compare them.
 #ifndef MCSERVE_SERVER_KERNELS_SPAN_PREFILL_CPU_H_
 #define MCSERVE_SERVER_KERNELS_SPAN_PREFILL_CPU_H_
 
 #include <cstdint>
+
+#include "server/kernels/cpu_isa.h"
 
 namespace mcserve::kernels {
 
@@ -41,7 +45,7 @@ struct SpanOnlineArgs {
   float* closed_state = nullptr;  // [closed, H, dk, dv] out: the states at the boundaries
   float* s_end = nullptr;         // [H, dk, dv] out: the state after the span
 };
-void SpanOnlineCpu(const SpanOnlineArgs& a);
+void SpanOnlineCpu(const SpanOnlineArgs& a, CpuIsa isa = BestCpuIsa());
 
 // How the read weighs a token's checkpoints (w_ti) and its online read
 // (w_on, o_t scaled by it first), for the r = min(n0 + g, n) it may read.
@@ -62,7 +66,7 @@ struct SpanReadArgs {
   const float* w = nullptr;     // [H, G, C, n] kGiven only
   float* o = nullptr;  // [H, G, C, dv] the online read on entry, the aggregated read on return
 };
-void SpanReadCpu(const SpanReadArgs& a);
+void SpanReadCpu(const SpanReadArgs& a, CpuIsa isa = BestCpuIsa());
 
 }  // namespace mcserve::kernels
 

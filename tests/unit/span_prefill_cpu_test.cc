@@ -1,6 +1,7 @@
 // The span prefill's CPU loops against the same products written with
-// LibTorch, at sizes that reach every tile shape: rows in fours and single
-// rows, columns in 32s, 16s and single columns.
+// LibTorch, in every instruction set's copy this CPU runs (cpu_isa.h), at
+// sizes that reach every tile shape of each: rows in fours and single rows,
+// columns in twos of the copy's vector, single vectors and single columns.
 #include "server/kernels/span_prefill_cpu.h"
 
 #include <ATen/ATen.h>
@@ -8,7 +9,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <string>
 #include <tuple>
+#include <vector>
 
 #include "tests/support/test_models.h"
 
@@ -20,10 +23,23 @@ using Shape = std::tuple<int64_t, int64_t, int64_t>;
 
 using mcserve::testing::RelError;
 
-class SpanPrefillCpuTest : public ::testing::TestWithParam<Shape> {};
+class SpanPrefillCpuTest : public ::testing::TestWithParam<std::tuple<CpuIsa, Shape>> {
+ protected:
+  CpuIsa Isa() const { return std::get<0>(GetParam()); }
+  const Shape& Size() const { return std::get<1>(GetParam()); }
+};
+
+// The copies this CPU runs (the baseline always).
+std::vector<CpuIsa> RunnableIsas() {
+  std::vector<CpuIsa> isas;
+  for (CpuIsa isa : {CpuIsa::kBaseline, CpuIsa::kAvx2, CpuIsa::kAvx512}) {
+    if (CpuSupports(isa)) isas.push_back(isa);
+  }
+  return isas;
+}
 
 // The online part with LibTorch, segment by segment, from its definition.
-void CheckOnline(const Shape& shape, bool delta, bool decay, bool reset) {
+void CheckOnline(CpuIsa isa, const Shape& shape, bool delta, bool decay, bool reset) {
   const auto [C, dk, dv] = shape;
   at::manual_seed(2);
   const int64_t H = 2, G = 3, closed = 2;
@@ -63,7 +79,7 @@ void CheckOnline(const Shape& shape, bool delta, bool decay, bool reset) {
   a.o = o.data_ptr<float>();
   a.closed_state = closed_state.data_ptr<float>();
   a.s_end = s_end.data_ptr<float>();
-  SpanOnlineCpu(a);
+  SpanOnlineCpu(a, isa);
 
   at::Tensor s = s0;
   for (int64_t g = 0; g < G; ++g) {
@@ -95,13 +111,13 @@ TEST_P(SpanPrefillCpuTest, OnlinePartMatchesItsDefinitionSegmentBySegment) {
       for (const bool reset : {false, true}) {
         SCOPED_TRACE(::testing::Message()
                      << "delta " << delta << " decay " << decay << " reset " << reset);
-        CheckOnline(GetParam(), delta, decay, reset);
+        CheckOnline(Isa(), Size(), delta, decay, reset);
       }
     }
   }
 }
 
-void CheckRead(const Shape& shape, SpanWeights mode) {
+void CheckRead(CpuIsa isa, const Shape& shape, SpanWeights mode) {
   const auto [C, dk, dv] = shape;
   at::manual_seed(3);
   const int64_t H = 2, G = 4, n = 5, n0 = 2;  // segments read 2, 3, 4 and 5 checkpoints
@@ -121,7 +137,7 @@ void CheckRead(const Shape& shape, SpanWeights mode) {
   if (mode == SpanWeights::kGiven) a.w = w.data_ptr<float>();
   a.ckpt = ckpt.data_ptr<float>();
   a.o = o.data_ptr<float>();
-  SpanReadCpu(a);
+  SpanReadCpu(a, isa);
   for (int64_t g = 0; g < G; ++g) {
     const int64_t reads = std::min(n0 + g, n);
     const double mean = 1.0 / static_cast<double>(1 + reads);
@@ -139,21 +155,41 @@ void CheckRead(const Shape& shape, SpanWeights mode) {
 }
 
 TEST_P(SpanPrefillCpuTest, ReadAddsTheWeightedCheckpointReads) {
-  CheckRead(GetParam(), SpanWeights::kGiven);
+  CheckRead(Isa(), Size(), SpanWeights::kGiven);
 }
 
 TEST_P(SpanPrefillCpuTest, ReadWeighsResidualAndMeanItself) {
   {
     SCOPED_TRACE("residual");
-    CheckRead(GetParam(), SpanWeights::kResidual);
+    CheckRead(Isa(), Size(), SpanWeights::kResidual);
   }
   SCOPED_TRACE("mean");
-  CheckRead(GetParam(), SpanWeights::kMean);
+  CheckRead(Isa(), Size(), SpanWeights::kMean);
+}
+
+std::string CaseName(const ::testing::TestParamInfo<std::tuple<CpuIsa, Shape>>& info) {
+  const auto& [isa, shape] = info.param;
+  const auto [C, dk, dv] = shape;
+  return std::string(CpuIsaName(isa)) + "_C" + std::to_string(C) + "_dk" + std::to_string(dk) +
+         "_dv" + std::to_string(dv);
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, SpanPrefillCpuTest,
-                         ::testing::Values(Shape{7, 8, 8}, Shape{32, 32, 32}, Shape{5, 24, 40},
-                                           Shape{16, 48, 48}, Shape{9, 64, 128}, Shape{4, 17, 33}));
+                         ::testing::Combine(::testing::ValuesIn(RunnableIsas()),
+                                            ::testing::Values(Shape{7, 8, 8}, Shape{32, 32, 32},
+                                                              Shape{5, 24, 40}, Shape{16, 48, 48},
+                                                              Shape{9, 64, 128}, Shape{4, 17, 33},
+                                                              Shape{12, 20, 12})),
+                         CaseName);
+
+// The default copy is one this CPU runs; the names are MCSERVE_MAX_CPU_ISA's values.
+TEST(CpuIsaTest, TheDefaultIsARunnableCopy) {
+  EXPECT_TRUE(CpuSupports(CpuIsa::kBaseline));
+  EXPECT_TRUE(CpuSupports(BestCpuIsa()));
+  EXPECT_EQ(CpuIsaName(CpuIsa::kAvx512), "avx512");
+  EXPECT_EQ(CpuIsaName(CpuIsa::kAvx2), "avx2");
+  EXPECT_EQ(CpuIsaName(CpuIsa::kBaseline), "baseline");
+}
 
 }  // namespace
 }  // namespace mcserve::kernels

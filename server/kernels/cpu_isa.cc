@@ -1,0 +1,50 @@
+#include "server/kernels/cpu_isa.h"
+
+#include <cstdlib>
+
+namespace mcserve::kernels {
+namespace {
+
+CpuIsa Detect() {
+#if MCSERVE_HAVE_CPU_ISAS
+  // libgcc's checks include the OS's saving of the wider registers (XCR0).
+  if (__builtin_cpu_supports("avx512f")) return CpuIsa::kAvx512;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return CpuIsa::kAvx2;
+#endif
+  return CpuIsa::kBaseline;
+}
+
+CpuIsa Capped(CpuIsa best) {
+  const char* cap = std::getenv("MCSERVE_MAX_CPU_ISA");
+  if (cap == nullptr) return best;
+  for (CpuIsa isa : {CpuIsa::kBaseline, CpuIsa::kAvx2, CpuIsa::kAvx512}) {
+    if (CpuIsaName(isa) == cap) return isa < best ? isa : best;
+  }
+  return best;
+}
+
+}  // namespace
+
+bool CpuSupports(CpuIsa isa) {
+  static const CpuIsa detected = Detect();
+  return isa <= detected;
+}
+
+CpuIsa BestCpuIsa() {
+  static const CpuIsa best = Capped(Detect());
+  return best;
+}
+
+std::string_view CpuIsaName(CpuIsa isa) {
+  switch (isa) {
+    case CpuIsa::kAvx512:
+      return "avx512";
+    case CpuIsa::kAvx2:
+      return "avx2";
+    case CpuIsa::kBaseline:
+      break;
+  }
+  return "baseline";
+}
+
+}  // namespace mcserve::kernels
