@@ -24,6 +24,7 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include "bench/cpu_hardware.h"
 #include "server/kernels/mc_params.h"
 #include "server/model/mc_model.h"
 #include "server/util/flags_help.h"
@@ -52,34 +53,6 @@ std::vector<int32_t> Tokens(int n, uint32_t seed) {
   std::vector<int32_t> t(n);
   for (int32_t& x : t) x = static_cast<int32_t>(3 + rng() % 250);  // past bos/eos
   return t;
-}
-
-// This machine's limits, measured: copy bandwidth (bytes read + written per
-// second, 512 MiB buffers) and the float32 GEMM rate (1024 x 2048 x 2048).
-struct Hardware {
-  double copy_bytes_s = 0;
-  double gemm_flops_s = 0;
-};
-
-Hardware Measure() {
-  Hardware hw;
-  const at::Tensor a = at::rand({int64_t{128} << 20}), b = at::empty_like(a);
-  double best = 1e30;
-  for (int r = 0; r < 4; ++r) {
-    const auto t0 = Clock::now();
-    b.copy_(a);
-    best = std::min(best, Seconds(t0, Clock::now()));
-  }
-  hw.copy_bytes_s = 2.0 * static_cast<double>(a.nbytes()) / best;
-  const at::Tensor x = at::randn({1024, 2048}), w = at::randn({2048, 2048});
-  best = 1e30;
-  for (int r = 0; r < 4; ++r) {
-    const auto t0 = Clock::now();
-    const at::Tensor y = at::mm(x, w);
-    best = std::min(best, Seconds(t0, Clock::now()));
-  }
-  hw.gemm_flops_s = 2.0 * 1024 * 2048 * 2048 / best;
-  return hw;
 }
 
 // Weights every token multiplies by (all but the embedding lookup; a tied
@@ -205,7 +178,7 @@ int Run() {
   Bench bench(m->get(), max_b + 1, per_sess_ckpts * (max_b + 1) * 2);
   at::NoGradGuard no_grad;
 
-  const Hardware hw = Measure();
+  const CpuHardware hw = MeasureCpuHardware();
   const double params = static_cast<double>(MatmulParams(**m));
   const double state = static_cast<double>((*m)->state_bytes());
   const double ckpt = static_cast<double>((*m)->checkpoint_bytes());
