@@ -187,22 +187,27 @@ TEST_F(BadInputTest, InvalidUtf8IsInvalidArgumentNamingTheField) {
   ASSERT_TRUE(client().DeleteSession("utf8-bystander").ok());
 }
 
-TEST_F(BadInputTest, BusySessionIsFailedPrecondition) {
-  ASSERT_TRUE(client().CreateSession("busy").ok());
-  absl::Notification started;
-  std::thread t([&] {
-    absl::Status s =
-        client().Generate(LongRequest("long", 100, "busy"), [&](const v1::GenerateResponse&) {
-          if (!started.HasBeenNotified()) started.Notify();
-        });
-    EXPECT_TRUE(s.ok()) << s;
-  });
-  started.WaitForNotification();
-  Completion second = Collect(client(), TextRequest("again", 3, "busy"));
+// A session's second request while its first runs. The suite's server caps
+// max_tokens at 100, which a fast machine finishes before the second call
+// lands; this one runs a stream that only Abort ends.
+TEST(BusySessionTest, ASecondRequestWhileOneRunsIsFailedPrecondition) {
+  auto p = ServerProcess::Start(MCSERVE_DEFAULT_MODEL_DIR, {"--max_tokens_limit=1000000"});
+  ASSERT_TRUE(p.ok()) << p.status();
+  client::Client& c = (*p)->client();
+  ASSERT_TRUE(c.CreateSession("busy").ok());
+  v1::GenerateRequest long_one = LongRequest("long", 1000000, "busy");
+  long_one.set_request_id("busy-1");
+  RunningStream first(c, long_one);
+  Completion second = Collect(c, TextRequest("again", 3, "busy"));
   EXPECT_EQ(second.status.code(), absl::StatusCode::kFailedPrecondition) << second.status;
   EXPECT_NE(second.status.message().find("already has a request in flight"), std::string::npos);
-  t.join();
-  ASSERT_TRUE(client().DeleteSession("busy").ok());
+  EXPECT_FALSE(first.Ended());
+  const Completion ended = first.Stop();
+  EXPECT_TRUE(ended.status.ok()) << ended.status;
+  EXPECT_EQ(ended.last.finish_reason(), v1::FINISH_REASON_CANCELLED);
+  // Free again: the session serves its next request.
+  EXPECT_TRUE(Collect(c, TextRequest("again", 3, "busy")).status.ok());
+  ASSERT_TRUE(c.DeleteSession("busy").ok());
 }
 
 // A model whose vocabulary is padded past the byte tokenizer's 258 ids:

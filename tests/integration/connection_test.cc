@@ -67,42 +67,46 @@ TEST(ConnectionFlagsTest, MaxConnectionAgeSendsGoawayAndStreamsFinishInTheGrace)
   EXPECT_FALSE(LeavesReady(*pch, absl::Seconds(2)));
 }
 
+// A stream that only Abort ends holds the connection's one stream: a unary
+// call on it cannot start (it times out), one on another connection can;
+// without the limit the unary call overtakes the stream on the same
+// connection.
 TEST(ConnectionFlagsTest, MaxConcurrentStreamsMakesASecondCallWait) {
   for (bool limited : {true, false}) {
-    auto s = Start(limited ? std::vector<std::string>{"--grpc_max_concurrent_streams=1"}
-                           : std::vector<std::string>{});
+    SCOPED_TRACE(limited ? "limited" : "unlimited");
+    auto s = Start(limited ? std::vector<std::string>{"--max_tokens_limit=1000000",
+                                                      "--grpc_max_concurrent_streams=1"}
+                           : std::vector<std::string>{"--max_tokens_limit=1000000"});
     ASSERT_NE(s, nullptr);
     auto ch = Channel(*s);
     client::Client c(ch);
     ASSERT_TRUE(c.GetModelInfo().ok());  // connected, and the server's limit received
-    // When the stream's last message (the one with its finish reason) arrived.
-    std::atomic<int64_t> last_ns{0}, first_ns{0};
-    auto now_ns = [] { return Clock::now().time_since_epoch().count(); };
-    auto stream = std::async(std::launch::async, [&] {
-      return c.Generate(LongRequest("Memory caching ", 400), [&](const v1::GenerateResponse& r) {
-        if (first_ns == 0) first_ns = now_ns();
-        if (r.finish_reason() != v1::FINISH_REASON_UNSPECIFIED) last_ns = now_ns();
-      });
-    });
-    while (first_ns == 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    ASSERT_EQ(last_ns.load(), 0) << "the stream ended too soon to test with";
-    ASSERT_TRUE(c.GetModelInfo().ok());
-    const int64_t unary_ns = now_ns();
-    ASSERT_TRUE(stream.get().ok());
-    ASSERT_GT(last_ns.load(), first_ns.load());
-    // With one stream per connection the unary call could start only after
-    // the stream's end; without the limit it overtakes it. The two times are
-    // taken on different client threads (the stream's reader may record its
-    // last message a moment after the unary call returned on a loaded
-    // machine), so the test asks where in the stream the unary call returned:
-    // in its last half when limited, in its first half otherwise.
-    const double at = static_cast<double>(unary_ns - first_ns.load()) /
-                      static_cast<double>(last_ns.load() - first_ns.load());
+    v1::GenerateRequest r = LongRequest("Memory caching ", 1000000);
+    r.set_request_id("holds-the-stream");
+    RunningStream stream(c, r);
+    // Its own connection (gRPC shares one between channels with the same
+    // arguments unless told not to): for the unary call that must pass,
+    // and for the Abort when the first connection is full.
+    grpc::ChannelArguments own;
+    own.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    client::Client other(Channel(*s, own));
+    ASSERT_TRUE(other.GetModelInfo().ok());
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(limited ? 1 : 30));
+    v1::ModelInfo info;
+    const grpc::Status unary =
+        v1::Generation::NewStub(ch)->GetModelInfo(&ctx, v1::GetModelInfoRequest(), &info);
     if (limited) {
-      EXPECT_GT(at, 0.5) << "limited, returned at " << at << " of the stream";
+      EXPECT_EQ(unary.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << unary.error_message();
     } else {
-      EXPECT_LT(at, 0.5) << "unlimited, returned at " << at << " of the stream";
+      EXPECT_TRUE(unary.ok()) << unary.error_message();
     }
+    EXPECT_FALSE(stream.Ended());
+    const Completion ended = stream.Stop(&other);
+    EXPECT_TRUE(ended.status.ok()) << ended.status;
+    EXPECT_EQ(ended.last.finish_reason(), v1::FINISH_REASON_CANCELLED);
+    // The stream's end frees the connection for the next call.
+    EXPECT_TRUE(c.GetModelInfo().ok());
   }
 }
 

@@ -61,4 +61,35 @@ v1::GenerateRequest TokenRequest(const std::vector<uint32_t>& ids, uint32_t max_
   return r;
 }
 
+RunningStream::RunningStream(client::Client& c, v1::GenerateRequest request)
+    : client_(c), request_id_(request.request_id()) {
+  thread_ = std::thread([this, request = std::move(request)] {
+    absl::Status status = client_.Generate(request, [this](const v1::GenerateResponse& r) {
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        got_.tokens.insert(got_.tokens.end(), r.token_ids().begin(), r.token_ids().end());
+        ++got_.responses;
+        got_.last = r;
+      }
+      if (r.finish_reason() != v1::FINISH_REASON_UNSPECIFIED) ended_ = true;
+      if (!started_.HasBeenNotified()) started_.Notify();
+    });
+    std::lock_guard<std::mutex> lock(mu_);
+    got_.status = std::move(status);
+    if (!started_.HasBeenNotified()) started_.Notify();  // it failed before a message
+  });
+  started_.WaitForNotification();
+}
+
+RunningStream::~RunningStream() {
+  if (thread_.joinable()) Stop();
+}
+
+Completion RunningStream::Stop(client::Client* via) {
+  if (!ended_) (via != nullptr ? *via : client_).Abort(request_id_).IgnoreError();
+  thread_.join();
+  std::lock_guard<std::mutex> lock(mu_);
+  return got_;
+}
+
 }  // namespace mcserve::testing

@@ -2,10 +2,14 @@
 #ifndef MCSERVE_TESTS_SUPPORT_GENERATE_HELPERS_H_
 #define MCSERVE_TESTS_SUPPORT_GENERATE_HELPERS_H_
 
+#include <atomic>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/synchronization/notification.h"
 #include "client/mcserve_client.h"
 
 namespace mcserve::testing {
@@ -34,6 +38,35 @@ v1::GenerateRequest LongRequest(const std::string& prompt, uint32_t max_tokens,
                                 const std::string& session_id = "");
 v1::GenerateRequest TokenRequest(const std::vector<uint32_t>& ids, uint32_t max_tokens,
                                  const std::string& session_id = "", int64_t seed = -1);
+
+// A stream that cannot end on its own (a LongRequest of `max_tokens`,
+// far more than a test waits for, with `request_id` set), for tests that
+// need a request still running when their next call lands, however slow
+// the machine: the constructor returns once its first message has arrived,
+// and Stop() ends it with Abort.
+class RunningStream {
+ public:
+  RunningStream(client::Client& c, v1::GenerateRequest request);
+  ~RunningStream();  // Stop()s it if the test did not
+
+  // Whether its last message (the one with a finish reason) has arrived.
+  bool Ended() const { return ended_; }
+
+  // Aborts it through `via` (by default the client it runs on; a test
+  // whose connection allows one stream at a time passes another) and
+  // returns what it streamed: OK with FINISH_REASON_CANCELLED unless it
+  // had already ended.
+  Completion Stop(client::Client* via = nullptr);
+
+ private:
+  client::Client& client_;
+  const std::string request_id_;
+  absl::Notification started_;
+  std::atomic<bool> ended_{false};
+  std::mutex mu_;
+  Completion got_;  // under mu_ until the thread is joined
+  std::thread thread_;
+};
 
 }  // namespace mcserve::testing
 
