@@ -7,6 +7,7 @@ with a status: served, or refused with RESOURCE_EXHAUSTED, none lost or hung.
   /usr/bin/python3 tests/bench/serving_bench_test.py --server BIN --cli BIN --bench BIN --model DIR
 """
 import argparse
+import glob
 import json
 import os
 import signal
@@ -16,14 +17,12 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "support"))
-from checks import Checks, free_port, wait_for  # noqa: E402
+from checks import Checks, start_mcserve, wait_for  # noqa: E402
 
 
 def serve(args, tmp, flags):
-    port = free_port()
-    log = open(os.path.join(tmp, f"server-{port}.log"), "w")
-    proc = subprocess.Popen([args.server, f"--model={args.model}", f"--listen=127.0.0.1:{port}",
-                             "--metrics_listen="] + flags, stdout=log, stderr=subprocess.STDOUT)
+    log = os.path.join(tmp, f"server-{len(glob.glob(os.path.join(tmp, 'server-*.log')))}.log")
+    proc, port = start_mcserve(args.server, [f"--model={args.model}", "--metrics_listen="] + flags, log)
     wait_for("the server", lambda: subprocess.run(
         [args.cli, f"--addr=127.0.0.1:{port}", "health"], capture_output=True).returncode == 0, timeout=60)
     return proc, port

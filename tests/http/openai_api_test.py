@@ -18,7 +18,7 @@ import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "support"))
-from checks import Checks, cli_text, free_port, wait_for  # noqa: E402
+from checks import Checks, cli_text, start_mcserve, wait_for  # noqa: E402
 from tls_files import make_tls_files  # noqa: E402
 
 TOKEN = "http-test-token-7f3a"
@@ -33,13 +33,11 @@ def start(args, tmp, extra, model=None):
     for f in (port_file, metrics_file):
         if os.path.exists(f):
             os.remove(f)
-    grpc_port = free_port()
-    log = open(os.path.join(tmp, "server.log"), "w")
-    proc = subprocess.Popen(
-        [args.server, f"--model={model or args.model}", f"--listen=127.0.0.1:{grpc_port}",
-         "--metrics_listen=127.0.0.1:0", f"--metrics_port_file={metrics_file}",
-         "--http_listen=127.0.0.1:0", f"--http_port_file={port_file}", "--http_model_name=default"]
-        + extra, stdout=log, stderr=subprocess.STDOUT)
+    proc, grpc_port = start_mcserve(
+        args.server,
+        [f"--model={model or args.model}", "--metrics_listen=127.0.0.1:0", f"--metrics_port_file={metrics_file}",
+         "--http_listen=127.0.0.1:0", f"--http_port_file={port_file}", "--http_model_name=default"] + extra,
+        os.path.join(tmp, "server.log"))
     port = wait_for("the HTTP port file", lambda: open(port_file).read().strip(), timeout=60)
     metrics = wait_for("the metrics port file", lambda: open(metrics_file).read().strip(), timeout=60)
     return proc, int(port), grpc_port, int(metrics)

@@ -13,7 +13,7 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "support"))
-from checks import Checks, cli_text, free_port  # noqa: E402
+from checks import Checks, cli_text, start_mcserve  # noqa: E402
 from grpc_stubs import generate_stubs  # noqa: E402
 
 PROMPT = "@ k=7 ? k="
@@ -41,10 +41,8 @@ def main():
     from mcserve.v1 import generation_pb2 as pb
     from mcserve.v1 import generation_pb2_grpc as rpc
 
-    port = free_port()
-    log = open(os.path.join(tmp, "server.log"), "w")
-    proc = subprocess.Popen([args.server, f"--model={args.model}", f"--listen=127.0.0.1:{port}",
-                             "--metrics_listen="], stdout=log, stderr=subprocess.STDOUT)
+    proc, port = start_mcserve(args.server, [f"--model={args.model}", "--metrics_listen="],
+                               os.path.join(tmp, "server.log"))
     try:
         channel = grpc.insecure_channel(f"127.0.0.1:{port}")
         grpc.channel_ready_future(channel).result(timeout=60)

@@ -23,7 +23,6 @@ import json
 import os
 import random
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -31,7 +30,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "support"))
-from checks import Checks, free_port  # noqa: E402
+from checks import Checks, start_mcserve  # noqa: E402
 from grpc_stubs import generate_stubs  # noqa: E402
 
 OPS = [("complete", 5), ("stop", 2), ("cancel", 3), ("deadline", 2), ("abort", 2), ("fanout", 2),
@@ -172,13 +171,11 @@ def main():
     from mcserve.v1 import generation_pb2 as pb
     from mcserve.v1 import generation_pb2_grpc as rpc
 
-    port = free_port()
-    flags = [f"--model={args.model}", f"--listen=127.0.0.1:{port}", "--metrics_listen=", "--prefix_cache=false",
+    flags = [f"--model={args.model}", "--metrics_listen=", "--prefix_cache=false",
              "--log_level=warning", "--max_sessions=1024"]
     if args.leak_bytes:
         flags.append(f"--testonly_leak_bytes_per_request={args.leak_bytes}")
-    log = open(os.path.join(tmp, "server.log"), "w")
-    proc = subprocess.Popen([args.server] + flags, stdout=log, stderr=subprocess.STDOUT)
+    proc, port = start_mcserve(args.server, flags, os.path.join(tmp, "server.log"))
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     grpc.channel_ready_future(channel).result(timeout=60)
     stub = rpc.GenerationStub(channel)

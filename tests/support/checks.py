@@ -1,8 +1,10 @@
 """Helpers shared by the Python system tests (observability, routing, helm):
 free ports, waiting for a condition, and a list of named checks that prints
 each result and ends the run with an exit code."""
+import os
 import shutil
 import socket
+import subprocess
 import time
 
 
@@ -17,6 +19,27 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def start_mcserve(server, flags, log_path, timeout=60.0):
+    """Starts mcserve on a gRPC port it picks itself (--listen=127.0.0.1:0 and --port_file,
+    which it writes once it listens, after any other port files), so no other process can
+    take the port in between; returns (process, port). Raises if it exits first."""
+    port_file = log_path + ".port"
+    if os.path.exists(port_file):
+        os.remove(port_file)
+    log = open(log_path, "w")
+    proc = subprocess.Popen([server, "--listen=127.0.0.1:0", f"--port_file={port_file}"] + flags,
+                            stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"mcserve exited with {proc.returncode} before listening; see {log_path}")
+        if os.path.exists(port_file):
+            return proc, int(open(port_file).read().strip())
+        time.sleep(0.05)
+    proc.kill()
+    raise AssertionError(f"mcserve did not listen within {timeout} s; see {log_path}")
 
 
 def wait_for(what, fn, timeout=60.0, interval=0.1):
