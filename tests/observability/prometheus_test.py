@@ -17,7 +17,6 @@ import glob
 import json
 import math
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -149,12 +148,26 @@ scrape_configs:
         for k, s in enumerate(sessions):  # 201 prompt tokens (BOS + 200), 2 generated, ~6 checkpoints
             cli("generate", f"--session={s}", "--max_tokens=2", "--ignore_eos", long_prompt(k))
         cli("session", "delete", sessions[0])
-        after_text = http_get(metrics_url)
+        # The engine's gauges (sessions, evictions, the prefix cache) are published at the
+        # end of its loop, a moment after it answered; counters are recorded before the
+        # answer. So scrape until the publish that follows the delete (and so every command
+        # before it) is in, and likewise for the prefix hits below; the checks stay exact.
+        def scrape_when(ready, timeout=10.0):
+            deadline = time.time() + timeout
+            while True:
+                text = http_get(metrics_url)
+                if ready(parse_metrics(text)) or time.time() > deadline:
+                    return text
+                time.sleep(0.1)
+
+        after_text = scrape_when(lambda m: m.get("mcserve_sessions_active") == 5)
         after = parse_metrics(after_text)
         # After the counted sequence: a one-shot request that starts like session 1's
         # prompt reuses its six segments from the prefix cache (for the cache panels).
         cli("generate", "--max_tokens=1", "--ignore_eos", long_prompt(1) + "!")
-        hits = parse_metrics(http_get(metrics_url)).get("mcserve_prefix_cache_hits_total", 0)
+        hits_key = "mcserve_prefix_cache_hits_total"
+        base_hits = after.get(hits_key, 0)
+        hits = parse_metrics(scrape_when(lambda m: m.get(hits_key, 0) > base_hits)).get(hits_key, 0)
 
         def delta(key):
             return after.get(key, 0.0) - before.get(key, 0.0)
@@ -202,7 +215,12 @@ scrape_configs:
                     ("" if p.returncode == 0 else "\n" + p.stdout + p.stderr))
 
         # --- every dashboard expression through Prometheus ------------------
-        time.sleep(4)  # a few scrapes after the load, so rates see it
+        # Until Prometheus has scraped the load's last counts, then two scrapes more, so
+        # that rates over the load see it (a fixed sleep was a guess about a busy machine).
+        last_tokens = parse_metrics(http_get(metrics_url))["mcserve_generation_tokens_total"]
+        wait_for("Prometheus to scrape the load", lambda: any(
+            float(r["value"][1]) == last_tokens for r in query("mcserve_generation_tokens_total")), 30)
+        time.sleep(2)
         print("\ndashboard panels (each expression evaluated by Prometheus):")
         for path in sorted(glob.glob(os.path.join(DEPLOY, "grafana", "dashboards", "*.json"))):
             dash = json.load(open(path))
