@@ -8,8 +8,12 @@ namespace {
 CpuIsa Detect() {
 #if MCSERVE_HAVE_CPU_ISAS
   // libgcc's checks include the OS's saving of the wider registers (XCR0).
-  if (__builtin_cpu_supports("avx512f")) return CpuIsa::kAvx512;
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return CpuIsa::kAvx2;
+  // Its data is filled by a constructor; init first in case this runs
+  // before it (a no-op after).
+  __builtin_cpu_init();
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  if (avx2 && __builtin_cpu_supports("avx512f")) return CpuIsa::kAvx512;  // as its entries' target
+  if (avx2) return CpuIsa::kAvx2;
 #endif
   return CpuIsa::kBaseline;
 }

@@ -4,7 +4,7 @@
 // A kernel whose loops use GCC vector types is compiled once per set with
 // that set's own vector width (sixteen floats for AVX-512, eight for AVX2,
 // four for the baseline): a type wider than the set's registers is lowered
-// element by element through memory, 30-45x slower (docs/kernels.md).
+// element by element through memory, about 40x slower (docs/benchmarks.md).
 // `target_clones` (cpu_clones.h) cannot change a type per copy, so such a
 // kernel has one entry per set, marked MCSERVE_TARGET_AVX512 /
 // MCSERVE_TARGET_AVX2, and picks one with BestCpuIsa().
@@ -20,7 +20,8 @@ enum class CpuIsa { kBaseline = 0, kAvx2 = 1, kAvx512 = 2 };
 // The widest set this CPU (and its OS) runs, detected once, capped by the
 // environment variable MCSERVE_MAX_CPU_ISA (baseline, avx2 or avx512) when
 // it is set: a benchmark on an AVX-512 machine can measure the AVX2 copies.
-// An unknown value is ignored. Off x86 (GCC, ELF) always kBaseline.
+// An unknown value is ignored. (The cap is for the kernels that dispatch
+// here; `target_clones` functions pick their copy themselves.) Off x86 (GCC, ELF) always kBaseline.
 CpuIsa BestCpuIsa();
 
 // Whether this CPU runs `isa` (ignoring MCSERVE_MAX_CPU_ISA).
