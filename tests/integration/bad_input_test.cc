@@ -198,6 +198,7 @@ TEST(BusySessionTest, ASecondRequestWhileOneRunsIsFailedPrecondition) {
   v1::GenerateRequest long_one = LongRequest("long", 1000000, "busy");
   long_one.set_request_id("busy-1");
   RunningStream first(c, long_one);
+  ASSERT_TRUE(first.Running()) << first.Stop().status;
   Completion second = Collect(c, TextRequest("again", 3, "busy"));
   EXPECT_EQ(second.status.code(), absl::StatusCode::kFailedPrecondition) << second.status;
   EXPECT_NE(second.status.message().find("already has a request in flight"), std::string::npos);

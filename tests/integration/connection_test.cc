@@ -84,6 +84,7 @@ TEST(ConnectionFlagsTest, MaxConcurrentStreamsMakesASecondCallWait) {
     v1::GenerateRequest r = LongRequest("Memory caching ", 1000000);
     r.set_request_id("holds-the-stream");
     RunningStream stream(c, r);
+    ASSERT_TRUE(stream.Running()) << stream.Stop().status;
     // Its own connection (gRPC shares one between channels with the same
     // arguments unless told not to): for the unary call that must pass,
     // and for the Abort when the first connection is full.

@@ -203,6 +203,7 @@ TEST_F(OwnershipTest, QuotasRefuseTheirOwnerByNameAndNobodyElse) {
     v1::GenerateRequest long_one = LongRequest("keep going ", 100000);
     long_one.set_request_id("runs");
     RunningStream running(carol, long_one);
+    ASSERT_TRUE(running.Running()) << running.Stop().status;
     const Completion second = Collect(carol, LongRequest("y", 4));
     EXPECT_EQ(second.status.code(), absl::StatusCode::kResourceExhausted) << second.status;
     EXPECT_NE(second.status.message().find("quota 'requests' of principal 'carol'"),

@@ -128,7 +128,8 @@ scrape_configs:
         def settled():  # a first scrape of a busy server may time out: wait for the next ones
             t = targets()
             return (t["tls_token"]["health"] == "up" and t["tls_wrong_token"]["health"] == "down"
-                    and t["plain_http"]["health"] == "down" and t)
+                    and "401" in t["tls_wrong_token"]["lastError"] and t["plain_http"]["health"] == "down"
+                    and t)
         try:
             t = wait_for("the targets' health to settle", settled, timeout=30)
         except AssertionError:

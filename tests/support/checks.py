@@ -1,6 +1,7 @@
 """Helpers shared by the Python system tests (observability, routing, helm):
-free ports, waiting for a condition, and a list of named checks that prints
-each result and ends the run with an exit code."""
+starting mcserve on a port of its own, free ports (for other programs), waiting
+for a condition, and a list of named checks that prints each result and ends
+the run with an exit code."""
 import os
 import shutil
 import socket
@@ -28,9 +29,9 @@ def start_mcserve(server, flags, log_path, timeout=60.0):
     port_file = log_path + ".port"
     if os.path.exists(port_file):
         os.remove(port_file)
-    log = open(log_path, "w")
-    proc = subprocess.Popen([server, "--listen=127.0.0.1:0", f"--port_file={port_file}"] + flags,
-                            stdout=log, stderr=subprocess.STDOUT)
+    with open(log_path, "w") as log:  # the child keeps its own descriptor
+        proc = subprocess.Popen([server, "--listen=127.0.0.1:0", f"--port_file={port_file}"] + flags,
+                                stdout=log, stderr=subprocess.STDOUT)
     deadline = time.time() + timeout
     while time.time() < deadline:
         if proc.poll() is not None:
@@ -39,6 +40,7 @@ def start_mcserve(server, flags, log_path, timeout=60.0):
             return proc, int(open(port_file).read().strip())
         time.sleep(0.05)
     proc.kill()
+    proc.wait()
     raise AssertionError(f"mcserve did not listen within {timeout} s; see {log_path}")
 
 

@@ -1,5 +1,7 @@
 #include "tests/support/generate_helpers.h"
 
+#include <gtest/gtest.h>
+
 namespace mcserve::testing {
 namespace {
 
@@ -63,31 +65,56 @@ v1::GenerateRequest TokenRequest(const std::vector<uint32_t>& ids, uint32_t max_
 
 RunningStream::RunningStream(client::Client& c, v1::GenerateRequest request)
     : client_(c), request_id_(request.request_id()) {
+  if (request_id_.empty()) ADD_FAILURE() << "a RunningStream needs a request_id to Abort it by";
   thread_ = std::thread([this, request = std::move(request)] {
-    absl::Status status = client_.Generate(request, [this](const v1::GenerateResponse& r) {
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        got_.tokens.insert(got_.tokens.end(), r.token_ids().begin(), r.token_ids().end());
-        ++got_.responses;
-        got_.last = r;
-      }
-      if (r.finish_reason() != v1::FINISH_REASON_UNSPECIFIED) ended_ = true;
-      if (!started_.HasBeenNotified()) started_.Notify();
-    });
+    absl::Status status = client_.Generate(
+        request,
+        [this](const v1::GenerateResponse& r) {
+          {
+            std::lock_guard<std::mutex> lock(mu_);
+            got_.tokens.insert(got_.tokens.end(), r.token_ids().begin(), r.token_ids().end());
+            ++got_.responses;
+            got_.last = r;
+          }
+          if (r.finish_reason() != v1::FINISH_REASON_UNSPECIFIED) ended_ = true;
+          if (!started_.HasBeenNotified()) {
+            started_ok_ = true;
+            started_.Notify();
+          }
+        },
+        {},
+        [this](grpc::ClientContext* ctx) {
+          std::lock_guard<std::mutex> lock(mu_);
+          context_ = ctx;
+        });
     std::lock_guard<std::mutex> lock(mu_);
+    context_ = nullptr;
     got_.status = std::move(status);
+    returned_ = true;
     if (!started_.HasBeenNotified()) started_.Notify();  // it failed before a message
   });
   started_.WaitForNotification();
 }
 
 RunningStream::~RunningStream() {
-  if (thread_.joinable()) Stop();
+  if (!thread_.joinable()) return;
+  Cancel();
+  thread_.join();
+}
+
+void RunningStream::Cancel() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (context_ != nullptr) context_->TryCancel();
 }
 
 Completion RunningStream::Stop(client::Client* via) {
-  if (!ended_) (via != nullptr ? *via : client_).Abort(request_id_).IgnoreError();
-  thread_.join();
+  if (thread_.joinable()) {
+    if (!ended_ && !returned_) {
+      const absl::Status aborted = (via != nullptr ? *via : client_).Abort(request_id_);
+      if (!aborted.ok() && !ended_) Cancel();
+    }
+    thread_.join();
+  }
   std::lock_guard<std::mutex> lock(mu_);
   return got_;
 }

@@ -42,29 +42,37 @@ v1::GenerateRequest TokenRequest(const std::vector<uint32_t>& ids, uint32_t max_
 // A stream that cannot end on its own (a LongRequest of `max_tokens`,
 // far more than a test waits for, with `request_id` set), for tests that
 // need a request still running when their next call lands, however slow
-// the machine: the constructor returns once its first message has arrived,
-// and Stop() ends it with Abort.
+// the machine: the constructor returns once its first message has arrived
+// (or the call failed: Running() says which), and Stop() ends it with
+// Abort.
 class RunningStream {
  public:
   RunningStream(client::Client& c, v1::GenerateRequest request);
-  ~RunningStream();  // Stop()s it if the test did not
+  // Cancels the call if the test did not Stop() it (no Abort: a test that
+  // failed early may hold the only stream its connection allows).
+  ~RunningStream();
 
+  // Streaming: a first message came and neither a last one nor an error.
+  bool Running() const { return started_ok_ && !ended_ && !returned_; }
   // Whether its last message (the one with a finish reason) has arrived.
   bool Ended() const { return ended_; }
 
   // Aborts it through `via` (by default the client it runs on; a test
-  // whose connection allows one stream at a time passes another) and
-  // returns what it streamed: OK with FINISH_REASON_CANCELLED unless it
-  // had already ended.
+  // whose connection allows one stream at a time passes another; the call
+  // is cancelled if the Abort fails) and returns what it streamed: OK with
+  // FINISH_REASON_CANCELLED unless it had already ended. Again: the same.
   Completion Stop(client::Client* via = nullptr);
 
  private:
+  void Cancel();  // TryCancel()s the call if it is still in flight
+
   client::Client& client_;
   const std::string request_id_;
   absl::Notification started_;
-  std::atomic<bool> ended_{false};
+  std::atomic<bool> started_ok_{false}, ended_{false}, returned_{false};
   std::mutex mu_;
-  Completion got_;  // under mu_ until the thread is joined
+  grpc::ClientContext* context_ = nullptr;  // under mu_, while the call runs
+  Completion got_;                          // under mu_ until the thread is joined
   std::thread thread_;
 };
 
