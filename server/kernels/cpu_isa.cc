@@ -18,6 +18,11 @@ CpuIsa Detect() {
   return CpuIsa::kBaseline;
 }
 
+CpuIsa Detected() {
+  static const CpuIsa detected = Detect();
+  return detected;
+}
+
 CpuIsa Capped(CpuIsa best) {
   const char* cap = std::getenv("MCSERVE_MAX_CPU_ISA");
   if (cap == nullptr) return best;
@@ -29,13 +34,10 @@ CpuIsa Capped(CpuIsa best) {
 
 }  // namespace
 
-bool CpuSupports(CpuIsa isa) {
-  static const CpuIsa detected = Detect();
-  return isa <= detected;
-}
+bool CpuSupports(CpuIsa isa) { return isa <= Detected(); }
 
 CpuIsa BestCpuIsa() {
-  static const CpuIsa best = Capped(Detect());
+  static const CpuIsa best = Capped(Detected());
   return best;
 }
 

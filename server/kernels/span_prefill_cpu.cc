@@ -244,7 +244,12 @@ MCSERVE_HOT void Read(const SpanReadArgs& a) {
   }
 }
 
-// One entry per instruction set, each with its own vector width.
+// One pair of entries per instruction set, each with its own vector width.
+struct Entries {
+  void (*online)(const SpanOnlineArgs&);
+  void (*read)(const SpanReadArgs&);
+};
+
 void OnlineBaseline(const SpanOnlineArgs& a) { Online<4>(a); }
 void ReadBaseline(const SpanReadArgs& a) { Read<4>(a); }
 #if MCSERVE_HAVE_CPU_ISAS
@@ -254,35 +259,24 @@ MCSERVE_TARGET_AVX512 void OnlineAvx512(const SpanOnlineArgs& a) { Online<16>(a)
 MCSERVE_TARGET_AVX512 void ReadAvx512(const SpanReadArgs& a) { Read<16>(a); }
 #endif
 
-// `isa`, or the best this CPU runs if it lacks it.
-CpuIsa Runnable(CpuIsa isa) { return CpuSupports(isa) ? isa : BestCpuIsa(); }
+// `isa`'s entries, or those of the best set this CPU runs if it lacks it.
+Entries For(CpuIsa isa) {
+  switch (CpuSupports(isa) ? isa : BestCpuIsa()) {
+#if MCSERVE_HAVE_CPU_ISAS
+    case CpuIsa::kAvx512:
+      return {OnlineAvx512, ReadAvx512};
+    case CpuIsa::kAvx2:
+      return {OnlineAvx2, ReadAvx2};
+#endif
+    default:
+      return {OnlineBaseline, ReadBaseline};
+  }
+}
 
 }  // namespace
 
-void SpanOnlineCpu(const SpanOnlineArgs& a, CpuIsa isa) {
-  switch (Runnable(isa)) {
-#if MCSERVE_HAVE_CPU_ISAS
-    case CpuIsa::kAvx512:
-      return OnlineAvx512(a);
-    case CpuIsa::kAvx2:
-      return OnlineAvx2(a);
-#endif
-    default:
-      return OnlineBaseline(a);
-  }
-}
+void SpanOnlineCpu(const SpanOnlineArgs& a, CpuIsa isa) { For(isa).online(a); }
 
-void SpanReadCpu(const SpanReadArgs& a, CpuIsa isa) {
-  switch (Runnable(isa)) {
-#if MCSERVE_HAVE_CPU_ISAS
-    case CpuIsa::kAvx512:
-      return ReadAvx512(a);
-    case CpuIsa::kAvx2:
-      return ReadAvx2(a);
-#endif
-    default:
-      return ReadBaseline(a);
-  }
-}
+void SpanReadCpu(const SpanReadArgs& a, CpuIsa isa) { For(isa).read(a); }
 
 }  // namespace mcserve::kernels
