@@ -27,7 +27,7 @@ import urllib.parse
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "support"))
-from checks import Checks, free_port, wait_for  # noqa: E402
+from checks import Checks, free_port, start_mcserve, wait_for  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEPLOY = os.path.join(ROOT, "deploy")
@@ -82,18 +82,16 @@ def main():
     procs = []
     try:
         # --- the server ---------------------------------------------------
-        port_file, mport_file = os.path.join(tmp, "port"), os.path.join(tmp, "mport")
-        server_log = open(os.path.join(tmp, "server.log"), "w")
-        server = subprocess.Popen(
-            [args.server, f"--model={args.model}", "--listen=127.0.0.1:0", f"--port_file={port_file}",
-             "--metrics_listen=127.0.0.1:0", f"--metrics_port_file={mport_file}",
+        mport_file = os.path.join(tmp, "mport")  # written before the gRPC port file
+        server, port = start_mcserve(
+            args.server,
+            [f"--model={args.model}", "--metrics_listen=127.0.0.1:0", f"--metrics_port_file={mport_file}",
              f"--checkpoint_pool={8 * CKPT_BYTES}", f"--host_pool={64 * CKPT_BYTES}", "--threads=1",
              # per-segment prefill pieces: a 200-token prompt's six segments are reusable
              "--prefill_piece=32"],
-            stdout=server_log, stderr=subprocess.STDOUT)
+            os.path.join(tmp, "server.log"))
         procs.append(server)
-        wait_for("server port", lambda: os.path.exists(port_file))
-        addr = "127.0.0.1:" + open(port_file).read().strip()
+        addr = f"127.0.0.1:{port}"
         metrics_url = f"http://127.0.0.1:{open(mport_file).read().strip()}/metrics"
 
         # --- Prometheus -----------------------------------------------------

@@ -18,7 +18,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "support"))
-from checks import Checks, free_port, wait_for  # noqa: E402
+from checks import Checks, free_port, start_mcserve, wait_for  # noqa: E402
 from tls_files import make_tls_files  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -80,14 +80,11 @@ def run(args, checks, tmp, tls):
     try:
         backends = []
         for i in range(REPLICAS):
-            port_file = os.path.join(tmp, f"port{i}")
-            log = open(os.path.join(tmp, f"server{i}.log"), "w")
-            procs.append(subprocess.Popen(
-                [args.server, f"--model={args.model}", "--listen=127.0.0.1:0",
-                 f"--port_file={port_file}", "--metrics_listen=", "--threads=1", *server_flags],
-                stdout=log, stderr=subprocess.STDOUT))
-            wait_for(f"replica {i}", lambda: os.path.exists(port_file))
-            backends.append("127.0.0.1:" + open(port_file).read().strip())
+            proc, port = start_mcserve(
+                args.server, [f"--model={args.model}", "--metrics_listen=", "--threads=1", *server_flags],
+                os.path.join(tmp, f"server{i}.log"))
+            procs.append(proc)
+            backends.append(f"127.0.0.1:{port}")
 
         router = f"127.0.0.1:{free_port()}"
         conf = open(os.path.join(ROOT, "helm", "mcserve", "files", "mcserve-router.conf.template")).read()
